@@ -1,0 +1,3 @@
+from wopr_platform.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,72 @@
+"""The `wopr-platform` command: serve, migrate, version."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from wopr_platform import __version__
+from wopr_platform.config.logging import configure_logging
+from wopr_platform.config.settings import Settings, SettingsError, load_settings
+
+
+def _settings_or_exit() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as err:
+        print(f"wopr-platform: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _serve() -> int:
+    import uvicorn
+
+    from wopr_platform.api.app import create_app
+
+    settings = _settings_or_exit()
+    configure_logging(settings.log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def _migrate() -> int:
+    from wopr_platform.db.engine import create_engine
+    from wopr_platform.db.migrate import upgrade
+
+    settings = _settings_or_exit()
+    configure_logging(settings.log_level)
+
+    async def run() -> None:
+        engine = create_engine(settings.database_url)
+        try:
+            await upgrade(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+    print("database is at the newest schema")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script."""
+    parser = argparse.ArgumentParser(prog="wopr-platform", description="Control plane for WOPR bot fleets.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run the API and the background loops")
+    sub.add_parser("migrate", help="apply database migrations and exit")
+    sub.add_parser("version", help="print the version")
+    args = parser.parse_args(argv)
+    if args.command == "version":
+        print(__version__)
+        return 0
+    if args.command == "migrate":
+        return _migrate()
+    return _serve()

@@ -1,0 +1,102 @@
+"""Settings read from the environment, with the original service's names and defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from wopr_platform.images.reference import ImageReference, InvalidReference
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+class Settings(BaseSettings):
+    """Every knob of the platform; built once by the composition root and passed down."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    port: int = Field(3100, ge=1, le=65535, validation_alias="PORT")
+    host: str = Field("0.0.0.0", min_length=1, validation_alias="HOST")
+    env: Literal["development", "production", "test"] = Field(
+        "development", validation_alias=AliasChoices("ENV", "NODE_ENV")
+    )
+    log_level: LogLevel = Field("info", validation_alias="LOG_LEVEL")
+    fleet_api_token: SecretStr | None = Field(None, validation_alias="FLEET_API_TOKEN")
+    data_dir: Path = Field(Path("./data"), validation_alias="WOPR_DATA_DIR")
+    database_url_setting: str | None = Field(None, validation_alias="DATABASE_URL")
+    docker_host: str = Field("unix:///var/run/docker.sock", validation_alias="DOCKER_HOST")
+    docker_timeout: float = Field(60.0, gt=0, le=600, validation_alias="DOCKER_TIMEOUT")
+    image_allowlist: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["ghcr.io/wopr-network/"], validation_alias="FLEET_IMAGE_ALLOWLIST"
+    )
+    max_body_bytes: int = Field(1_048_576, ge=1024, validation_alias="FLEET_MAX_BODY_BYTES")
+    stop_timeout: int = Field(10, ge=0, le=300, validation_alias="FLEET_STOP_TIMEOUT")
+    health_interval: float = Field(10.0, gt=0, le=3600, validation_alias="FLEET_HEALTH_INTERVAL")
+    health_timeout: float = Field(2.0, gt=0, le=60, validation_alias="FLEET_HEALTH_TIMEOUT")
+    health_retries: int = Field(3, ge=1, le=100, validation_alias="FLEET_HEALTH_RETRIES")
+    stats_interval: float = Field(10.0, gt=0, le=3600, validation_alias="FLEET_STATS_INTERVAL")
+    resync_interval: float = Field(30.0, gt=0, le=3600, validation_alias="FLEET_RESYNC_INTERVAL")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_level(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip().lower()
+            return "warning" if value == "warn" else value
+        return value
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _lower_env(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("image_allowlist", mode="before")
+    @classmethod
+    def _split_allowlist(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            for entry in value:
+                try:
+                    ImageReference.check_allowlist_entry(str(entry))
+                except InvalidReference as err:
+                    raise ValueError(f"{entry!r}: {err}") from err
+        return value
+
+    @property
+    def database_url(self) -> str:
+        """The SQLAlchemy URL: the configured one, or a SQLite file in the data dir."""
+        if self.database_url_setting:
+            return self.database_url_setting
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'wopr-platform.db').resolve()}"
+
+
+class SettingsError(Exception):
+    """A setting could not be parsed; the message is one line naming the variable."""
+
+
+_ALIASES = {
+    "port": "PORT",
+    "host": "HOST",
+    "env": "ENV",
+    "log_level": "LOG_LEVEL",
+    "fleet_api_token": "FLEET_API_TOKEN",
+    "data_dir": "WOPR_DATA_DIR",
+    "database_url_setting": "DATABASE_URL",
+    "docker_host": "DOCKER_HOST",
+    "image_allowlist": "FLEET_IMAGE_ALLOWLIST",
+}
+
+
+def load_settings() -> Settings:
+    """Read the environment; a bad value raises SettingsError with one readable line."""
+    try:
+        return Settings()
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "?"
+        name = _ALIASES.get(field, field.upper())
+        raise SettingsError(f"invalid setting {name}: {first['msg']}") from None

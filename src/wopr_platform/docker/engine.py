@@ -1,0 +1,355 @@
+"""The Docker adapter: the only module that talks to the engine (through aiodocker).
+
+Engine errors are translated into the project's own: unreachable → EngineUnavailable, 404 → EngineNotFound,
+409 → EngineConflict, slow → EngineTimeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import aiodocker
+import aiohttp
+from aiodocker.exceptions import DockerError
+
+from wopr_platform.docker.types import (
+    DATA_MOUNT,
+    INSTANCE_PORT,
+    LABEL_BOT_ID,
+    LABEL_MANAGED,
+    LABEL_TENANT,
+    ContainerInfo,
+    ContainerSpec,
+    ContainerStats,
+    EngineEvent,
+)
+from wopr_platform.errors import (
+    EngineConflict,
+    EngineError,
+    EngineNotFound,
+    EngineTimeout,
+    EngineUnavailable,
+    ImageUnavailable,
+)
+
+log = logging.getLogger(__name__)
+
+API_VERSION = "v1.41"
+WATCHED_EVENTS = ("create", "start", "restart", "die", "stop", "kill", "oom", "destroy", "pause", "unpause")
+ON_FAILURE_RETRIES = 5
+_UNREACHABLE = 900  # aiodocker's status for "cannot connect"
+_FRACTION = re.compile(r"\.(\d+)")
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    """Docker's RFC 3339 times (nanoseconds, `Z`, zero value for "never") as aware datetimes."""
+    if not text or text.startswith("0001-01-01"):
+        return None
+    text = _FRACTION.sub(lambda m: "." + m.group(1)[:6].ljust(6, "0"), text, count=1)
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+@contextmanager
+def _translate(what: str) -> Iterator[None]:
+    """Map aiodocker/aiohttp failures of `what` to the project's errors."""
+    try:
+        yield
+    except DockerError as err:
+        message = str(err.message).strip()
+        if err.status == _UNREACHABLE:
+            raise EngineUnavailable(
+                "Docker engine is unreachable", details={"operation": what, "reason": message}
+            ) from err
+        if err.status == 404:
+            raise EngineNotFound(f"{what}: not found", details={"reason": message}) from err
+        if err.status == 409:
+            raise EngineConflict(f"{what}: conflict", details={"reason": message}) from err
+        raise EngineError(f"{what} failed", details={"status": err.status, "reason": message}) from err
+    except TimeoutError as err:
+        raise EngineTimeout(f"{what}: Docker engine timed out", details={"operation": what}) from err
+    except aiohttp.ClientError as err:
+        raise EngineUnavailable(
+            "Docker engine is unreachable", details={"operation": what, "reason": str(err)}
+        ) from err
+
+
+def _ip_of(networks: dict[str, Any] | None) -> str | None:
+    for network in (networks or {}).values():
+        address = network.get("IPAddress")
+        if address:
+            return str(address)
+    return None
+
+
+class DockerEngine:
+    """Container, volume, image, log, event and stats operations on one engine."""
+
+    def __init__(self, url: str, *, timeout: float) -> None:
+        self._url = url
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._request_seconds = timeout
+        self._client: aiodocker.Docker | None = None
+
+    @property
+    def client(self) -> aiodocker.Docker:
+        if self._client is None:
+            self._client = aiodocker.Docker(url=self._url, api_version=API_VERSION, timeout=self._timeout)
+        return self._client
+
+    async def close(self) -> None:
+        """Release the connection pool."""
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    async def ping(self) -> None:
+        """Raise EngineUnavailable unless the engine answers `/_ping`."""
+        with _translate("ping"):
+            async with asyncio.timeout(5):
+                await self.client._query_json("_ping", versioned_api=False)
+
+    # images -------------------------------------------------------------------------------------------
+
+    async def image_present(self, image: str) -> bool:
+        """True when the engine holds `image` locally."""
+        try:
+            with _translate("inspect image"):
+                await self.client.images.inspect(image)
+        except EngineNotFound:
+            return False
+        return True
+
+    async def pull(self, image: str) -> None:
+        """Pull `image`; failure → ImageUnavailable with the registry's reason."""
+        try:
+            with _translate("pull image"):
+                await self.client.images.pull(image)
+        except (EngineError, EngineNotFound) as err:
+            raise ImageUnavailable(
+                f"image {image} could not be pulled",
+                details={"image": image, "reason": err.details.get("reason")},
+            ) from err
+
+    async def ensure_image(self, image: str) -> None:
+        """Make sure `image` is present locally, pulling it when it is not."""
+        if not await self.image_present(image):
+            await self.pull(image)
+
+    # volumes ------------------------------------------------------------------------------------------
+
+    async def ensure_volume(self, name: str, labels: dict[str, str]) -> None:
+        """Create the named volume (idempotent: an existing one is kept with its data)."""
+        with _translate("create volume"):
+            await self.client._query_json("volumes/create", method="POST", data={"Name": name, "Labels": labels})
+
+    async def remove_volume(self, name: str) -> None:
+        """Remove the named volume; a volume that is already gone is fine."""
+        try:
+            with _translate("remove volume"):
+                await self.client._query_json(f"volumes/{name}", method="DELETE")
+        except EngineNotFound:
+            return
+
+    async def volume_exists(self, name: str) -> bool:
+        try:
+            with _translate("inspect volume"):
+                await self.client._query_json(f"volumes/{name}")
+        except EngineNotFound:
+            return False
+        return True
+
+    # containers ---------------------------------------------------------------------------------------
+
+    async def create(self, spec: ContainerSpec) -> str:
+        """Create (not start) a container from `spec`; returns its id."""
+        restart: dict[str, Any] = {"Name": spec.restart_policy}
+        if spec.restart_policy == "on-failure":
+            restart["MaximumRetryCount"] = ON_FAILURE_RETRIES
+        config: dict[str, Any] = {
+            "Image": spec.image,
+            "Env": [f"{key}={value}" for key, value in spec.env.items()],
+            "Labels": spec.labels,
+            "ExposedPorts": {f"{INSTANCE_PORT}/tcp": {}},
+            "StopTimeout": spec.stop_timeout,
+            "HostConfig": {
+                "Init": True,
+                "RestartPolicy": restart,
+                "Mounts": [{"Type": "volume", "Source": spec.volume, "Target": DATA_MOUNT}],
+                "LogConfig": {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
+            },
+        }
+        with _translate("create container"):
+            container = await self.client.containers.create(config, name=spec.name)
+        return str(container.id)
+
+    async def start(self, container_id: str) -> None:
+        """Start the container (a no-op when it already runs)."""
+        with _translate("start container"):
+            await self.client.containers.container(container_id).start()
+
+    async def stop(self, container_id: str, grace: int) -> None:
+        """Stop the container, killing it after `grace` seconds (a no-op when it is not running)."""
+        with _translate("stop container"):
+            await self.client._query_json(
+                f"containers/{container_id}/stop",
+                method="POST",
+                params={"t": grace},
+                timeout=aiohttp.ClientTimeout(total=grace + self._request_seconds),
+            )
+
+    async def restart(self, container_id: str, grace: int) -> None:
+        """Restart the container with `grace` seconds before a kill."""
+        with _translate("restart container"):
+            await self.client._query_json(
+                f"containers/{container_id}/restart",
+                method="POST",
+                params={"t": grace},
+                timeout=aiohttp.ClientTimeout(total=grace + self._request_seconds),
+            )
+
+    async def rename(self, container_id: str, name: str) -> None:
+        """Give the container a new name."""
+        with _translate("rename container"):
+            await self.client._query_json(f"containers/{container_id}/rename", method="POST", params={"name": name})
+
+    async def update_restart_policy(self, container_id: str, policy: str) -> None:
+        """Change the restart policy in place (no recreate needed)."""
+        restart: dict[str, Any] = {"Name": policy}
+        if policy == "on-failure":
+            restart["MaximumRetryCount"] = ON_FAILURE_RETRIES
+        with _translate("update container"):
+            await self.client._query_json(
+                f"containers/{container_id}/update", method="POST", data={"RestartPolicy": restart}
+            )
+
+    async def remove(self, container_id: str) -> None:
+        """Force-remove the container (its named volume stays); already gone is fine."""
+        try:
+            with _translate("remove container"):
+                await self.client.containers.container(container_id).delete(force=True, v=False)
+        except EngineNotFound:
+            return
+
+    async def inspect(self, container_id: str) -> ContainerInfo:
+        """Full description of one container."""
+        with _translate("inspect container"):
+            data = await self.client._query_json(f"containers/{container_id}/json")
+        return self._from_inspect(data)
+
+    async def list_managed(self) -> list[ContainerInfo]:
+        """Every container the platform manages, in one label-filtered call."""
+        filters = json.dumps({"label": [f"{LABEL_MANAGED}=true"]})
+        with _translate("list containers"):
+            rows = await self.client._query_json("containers/json", params={"all": "1", "filters": filters})
+        return [self._from_list(row) for row in rows]
+
+    async def logs(self, container_id: str, tail: int) -> str:
+        """The last `tail` lines of stdout and stderr, as text."""
+        with _translate("read logs"):
+            lines = await self.client.containers.container(container_id).log(stdout=True, stderr=True, tail=tail)
+        return "".join(lines)
+
+    async def stats(self, container_id: str) -> ContainerStats | None:
+        """One sample of the container's counters without waiting for the daemon's second tick."""
+        with _translate("read stats"):
+            data = await self.client._query_json(
+                f"containers/{container_id}/stats", params={"stream": "0", "one-shot": "1"}
+            )
+        cpu = data.get("cpu_stats") or {}
+        memory = data.get("memory_stats") or {}
+        if not cpu.get("cpu_usage") or "usage" not in memory:
+            return None
+        usage = int(memory.get("usage", 0))
+        cache = int((memory.get("stats") or {}).get("total_inactive_file", 0) or 0)
+        return ContainerStats(
+            cpu_total_ns=int(cpu["cpu_usage"].get("total_usage", 0)),
+            system_cpu_ns=int(cpu.get("system_cpu_usage", 0)),
+            online_cpus=int(cpu.get("online_cpus") or len(cpu["cpu_usage"].get("percpu_usage") or [1])),
+            memory_usage_bytes=max(usage - cache, 0),
+            memory_limit_bytes=int(memory.get("limit", 0)),
+        )
+
+    async def events(self, since: float | None = None) -> AsyncIterator[EngineEvent]:
+        """Stream container events of managed containers (replayed from `since`) until the connection ends."""
+        filters = json.dumps({"type": ["container"], "label": [f"{LABEL_MANAGED}=true"], "event": list(WATCHED_EVENTS)})
+        params = {"filters": filters}
+        if since is not None:
+            params["since"] = f"{since:.3f}"
+        with _translate("subscribe to events"):
+            response = await self.client._do_query(
+                "events", method="GET", params=params, timeout=aiohttp.ClientTimeout()
+            )
+        try:
+            while True:
+                with _translate("read events"):
+                    line = await response.content.readline()
+                if not line:
+                    return
+                try:
+                    raw = json.loads(line)
+                except ValueError:
+                    continue
+                actor = raw.get("Actor") or {}
+                attributes = {str(k): str(v) for k, v in (actor.get("Attributes") or {}).items()}
+                time_ns = raw.get("timeNano") or int(raw.get("time", 0)) * 1_000_000_000
+                yield EngineEvent(
+                    action=str(raw.get("Action") or raw.get("status") or "").split(":")[0],
+                    container_id=str(actor.get("ID") or raw.get("id") or ""),
+                    bot_id=attributes.get(LABEL_BOT_ID),
+                    time=datetime.fromtimestamp(time_ns / 1e9, UTC),
+                    attributes=attributes,
+                )
+        finally:
+            response.close()
+
+    # translation --------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _from_inspect(data: dict[str, Any]) -> ContainerInfo:
+        config = data.get("Config") or {}
+        state = data.get("State") or {}
+        labels = config.get("Labels") or {}
+        return ContainerInfo(
+            id=str(data["Id"]),
+            name=str(data.get("Name", "")).lstrip("/"),
+            bot_id=labels.get(LABEL_BOT_ID),
+            tenant_id=labels.get(LABEL_TENANT),
+            state=str(state.get("Status", "unknown")),
+            image=str(config.get("Image", "")),
+            image_id=str(data.get("Image", "")),
+            created_at=_parse_time(data.get("Created")),
+            started_at=_parse_time(state.get("StartedAt")),
+            finished_at=_parse_time(state.get("FinishedAt")),
+            exit_code=state.get("ExitCode"),
+            oom_killed=bool(state.get("OOMKilled")),
+            restart_count=int(data.get("RestartCount") or 0),
+            ip_address=_ip_of((data.get("NetworkSettings") or {}).get("Networks")),
+            labels=dict(labels),
+            env=list(config.get("Env") or []),
+            detailed=True,
+        )
+
+    @staticmethod
+    def _from_list(row: dict[str, Any]) -> ContainerInfo:
+        labels = row.get("Labels") or {}
+        names = row.get("Names") or [""]
+        created = row.get("Created")
+        return ContainerInfo(
+            id=str(row["Id"]),
+            name=str(names[0]).lstrip("/"),
+            bot_id=labels.get(LABEL_BOT_ID),
+            tenant_id=labels.get(LABEL_TENANT),
+            state=str(row.get("State", "unknown")),
+            image=str(row.get("Image", "")),
+            image_id=str(row.get("ImageID", "")),
+            created_at=datetime.fromtimestamp(created, UTC) if created else None,
+            ip_address=_ip_of((row.get("NetworkSettings") or {}).get("Networks")),
+            labels=dict(labels),
+        )

@@ -1,0 +1,70 @@
+"""What the Docker adapter speaks: the project's own view of containers and engine events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+LABEL_MANAGED = "wopr.managed"
+LABEL_BOT_ID = "wopr.bot-id"
+LABEL_TENANT = "wopr.tenant"
+INSTANCE_PORT = 7437
+DATA_MOUNT = "/data"
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerSpec:
+    """Everything needed to create one bot container; every name in it was derived by the platform."""
+
+    name: str
+    image: str
+    env: dict[str, str]
+    labels: dict[str, str]
+    volume: str
+    restart_policy: str
+    stop_timeout: int
+
+
+@dataclass(slots=True)
+class ContainerInfo:
+    """One managed container as the engine last described it."""
+
+    id: str
+    name: str
+    bot_id: str | None
+    tenant_id: str | None
+    state: str
+    image: str
+    image_id: str
+    created_at: datetime | None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    exit_code: int | None = None
+    oom_killed: bool = False
+    restart_count: int = 0
+    ip_address: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    env: list[str] = field(default_factory=list)
+    detailed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class EngineEvent:
+    """A container event from the engine's event stream."""
+
+    action: str
+    container_id: str
+    bot_id: str | None
+    time: datetime
+    attributes: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerStats:
+    """One raw sample of a container's resource counters."""
+
+    cpu_total_ns: int
+    system_cpu_ns: int
+    online_cpus: int
+    memory_usage_bytes: int
+    memory_limit_bytes: int

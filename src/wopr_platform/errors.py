@@ -1,0 +1,91 @@
+"""The project's one error root: every expected failure carries an HTTP status and a stable code."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class PlatformError(Exception):
+    """Base of every error the platform raises on purpose; rendered as `{"error", "details"}`."""
+
+    status: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: dict[str, Any] = {"code": self.code, **(details or {})}
+
+
+class ValidationFailed(PlatformError):
+    status = 400
+    code = "validation_failed"
+
+
+class Unauthorized(PlatformError):
+    status = 401
+    code = "unauthorized"
+
+
+class NotFound(PlatformError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(PlatformError):
+    status = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(PlatformError):
+    status = 413
+    code = "payload_too_large"
+
+
+class UpstreamFailed(PlatformError):
+    """An outside system (a registry pulling an image) failed the request."""
+
+    status = 502
+    code = "upstream_failed"
+
+
+class ServiceUnavailable(PlatformError):
+    status = 503
+    code = "service_unavailable"
+
+
+class EngineUnavailable(ServiceUnavailable):
+    """The Docker engine cannot be reached."""
+
+    code = "engine_unavailable"
+
+
+class EngineTimeout(ServiceUnavailable):
+    """The Docker engine did not answer in time."""
+
+    code = "engine_timeout"
+
+
+class EngineError(PlatformError):
+    """The Docker engine refused an operation for a reason that is not the caller's fault."""
+
+    status = 500
+    code = "engine_error"
+
+
+class EngineNotFound(NotFound):
+    """The engine has no such object (container, volume, image)."""
+
+    code = "engine_not_found"
+
+
+class EngineConflict(Conflict):
+    """The engine reports a conflict (name in use, container not in the right state)."""
+
+    code = "engine_conflict"
+
+
+class ImageUnavailable(UpstreamFailed):
+    """The image could not be found locally nor pulled."""
+
+    code = "image_unavailable"

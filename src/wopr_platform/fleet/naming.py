@@ -1,0 +1,49 @@
+"""Every name that reaches Docker is derived here, from ids the platform chose, never from raw input."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+
+from wopr_platform.docker.types import LABEL_BOT_ID, LABEL_MANAGED, LABEL_TENANT
+
+LABEL_SPEC_HASH = "wopr.spec-hash"
+TENANT_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+DEFAULT_TENANT = "default"
+
+
+def container_name(bot_id: str) -> str:
+    """`wopr-<bot uuid>`: unique across tenants because the uuid is."""
+    return f"wopr-{bot_id}"
+
+
+def parked_container_name(bot_id: str, container_id: str) -> str:
+    """The name a bot's previous container carries while its replacement is tried."""
+    return f"wopr-{bot_id}-prev-{container_id[:12]}"
+
+
+def volume_name(tenant_id: str, volume: str) -> str:
+    """`wopr.<tenant>.<volume>`: tenants hold no '.', so two tenants' volumes can never share a name."""
+    if not TENANT_RE.match(tenant_id):
+        raise ValueError(f"invalid tenant id {tenant_id!r}")
+    return f"wopr.{tenant_id}.{volume}"
+
+
+def default_volume(bot_id: str) -> str:
+    return f"data-{bot_id}"
+
+
+def labels(tenant_id: str, bot_id: str, spec_hash: str) -> dict[str, str]:
+    return {
+        LABEL_MANAGED: "true",
+        LABEL_BOT_ID: bot_id,
+        LABEL_TENANT: tenant_id,
+        LABEL_SPEC_HASH: spec_hash,
+    }
+
+
+def spec_hash(image: str, env: dict[str, str], volume: str, restart_policy: str) -> str:
+    """A digest of the container-relevant profile fields, stamped on the container to spot drift."""
+    payload = json.dumps({"image": image, "env": env, "volume": volume, "restart": restart_policy}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]

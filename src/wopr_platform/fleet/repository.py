@@ -1,0 +1,70 @@
+"""All SQL about bots."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from wopr_platform.db.models import Bot
+from wopr_platform.errors import Conflict
+
+
+def _conflict(err: IntegrityError) -> Conflict:
+    text = str(err.orig).lower()
+    if "volume" in text:
+        return Conflict("volumeName is already used by another bot", details={"field": "volumeName"})
+    return Conflict("a bot with this name already exists", details={"field": "name"})
+
+
+class BotRepository:
+    """Bots of one session; every read is scoped to a tenant."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def list(self, tenant_id: str) -> Sequence[Bot]:
+        result = await self._session.execute(
+            select(Bot).where(Bot.tenant_id == tenant_id).order_by(Bot.created_at, Bot.id)
+        )
+        return result.scalars().all()
+
+    async def get(self, tenant_id: str, bot_id: str) -> Bot | None:
+        result = await self._session.execute(select(Bot).where(Bot.tenant_id == tenant_id, Bot.id == bot_id))
+        return result.scalar_one_or_none()
+
+    async def add(self, bot: Bot) -> None:
+        """Insert; a taken name or volume in the tenant is a Conflict."""
+        self._session.add(bot)
+        try:
+            await self._session.flush()
+        except IntegrityError as err:
+            raise _conflict(err) from None
+
+    async def flush(self) -> None:
+        """Write pending changes; a taken name or volume in the tenant is a Conflict."""
+        try:
+            await self._session.flush()
+        except IntegrityError as err:
+            raise _conflict(err) from None
+
+    async def delete(self, bot_id: str) -> None:
+        await self._session.execute(delete(Bot).where(Bot.id == bot_id))
+
+    async def taken(self, tenant_id: str, bot_id: str, *, name: str | None, volume: str | None) -> str | None:
+        """Which of `name` / `volume` another bot of the tenant already uses (None when both are free)."""
+        if name is not None:
+            found = await self._session.execute(
+                select(Bot.id).where(Bot.tenant_id == tenant_id, Bot.name == name, Bot.id != bot_id)
+            )
+            if found.first():
+                return "name"
+        if volume is not None:
+            found = await self._session.execute(
+                select(Bot.id).where(Bot.tenant_id == tenant_id, Bot.volume_name == volume, Bot.id != bot_id)
+            )
+            if found.first():
+                return "volumeName"
+        return None

@@ -1,0 +1,98 @@
+"""HTTP routes of the fleet: parse, call one service method, shape the answer."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from wopr_platform.api.auth import Operator
+from wopr_platform.errors import NotFound
+from wopr_platform.fleet.schemas import BotCreate, BotDetail, BotList, BotPatch, BotProfile, Ok
+from wopr_platform.fleet.service import FleetService
+
+router = APIRouter(prefix="/fleet", tags=["fleet"])
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def _service(request: Request) -> FleetService:
+    service: FleetService = request.app.state.fleet
+    return service
+
+
+def _bot_id(bot_id: Annotated[str, Path(max_length=64)]) -> str:
+    """A bot id must be a UUID; anything else cannot name a bot, so it is a 404."""
+    if not _UUID.match(bot_id):
+        raise NotFound("bot not found", details={"botId": bot_id[:64]})
+    return bot_id.lower()
+
+
+Fleet = Annotated[FleetService, Depends(_service)]
+BotId = Annotated[str, Depends(_bot_id)]
+_OK = {"ok": True}
+
+
+@router.get("/bots", response_model=BotList)
+async def list_bots(principal: Operator, fleet: Fleet) -> JSONResponse:
+    """All bots of the caller's tenant with their live status."""
+    return JSONResponse({"bots": await fleet.list_bots(principal.tenant_id)})
+
+
+@router.post("/bots", status_code=201, response_model=BotProfile)
+async def create_bot(body: BotCreate, principal: Operator, fleet: Fleet) -> JSONResponse:
+    """Create a bot and start it."""
+    return JSONResponse(await fleet.create_bot(principal.tenant_id, body), status_code=201)
+
+
+@router.get("/bots/{bot_id}", response_model=BotDetail)
+async def get_bot(bot_id: BotId, principal: Operator, fleet: Fleet) -> JSONResponse:
+    return JSONResponse(await fleet.get_bot(principal.tenant_id, bot_id))
+
+
+@router.patch("/bots/{bot_id}", response_model=BotProfile)
+async def patch_bot(bot_id: BotId, body: BotPatch, principal: Operator, fleet: Fleet) -> JSONResponse:
+    """Change a bot's profile; its container is recreated only when that is needed."""
+    return JSONResponse(await fleet.patch_bot(principal.tenant_id, bot_id, body))
+
+
+@router.delete("/bots/{bot_id}", response_model=Ok)
+async def delete_bot(
+    bot_id: BotId,
+    principal: Operator,
+    fleet: Fleet,
+    remove_volumes: Annotated[bool, Query(alias="removeVolumes", strict=False)] = False,
+) -> JSONResponse:
+    """Remove a bot and its container; `removeVolumes=true` also removes its data volume."""
+    await fleet.delete_bot(principal.tenant_id, bot_id, remove_volumes=remove_volumes)
+    return JSONResponse(_OK)
+
+
+@router.post("/bots/{bot_id}/start", response_model=Ok)
+async def start_bot(bot_id: BotId, principal: Operator, fleet: Fleet) -> JSONResponse:
+    await fleet.start_bot(principal.tenant_id, bot_id)
+    return JSONResponse(_OK)
+
+
+@router.post("/bots/{bot_id}/stop", response_model=Ok)
+async def stop_bot(bot_id: BotId, principal: Operator, fleet: Fleet) -> JSONResponse:
+    await fleet.stop_bot(principal.tenant_id, bot_id)
+    return JSONResponse(_OK)
+
+
+@router.post("/bots/{bot_id}/restart", response_model=Ok)
+async def restart_bot(bot_id: BotId, principal: Operator, fleet: Fleet) -> JSONResponse:
+    await fleet.restart_bot(principal.tenant_id, bot_id)
+    return JSONResponse(_OK)
+
+
+@router.get("/bots/{bot_id}/logs", response_class=PlainTextResponse)
+async def bot_logs(
+    bot_id: BotId,
+    principal: Operator,
+    fleet: Fleet,
+    tail: Annotated[int, Query(strict=False)] = 100,
+) -> PlainTextResponse:
+    """The last `tail` (1..10000) lines of the bot's output."""
+    return PlainTextResponse(await fleet.logs(principal.tenant_id, bot_id, tail))

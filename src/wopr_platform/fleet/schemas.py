@@ -1,0 +1,176 @@
+"""The fleet API's request and response shapes (camelCase on the wire, as the original service's clients expect)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from wopr_platform.fleet.cron import InvalidCron, validate_cron
+
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,62}$")
+VOLUME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
+ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,255}$")
+MAX_ENV_ENTRIES = 200
+MAX_ENV_VALUE = 32_768
+RESERVED_ENV = frozenset({"WOPR_HOME"})
+
+RestartPolicy = Literal["no", "always", "on-failure", "unless-stopped"]
+ReleaseChannel = Literal["canary", "staging", "stable", "pinned"]
+
+
+def _trim(value: object) -> object:
+    return value.strip() if isinstance(value, str) else value
+
+
+def _check_name(value: str) -> str:
+    if not NAME_RE.match(value):
+        raise ValueError("name must be 1-63 letters, digits, '_' or '-', starting with a letter or digit")
+    return value
+
+
+def _check_volume(value: str) -> str:
+    if "/" in value or "\\" in value or ".." in value or not VOLUME_RE.match(value):
+        raise ValueError(
+            "volumeName must be 1-63 letters, digits, '_', '.' or '-', start with a letter or digit, "
+            "and contain no path or '..'"
+        )
+    return value
+
+
+def _check_env(value: dict[str, str]) -> dict[str, str]:
+    if len(value) > MAX_ENV_ENTRIES:
+        raise ValueError(f"env has more than {MAX_ENV_ENTRIES} entries")
+    for key, item in value.items():
+        if not ENV_KEY_RE.match(key):
+            raise ValueError(f"env key {key[:64]!r} is not a valid variable name ([A-Za-z_][A-Za-z0-9_]*)")
+        if key in RESERVED_ENV:
+            raise ValueError(f"env key {key} is set by the platform")
+        if "\x00" in item:
+            raise ValueError(f"env value of {key} contains a NUL byte")
+        if len(item) > MAX_ENV_VALUE:
+            raise ValueError(f"env value of {key} is longer than {MAX_ENV_VALUE} characters")
+    return value
+
+
+def _check_policy(value: str) -> str:
+    if value in ("on-push", "nightly", "manual"):
+        return value
+    if value.startswith("cron:"):
+        try:
+            validate_cron(value[len("cron:") :])
+        except InvalidCron as err:
+            raise ValueError(f"invalid cron expression: {err}") from err
+        return value
+    raise ValueError("updatePolicy must be on-push, nightly, manual or cron:<expression>")
+
+
+def _check_image(value: str) -> str:
+    if not value or len(value) > 512 or any(ch.isspace() or ch == "\x00" for ch in value):
+        raise ValueError("image must be a non-empty image reference without spaces")
+    return value
+
+
+BotName = Annotated[str, BeforeValidator(_trim), Field(max_length=63), AfterValidator(_check_name)]
+VolumeName = Annotated[str, Field(max_length=63), AfterValidator(_check_volume)]
+EnvMap = Annotated[dict[str, str], AfterValidator(_check_env)]
+UpdatePolicy = Annotated[str, Field(max_length=200), AfterValidator(_check_policy)]
+Image = Annotated[str, AfterValidator(_check_image)]
+Description = Annotated[str, Field(max_length=2000)]
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, strict=True, extra="forbid")
+
+
+class BotCreate(_Wire):
+    """POST /fleet/bots."""
+
+    name: BotName
+    image: Image
+    description: Description = ""
+    env: EnvMap = Field(default_factory=dict)
+    restart_policy: RestartPolicy = "unless-stopped"
+    volume_name: VolumeName | None = None
+    release_channel: ReleaseChannel = "stable"
+    update_policy: UpdatePolicy = "manual"
+
+
+class BotPatch(_Wire):
+    """PATCH /fleet/bots/{id}: only the fields given change."""
+
+    name: BotName | None = None
+    image: Image | None = None
+    description: Description | None = None
+    env: EnvMap | None = None
+    restart_policy: RestartPolicy | None = None
+    volume_name: VolumeName | None = None
+    release_channel: ReleaseChannel | None = None
+    update_policy: UpdatePolicy | None = None
+
+    def changes(self) -> dict[str, Any]:
+        """The fields the request actually set, by attribute name (null counts as not set)."""
+        return {k: v for k, v in self.model_dump(exclude_unset=True).items() if v is not None}
+
+
+class Stats(_Wire):
+    cpu_percent: float
+    memory_usage_mb: float
+    memory_limit_mb: float
+    memory_percent: float
+
+
+class BotProfile(_Wire):
+    """A bot's desired state as stored."""
+
+    id: str
+    name: str
+    description: str
+    image: str
+    env: dict[str, str]
+    restart_policy: str
+    volume_name: str
+    release_channel: str
+    update_policy: str
+    desired_state: Literal["running", "stopped"]
+    created_at: datetime
+    updated_at: datetime
+
+
+class BotStatus(_Wire):
+    """A bot as it is now: desired state joined with what the engine last reported."""
+
+    id: str
+    name: str
+    description: str
+    image: str
+    container_id: str | None
+    state: str
+    health: Literal["healthy", "unhealthy", "starting", "none"]
+    uptime: int | None
+    started_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    desired_state: Literal["running", "stopped"]
+    stats: Stats | None
+
+
+class BotDetail(BotStatus):
+    """GET /fleet/bots/{id}: the status plus the rest of the profile."""
+
+    env: dict[str, str]
+    restart_policy: str
+    volume_name: str
+    release_channel: str
+    update_policy: str
+
+
+class BotList(_Wire):
+    bots: list[BotStatus]
+
+
+class Ok(_Wire):
+    ok: bool = True

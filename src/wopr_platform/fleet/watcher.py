@@ -1,0 +1,116 @@
+"""Keeps ObservedState true: the engine's event stream, plus a periodic full resync as a safety net."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from wopr_platform.docker.engine import DockerEngine
+from wopr_platform.docker.types import EngineEvent
+from wopr_platform.errors import EngineNotFound, PlatformError
+from wopr_platform.fleet.health import HealthMonitor
+from wopr_platform.fleet.observed import ObservedState
+
+log = logging.getLogger(__name__)
+
+RECONNECT_MIN_SECONDS = 0.5
+RECONNECT_MAX_SECONDS = 10.0
+
+
+class EngineWatcher:
+    """Background loop `engine-watcher`: subscribe to container events, resync every `resync_interval`."""
+
+    name = "engine-watcher"
+
+    def __init__(
+        self,
+        engine: DockerEngine,
+        observed: ObservedState,
+        health: HealthMonitor,
+        *,
+        resync_interval: float,
+    ) -> None:
+        self._engine = engine
+        self._observed = observed
+        self._health = health
+        self._resync_interval = resync_interval
+        self.connected = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        backoff = RECONNECT_MIN_SECONDS
+        while not stop.is_set():
+            try:
+                await self._follow(stop)
+                backoff = RECONNECT_MIN_SECONDS
+            except PlatformError as err:
+                self.connected.clear()
+                self._observed.mark_stale(err.message)
+                log.warning("engine watch interrupted", extra={"reason": err.message})
+            except Exception:
+                self.connected.clear()
+                self._observed.mark_stale("engine watcher failed")
+                log.exception("engine watcher failed")
+            if stop.is_set():
+                return
+            try:
+                async with asyncio.timeout(backoff):
+                    await stop.wait()
+            except TimeoutError:
+                pass
+            backoff = min(backoff * 2, RECONNECT_MAX_SECONDS)
+
+    async def resync(self) -> None:
+        """Replace observed state by a full listing, then fill in detail where the listing lacks it."""
+        self._observed.replace_all(await self._engine.list_managed())
+        for container_id in self._observed.needing_detail():
+            await self._refresh(container_id)
+        self._health.kick()
+
+    async def _follow(self, stop: asyncio.Event) -> None:
+        since = time.time() - 1
+        await self.resync()
+        self.connected.set()
+        consumer = asyncio.create_task(self._consume(since))
+        resyncer = asyncio.create_task(self._resync_periodically())
+        stopper = asyncio.create_task(stop.wait())
+        tasks: tuple[asyncio.Task[object], ...] = (consumer, resyncer, stopper)
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if stopper in done:
+            return
+        for task in done:
+            error = task.exception()
+            if error is not None:
+                raise error
+        raise PlatformError("engine closed the event stream")
+
+    async def _consume(self, since: float) -> None:
+        """Apply events (replayed from `since`, so nothing between the listing and the subscription is lost)."""
+        async for event in self._engine.events(since=since):
+            await self._handle(event)
+
+    async def _resync_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self._resync_interval)
+            await self.resync()
+
+    async def _handle(self, event: EngineEvent) -> None:
+        if event.action == "destroy":
+            self._observed.forget(event.container_id)
+            return
+        await self._refresh(event.container_id)
+        if event.action in ("start", "restart"):
+            self._health.kick()
+
+    async def _refresh(self, container_id: str) -> None:
+        try:
+            info = await self._engine.inspect(container_id)
+        except EngineNotFound:
+            self._observed.forget(container_id)
+            return
+        self._observed.apply(info)
