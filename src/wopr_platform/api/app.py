@@ -55,7 +55,7 @@ def create_app(settings: Settings) -> FastAPI:
         db = create_engine(settings.database_url)
         await upgrade(db)
         sessions = create_sessionmaker(db)
-        docker = DockerEngine(settings.docker_host, timeout=settings.docker_timeout)
+        docker = DockerEngine(settings.docker_host, timeout=settings.docker_timeout, platform_id=settings.platform_id)
         instances = InstanceClient(timeout=settings.health_timeout)
         observed = ObservedState()
         health = HealthMonitor(observed, instances, interval=settings.health_interval, retries=settings.health_retries)

@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     fleet_api_token: SecretStr | None = Field(None, validation_alias="FLEET_API_TOKEN")
     data_dir: Path = Field(Path("./data"), validation_alias="WOPR_DATA_DIR")
     database_url_setting: str | None = Field(None, validation_alias="DATABASE_URL")
+    platform_id: str = Field(
+        "default", pattern=r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$", validation_alias="WOPR_PLATFORM_ID"
+    )
     docker_host: str = Field("unix:///var/run/docker.sock", validation_alias="DOCKER_HOST")
     docker_timeout: float = Field(60.0, gt=0, le=600, validation_alias="DOCKER_TIMEOUT")
     image_allowlist: Annotated[list[str], NoDecode] = Field(
@@ -87,6 +90,7 @@ _ALIASES = {
     "data_dir": "WOPR_DATA_DIR",
     "database_url_setting": "DATABASE_URL",
     "docker_host": "DOCKER_HOST",
+    "platform_id": "WOPR_PLATFORM_ID",
     "image_allowlist": "FLEET_IMAGE_ALLOWLIST",
 }
 

@@ -24,6 +24,7 @@ from wopr_platform.docker.types import (
     INSTANCE_PORT,
     LABEL_BOT_ID,
     LABEL_MANAGED,
+    LABEL_PLATFORM,
     LABEL_TENANT,
     ContainerInfo,
     ContainerSpec,
@@ -91,8 +92,9 @@ def _ip_of(networks: dict[str, Any] | None) -> str | None:
 class DockerEngine:
     """Container, volume, image, log, event and stats operations on one engine."""
 
-    def __init__(self, url: str, *, timeout: float) -> None:
+    def __init__(self, url: str, *, timeout: float, platform_id: str) -> None:
         self._url = url
+        self._scope = [f"{LABEL_MANAGED}=true", f"{LABEL_PLATFORM}={platform_id}"]
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._request_seconds = timeout
         self._client: aiodocker.Docker | None = None
@@ -244,8 +246,8 @@ class DockerEngine:
         return self._from_inspect(data)
 
     async def list_managed(self) -> list[ContainerInfo]:
-        """Every container the platform manages, in one label-filtered call."""
-        filters = json.dumps({"label": [f"{LABEL_MANAGED}=true"]})
+        """Every container this platform manages, in one label-filtered call."""
+        filters = json.dumps({"label": self._scope})
         with _translate("list containers"):
             rows = await self.client._query_json("containers/json", params={"all": "1", "filters": filters})
         return [self._from_list(row) for row in rows]
@@ -278,7 +280,7 @@ class DockerEngine:
 
     async def events(self, since: float | None = None) -> AsyncIterator[EngineEvent]:
         """Stream container events of managed containers (replayed from `since`) until the connection ends."""
-        filters = json.dumps({"type": ["container"], "label": [f"{LABEL_MANAGED}=true"], "event": list(WATCHED_EVENTS)})
+        filters = json.dumps({"type": ["container"], "label": self._scope, "event": list(WATCHED_EVENTS)})
         params = {"filters": filters}
         if since is not None:
             params["since"] = f"{since:.3f}"

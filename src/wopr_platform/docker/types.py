@@ -8,6 +8,7 @@ from datetime import datetime
 LABEL_MANAGED = "wopr.managed"
 LABEL_BOT_ID = "wopr.bot-id"
 LABEL_TENANT = "wopr.tenant"
+LABEL_PLATFORM = "wopr.platform"
 INSTANCE_PORT = 7437
 DATA_MOUNT = "/data"
 

@@ -6,7 +6,7 @@ import hashlib
 import json
 import re
 
-from wopr_platform.docker.types import LABEL_BOT_ID, LABEL_MANAGED, LABEL_TENANT
+from wopr_platform.docker.types import LABEL_BOT_ID, LABEL_MANAGED, LABEL_PLATFORM, LABEL_TENANT
 
 LABEL_SPEC_HASH = "wopr.spec-hash"
 TENANT_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
@@ -34,9 +34,14 @@ def default_volume(bot_id: str) -> str:
     return f"data-{bot_id}"
 
 
-def labels(tenant_id: str, bot_id: str, spec_hash: str) -> dict[str, str]:
+def volume_labels(platform_id: str, tenant_id: str) -> dict[str, str]:
+    return {LABEL_MANAGED: "true", LABEL_PLATFORM: platform_id, LABEL_TENANT: tenant_id}
+
+
+def labels(platform_id: str, tenant_id: str, bot_id: str, spec_hash: str) -> dict[str, str]:
     return {
         LABEL_MANAGED: "true",
+        LABEL_PLATFORM: platform_id,
         LABEL_BOT_ID: bot_id,
         LABEL_TENANT: tenant_id,
         LABEL_SPEC_HASH: spec_hash,

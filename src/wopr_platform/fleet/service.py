@@ -267,6 +267,7 @@ class FleetService:
             image=snap.image,
             env=env,
             labels=naming.labels(
+                self._settings.platform_id,
                 bot.tenant_id,
                 bot.id,
                 naming.spec_hash(snap.image, snap.env, volume, snap.restart_policy),
@@ -281,7 +282,7 @@ class FleetService:
         spec = self._spec(bot, snap, naming.container_name(bot.id))
         await self._engine.ensure_image(spec.image)
         volume_is_new = not await self._engine.volume_exists(spec.volume)
-        await self._engine.ensure_volume(spec.volume, {"wopr.managed": "true", "wopr.tenant": bot.tenant_id})
+        await self._engine.ensure_volume(spec.volume, naming.volume_labels(self._settings.platform_id, bot.tenant_id))
         container_id: str | None = None
         try:
             container_id = await self._engine.create(spec)

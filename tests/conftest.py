@@ -1,0 +1,264 @@
+"""Shared fixtures: the real Docker engine, the stub instance image, a real database, a running platform."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiodocker
+import httpx
+import pytest
+import uvicorn
+
+from wopr_platform.api.app import create_app
+from wopr_platform.config.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+STUB_IMAGE = "localhost/wopr-stub:latest"
+BROKEN_IMAGE = "localhost/wopr-stub:broken"
+TOKEN = "test-token-" + uuid.uuid4().hex
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# --- engine and images ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def stub_image() -> str:
+    """Build the project's stub WOPR image (and its broken variant) from the repo's own files."""
+    try:
+        subprocess.run(["docker", "version"], check=True, capture_output=True, timeout=30)
+    except (OSError, subprocess.CalledProcessError) as err:
+        pytest.exit(f"the test-suite needs a running Docker engine: {err}", returncode=3)
+    subprocess.run([str(ROOT / "scripts" / "build-stub-image"), STUB_IMAGE], check=True, capture_output=True)
+    subprocess.run(
+        ["docker", "build", "-q", "-t", BROKEN_IMAGE, str(ROOT / "tests" / "images" / "broken")],
+        check=True,
+        capture_output=True,
+    )
+    return STUB_IMAGE
+
+
+@pytest.fixture
+async def docker() -> AsyncIterator[aiodocker.Docker]:
+    """A raw engine client for checking what really exists."""
+    client = aiodocker.Docker()
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+# --- database ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Postgres:
+    port: int
+    datadir: Path
+
+    def url(self, database: str) -> str:
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/{database}"
+
+
+def _pg_bin(name: str) -> str:
+    found = shutil.which(name)
+    if found:
+        return found
+    for candidate in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True):
+        return str(candidate)
+    pytest.exit(f"PostgreSQL's {name} is not installed (apt-get install postgresql)", returncode=3)
+    raise AssertionError
+
+
+def _as_postgres_user(args: list[str]) -> list[str]:
+    return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else args
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[_Postgres | None]:
+    """A throwaway PostgreSQL server when WOPR_TEST_DATABASE=postgres, else None (SQLite)."""
+    if os.environ.get("WOPR_TEST_DATABASE", "sqlite") != "postgres":
+        yield None
+        return
+    base = Path(tempfile.mkdtemp(prefix="wopr-pg-"))
+    datadir = base / "data"
+    if os.geteuid() == 0:
+        shutil.chown(base, "postgres", "postgres")
+    port = free_port()
+    subprocess.run(
+        _as_postgres_user([_pg_bin("initdb"), "-D", str(datadir), "-U", "postgres", "--auth=trust", "-E", "UTF8"]),
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        _as_postgres_user(
+            [
+                _pg_bin("pg_ctl"),
+                "-D",
+                str(datadir),
+                "-l",
+                str(base / "log"),
+                "-o",
+                f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off",
+                "-w",
+                "start",
+            ]
+        ),
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield _Postgres(port=port, datadir=datadir)
+    finally:
+        subprocess.run(
+            _as_postgres_user([_pg_bin("pg_ctl"), "-D", str(datadir), "-m", "immediate", "-w", "stop"]),
+            capture_output=True,
+        )
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+async def database_url(postgres: _Postgres | None, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh, empty database for one test."""
+    if postgres is None:
+        yield f"sqlite+aiosqlite:///{tmp_path / 'platform.db'}"
+        return
+    import asyncpg
+
+    name = "t_" + uuid.uuid4().hex[:12]
+    admin = await asyncpg.connect(host="127.0.0.1", port=postgres.port, user="postgres", database="postgres")
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    yield postgres.url(name)
+
+
+# --- the platform -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Platform:
+    """A real wopr-platform serving HTTP on a loopback port, with an authenticated client."""
+
+    url: str
+    settings: Settings
+    client: httpx.AsyncClient
+    app: Any
+
+    async def create_bot(self, **fields: Any) -> dict[str, Any]:
+        body = {"name": "bot-" + uuid.uuid4().hex[:8], "image": STUB_IMAGE, **fields}
+        response = await self.client.post("/fleet/bots", json=body)
+        assert response.status_code == 201, response.text
+        return dict(response.json())
+
+    async def bot(self, bot_id: str) -> dict[str, Any]:
+        response = await self.client.get(f"/fleet/bots/{bot_id}")
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    async def wait_for(self, bot_id: str, timeout: float = 20.0, **expected: Any) -> dict[str, Any]:
+        """Poll the API until the bot's fields equal `expected` (e.g. state="running", health="healthy")."""
+        deadline = time.monotonic() + timeout
+        while True:
+            current = await self.bot(bot_id)
+            if all(current.get(key) == value for key, value in expected.items()):
+                return current
+            if time.monotonic() > deadline:
+                raise AssertionError(f"bot {bot_id} never reached {expected}; last seen {current}")
+            await asyncio.sleep(0.1)
+
+
+PlatformFactory = Callable[..., Awaitable[Platform]]
+
+
+async def _cleanup_engine(platform_id: str) -> None:
+    client = aiodocker.Docker()
+    try:
+        label = f"wopr.platform={platform_id}"
+        for container in await client.containers.list(all=True, filters={"label": [label]}):
+            await container.delete(force=True)
+        volumes = await client.volumes.list(filters={"label": [label]})
+        for volume in volumes.get("Volumes") or []:
+            await (await client.volumes.get(volume["Name"])).delete()
+    finally:
+        await client.close()
+
+
+@pytest.fixture
+async def make_platform(stub_image: str, database_url: str) -> AsyncIterator[PlatformFactory]:
+    """Start platforms with settings overrides (by environment name); all are stopped and cleaned after."""
+    started: list[tuple[uvicorn.Server, asyncio.Task[None], httpx.AsyncClient]] = []
+    platform_ids: set[str] = set()
+
+    async def start(**overrides: Any) -> Platform:
+        port = free_port()
+        values: dict[str, Any] = {
+            "PORT": port,
+            "HOST": "127.0.0.1",
+            "ENV": "test",
+            "FLEET_API_TOKEN": TOKEN,
+            "DATABASE_URL": database_url,
+            "WOPR_PLATFORM_ID": "t-" + uuid.uuid4().hex[:10],
+            "FLEET_IMAGE_ALLOWLIST": "localhost/wopr-stub",
+            "FLEET_STOP_TIMEOUT": 5,
+            "FLEET_HEALTH_INTERVAL": 1,
+            "FLEET_STATS_INTERVAL": 1,
+        }
+        values.update(overrides)
+        values = {k: v for k, v in values.items() if v is not None}
+        settings = Settings(**values)
+        platform_ids.add(settings.platform_id)
+        app = create_app(settings)
+        server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on")
+        )
+        task = asyncio.create_task(server.serve())
+        deadline = time.monotonic() + 30
+        while not server.started:
+            if task.done():
+                task.result()
+                raise AssertionError("platform exited during start-up")
+            if time.monotonic() > deadline:
+                raise AssertionError("platform did not start")
+            await asyncio.sleep(0.02)
+        client = httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=60,
+            trust_env=False,
+        )
+        started.append((server, task, client))
+        return Platform(url=f"http://127.0.0.1:{port}", settings=settings, client=client, app=app)
+
+    try:
+        yield start
+    finally:
+        for server, task, client in reversed(started):
+            await client.aclose()
+            server.should_exit = True
+            await asyncio.wait_for(task, timeout=30)
+        for platform_id in platform_ids:
+            await _cleanup_engine(platform_id)
+
+
+@pytest.fixture
+async def platform(make_platform: PlatformFactory) -> Platform:
+    """A platform on default test settings."""
+    return await make_platform()
