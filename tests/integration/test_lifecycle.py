@@ -32,7 +32,7 @@ async def test_create_starts_the_bot_and_it_becomes_healthy(platform: Platform, 
     assert info["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
     mounts = {m["Destination"]: m for m in info["Mounts"]}
     assert mounts["/data"]["Type"] == "volume"
-    assert mounts["/data"]["Name"] == f"wopr.default.data-{created['id']}"
+    assert mounts["/data"]["Name"] == f"wopr-{platform.settings.platform_id}.default.data-{created['id']}"
     assert "STUB_MESSAGE=hello" in info["Config"]["Env"]
     assert "WOPR_HOME=/data" in info["Config"]["Env"]
 
@@ -80,8 +80,9 @@ async def test_data_volume_survives_recreate_and_delete_without_remove_volumes(
     assert (await platform.client.get(f"/fleet/bots/{bot['id']}")).status_code == 404
     containers = await docker.containers.list(all=True, filters={"label": [f"wopr.bot-id={bot['id']}"]})
     assert containers == []
-    volume = await (await docker.volumes.get("wopr.default.keepme")).show()
-    assert volume["Name"] == "wopr.default.keepme"
+    volume_name = f"wopr-{platform.settings.platform_id}.default.keepme"
+    volume = await (await docker.volumes.get(volume_name)).show()
+    assert volume["Name"] == volume_name
 
     again = await platform.create_bot(volumeName="keepme")
     await platform.wait_for(again["id"], health="healthy")
@@ -89,7 +90,7 @@ async def test_data_volume_survives_recreate_and_delete_without_remove_volumes(
 
     response = await platform.client.delete(f"/fleet/bots/{again['id']}", params={"removeVolumes": "true"})
     assert response.status_code == 200
-    volumes = await docker.volumes.list(filters={"name": ["wopr.default.keepme"]})
+    volumes = await docker.volumes.list(filters={"name": [volume_name]})
     assert not volumes.get("Volumes")
 
 

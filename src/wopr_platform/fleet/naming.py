@@ -11,6 +11,7 @@ from wopr_platform.docker.types import LABEL_BOT_ID, LABEL_MANAGED, LABEL_PLATFO
 LABEL_SPEC_HASH = "wopr.spec-hash"
 TENANT_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 DEFAULT_TENANT = "default"
+DEFAULT_PLATFORM = "default"
 
 
 def container_name(bot_id: str) -> str:
@@ -23,11 +24,16 @@ def parked_container_name(bot_id: str, container_id: str) -> str:
     return f"wopr-{bot_id}-prev-{container_id[:12]}"
 
 
-def volume_name(tenant_id: str, volume: str) -> str:
-    """`wopr.<tenant>.<volume>`: tenants hold no '.', so two tenants' volumes can never share a name."""
+def volume_name(platform_id: str, tenant_id: str, volume: str) -> str:
+    """`wopr.<tenant>.<volume>` (`wopr-<platform>.` for a platform other than the default one).
+
+    Platform and tenant ids hold no '.', so two tenants, or two platforms sharing an engine, can never
+    derive the same volume name.
+    """
     if not TENANT_RE.match(tenant_id):
         raise ValueError(f"invalid tenant id {tenant_id!r}")
-    return f"wopr.{tenant_id}.{volume}"
+    prefix = "wopr" if platform_id == DEFAULT_PLATFORM else f"wopr-{platform_id}"
+    return f"{prefix}.{tenant_id}.{volume}"
 
 
 def default_volume(bot_id: str) -> str:

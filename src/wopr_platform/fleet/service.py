@@ -221,7 +221,9 @@ class FleetService:
                 await self._engine.remove(container_id)
                 self._observed.forget(container_id)
             if remove_volumes:
-                await self._engine.remove_volume(naming.volume_name(tenant_id, bot.volume_name))
+                await self._engine.remove_volume(
+                    naming.volume_name(self._settings.platform_id, tenant_id, bot.volume_name)
+                )
             async with self._repo() as repo:
                 await repo.delete(bot_id)
         log.info("bot deleted", extra={"bot_id": bot_id, "removed_volumes": remove_volumes})
@@ -260,7 +262,7 @@ class FleetService:
     # container work -------------------------------------------------------------------------------------
 
     def _spec(self, bot: Bot, snap: _Snapshot, name: str) -> ContainerSpec:
-        volume = naming.volume_name(bot.tenant_id, snap.volume_name)
+        volume = naming.volume_name(self._settings.platform_id, bot.tenant_id, snap.volume_name)
         env = {**snap.env, "WOPR_HOME": "/data"}
         return ContainerSpec(
             name=name,
