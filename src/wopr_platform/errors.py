@@ -67,9 +67,9 @@ class EngineTimeout(ServiceUnavailable):
 
 
 class EngineError(PlatformError):
-    """The Docker engine refused an operation for a reason that is not the caller's fault."""
+    """The Docker engine refused or failed an operation (e.g. an image the engine cannot start)."""
 
-    status = 500
+    status = 502
     code = "engine_error"
 
 

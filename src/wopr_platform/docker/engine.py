@@ -47,6 +47,12 @@ WATCHED_EVENTS = ("create", "start", "restart", "die", "stop", "kill", "oom", "d
 ON_FAILURE_RETRIES = 5
 _UNREACHABLE = 900  # aiodocker's status for "cannot connect"
 _FRACTION = re.compile(r"\.(\d+)")
+_HOST_PATH = re.compile(r"(?<![\w.-])/(?:[\w.@+-]+/)*[\w.@+-]+")
+
+
+def _reason(message: object) -> str:
+    """The engine's explanation, bounded, without host paths (they say nothing useful to a client)."""
+    return _HOST_PATH.sub("<path>", str(message).strip())[:500]
 
 
 def _parse_time(text: str | None) -> datetime | None:
@@ -63,7 +69,7 @@ def _translate(what: str) -> Iterator[None]:
     try:
         yield
     except DockerError as err:
-        message = str(err.message).strip()
+        message = _reason(err.message)
         if err.status == _UNREACHABLE:
             raise EngineUnavailable(
                 "Docker engine is unreachable", details={"operation": what, "reason": message}

@@ -21,7 +21,7 @@ from wopr_platform.config.settings import Settings
 from wopr_platform.db.models import Bot
 from wopr_platform.docker.engine import DockerEngine
 from wopr_platform.docker.types import ContainerInfo, ContainerSpec
-from wopr_platform.errors import Conflict, EngineNotFound, NotFound, ValidationFailed
+from wopr_platform.errors import Conflict, EngineNotFound, NotFound, PlatformError, ValidationFailed
 from wopr_platform.fleet import naming
 from wopr_platform.fleet.health import HealthMonitor
 from wopr_platform.fleet.locks import BotLocks
@@ -186,7 +186,11 @@ class FleetService:
             )
             recreate = any(field in changes for field in CONTAINER_FIELDS)
             if recreate:
-                swap = await self._replace(bot, after)
+                try:
+                    swap = await self._replace(bot, after)
+                except PlatformError as err:
+                    err.details["rolledBack"] = True
+                    raise
             elif "restart_policy" in changes and bot.container_id:
                 await self._set_restart_policy(bot, after)
             try:
