@@ -18,7 +18,7 @@ from wopr_platform.config.settings import Settings
 from wopr_platform.db.engine import create_engine, create_sessionmaker
 from wopr_platform.db.migrate import upgrade
 from wopr_platform.docker.engine import DockerEngine
-from wopr_platform.fleet.health import HealthMonitor
+from wopr_platform.fleet.health import HealthMonitor, ProbeConfig
 from wopr_platform.fleet.observed import ObservedState
 from wopr_platform.fleet.routes import router as fleet_router
 from wopr_platform.fleet.service import FleetService
@@ -58,7 +58,17 @@ def create_app(settings: Settings) -> FastAPI:
         docker = DockerEngine(settings.docker_host, timeout=settings.docker_timeout, platform_id=settings.platform_id)
         instances = InstanceClient(timeout=settings.health_timeout)
         observed = ObservedState()
-        health = HealthMonitor(observed, instances, interval=settings.health_interval, retries=settings.health_retries)
+        health = HealthMonitor(
+            observed,
+            instances,
+            defaults=ProbeConfig(
+                endpoint="/health",
+                interval=settings.health_interval,
+                timeout=settings.health_timeout,
+                retries=settings.health_retries,
+                start_period=settings.health_start_period,
+            ),
+        )
         stats = StatsCollector(docker, observed, interval=settings.stats_interval)
         watcher = EngineWatcher(docker, observed, health, resync_interval=settings.resync_interval)
         app.state.settings = settings
@@ -74,6 +84,7 @@ def create_app(settings: Settings) -> FastAPI:
             stats=stats,
             settings=settings,
         )
+        await app.state.fleet.load()
         stop = asyncio.Event()
         tasks = [asyncio.create_task(_supervise(loop, stop), name=loop.name) for loop in (watcher, health, stats)]
         # give the first resync a moment so the first requests see containers, without blocking on a dead engine

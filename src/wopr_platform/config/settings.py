@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     health_interval: float = Field(10.0, gt=0, le=3600, validation_alias="FLEET_HEALTH_INTERVAL")
     health_timeout: float = Field(2.0, gt=0, le=60, validation_alias="FLEET_HEALTH_TIMEOUT")
     health_retries: int = Field(3, ge=1, le=100, validation_alias="FLEET_HEALTH_RETRIES")
+    health_start_period: float = Field(30.0, ge=0, le=3600, validation_alias="FLEET_HEALTH_START_PERIOD")
     stats_interval: float = Field(10.0, gt=0, le=3600, validation_alias="FLEET_STATS_INTERVAL")
     resync_interval: float = Field(30.0, gt=0, le=3600, validation_alias="FLEET_RESYNC_INTERVAL")
 

@@ -50,6 +50,7 @@ class Bot(Base):
     volume_name: Mapped[str] = mapped_column(String(63))
     release_channel: Mapped[str] = mapped_column(String(20))
     update_policy: Mapped[str] = mapped_column(String(200))
+    health_check: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     desired_state: Mapped[str] = mapped_column(String(20))
     container_id: Mapped[str | None] = mapped_column(String(64), default=None)
     created_at: Mapped[datetime]

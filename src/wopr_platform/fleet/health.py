@@ -21,6 +21,17 @@ STARTING_PROBE_SECONDS = 0.25
 MAX_CONCURRENT_PROBES = 32
 
 
+@dataclass(frozen=True, slots=True)
+class ProbeConfig:
+    """How one bot is probed."""
+
+    endpoint: str
+    interval: float
+    timeout: float
+    retries: int
+    start_period: float
+
+
 @dataclass(slots=True)
 class _ProbeState:
     started_at: datetime | None
@@ -36,7 +47,7 @@ class HealthMonitor:
 
     A fresh container is probed every quarter second until it answers (so "healthy" shows soon after start),
     then every `interval`; it turns unhealthy after `retries` failures in a row (failures within
-    `start_period` of a start only keep it "starting").
+    `start_period` of a start only keep it "starting"). Each bot may override the defaults (`configure`).
     """
 
     name = "health-monitor"
@@ -46,17 +57,40 @@ class HealthMonitor:
         observed: ObservedState,
         client: InstanceClient,
         *,
-        interval: float,
-        retries: int,
-        start_period: float = 60.0,
+        defaults: ProbeConfig,
     ) -> None:
         self._observed = observed
         self._client = client
-        self._interval = interval
-        self._retries = retries
-        self._start_period = start_period
+        self._defaults = defaults
+        self._configs: dict[str, ProbeConfig] = {}
         self._states: dict[str, _ProbeState] = {}
         self._wake = asyncio.Event()
+
+    def configure(self, bot_id: str, check: dict[str, object] | None) -> None:
+        """Use the bot's own probe settings (camelCase keys as stored); None or missing keys take defaults."""
+        if not check:
+            self._configs.pop(bot_id, None)
+            return
+        base = self._defaults
+
+        def number(key: str, default: float) -> float:
+            value = check.get(key)
+            return float(value) if isinstance(value, int | float) else default
+
+        self._configs[bot_id] = ProbeConfig(
+            endpoint=str(check.get("endpoint") or base.endpoint),
+            interval=number("intervalSeconds", base.interval),
+            timeout=number("timeoutSeconds", base.timeout),
+            retries=int(number("retries", base.retries)),
+            start_period=number("startPeriodSeconds", base.start_period),
+        )
+
+    def forget(self, bot_id: str) -> None:
+        """The bot is gone: drop its settings."""
+        self._configs.pop(bot_id, None)
+
+    def config(self, bot_id: str | None) -> ProbeConfig:
+        return self._configs.get(bot_id or "", self._defaults)
 
     def status(self, container: ContainerInfo | None) -> Health:
         """The health of `container` as last probed ("none" when it is not running)."""
@@ -102,8 +136,9 @@ class HealthMonitor:
 
     async def _probe(self, info: ContainerInfo, limit: asyncio.Semaphore) -> None:
         assert info.ip_address is not None
+        config = self.config(info.bot_id)
         async with limit:
-            result = await self._client.probe(info.ip_address)
+            result = await self._client.probe(info.ip_address, config.endpoint, config.timeout)
         state = self._states.get(info.id)
         if state is None:
             return
@@ -113,16 +148,16 @@ class HealthMonitor:
             if state.status != "healthy":
                 log.info("bot healthy", extra={"bot_id": info.bot_id, "container_id": info.id[:12]})
             state.status, state.failures = "healthy", 0
-            state.next_due = now + self._interval
+            state.next_due = now + config.interval
             return
-        if state.status == "starting" and now - state.since < self._start_period:
+        if state.status == "starting" and now - state.since < config.start_period:
             state.next_due = now + STARTING_PROBE_SECONDS
             return
         state.failures += 1
-        if state.failures >= self._retries and state.status != "unhealthy":
+        if state.failures >= config.retries and state.status != "unhealthy":
             state.status = "unhealthy"
             log.warning(
                 "bot unhealthy",
                 extra={"bot_id": info.bot_id, "container_id": info.id[:12], "reason": result.detail},
             )
-        state.next_due = now + (self._interval if state.status == "unhealthy" else self._interval / 2)
+        state.next_due = now + (config.interval if state.status == "unhealthy" else config.interval / 2)

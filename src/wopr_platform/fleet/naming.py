@@ -9,7 +9,7 @@ import re
 from wopr_platform.docker.types import LABEL_BOT_ID, LABEL_MANAGED, LABEL_PLATFORM, LABEL_TENANT
 
 LABEL_SPEC_HASH = "wopr.spec-hash"
-TENANT_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+TENANT_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
 DEFAULT_TENANT = "default"
 DEFAULT_PLATFORM = "default"
 

@@ -31,6 +31,11 @@ class BotRepository:
         )
         return result.scalars().all()
 
+    async def list_all(self) -> Sequence[Bot]:
+        """Every bot of every tenant (start-up and background work only)."""
+        result = await self._session.execute(select(Bot).order_by(Bot.created_at, Bot.id))
+        return result.scalars().all()
+
     async def get(self, tenant_id: str, bot_id: str) -> Bot | None:
         result = await self._session.execute(select(Bot).where(Bot.tenant_id == tenant_id, Bot.id == bot_id))
         return result.scalar_one_or_none()

@@ -22,7 +22,7 @@ def _service(request: Request) -> FleetService:
     return service
 
 
-def _bot_id(bot_id: Annotated[str, Path(max_length=64)]) -> str:
+def _bot_id(bot_id: Annotated[str, Path()]) -> str:
     """A bot id must be a UUID; anything else cannot name a bot, so it is a 404."""
     if not _UUID.match(bot_id):
         raise NotFound("bot not found", details={"botId": bot_id[:64]})

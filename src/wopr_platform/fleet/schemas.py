@@ -11,9 +11,9 @@ from pydantic.alias_generators import to_camel
 
 from wopr_platform.fleet.cron import InvalidCron, validate_cron
 
-NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,62}$")
-VOLUME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
-ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,255}$")
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,62}\Z")
+VOLUME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}\Z")
+ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,255}\Z")
 MAX_ENV_ENTRIES = 200
 MAX_ENV_VALUE = 32_768
 RESERVED_ENV = frozenset({"WOPR_HOME"})
@@ -86,6 +86,20 @@ class _Wire(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, strict=True, extra="forbid")
 
 
+class HealthCheck(_Wire):
+    """How the platform probes the instance; unset fields take the platform's defaults."""
+
+    endpoint: Annotated[str, Field(pattern=r"^/[A-Za-z0-9/_.~-]{0,200}$")] = "/health"
+    interval_seconds: Annotated[int, Field(ge=1, le=3600)] | None = None
+    timeout_seconds: Annotated[int, Field(ge=1, le=60)] | None = None
+    retries: Annotated[int, Field(ge=1, le=100)] | None = None
+    start_period_seconds: Annotated[int, Field(ge=0, le=3600)] | None = None
+
+    def stored(self) -> dict[str, Any]:
+        """The form kept in the profile: camelCase, unset fields left out."""
+        return self.model_dump(by_alias=True, exclude_none=True)
+
+
 class BotCreate(_Wire):
     """POST /fleet/bots."""
 
@@ -97,6 +111,7 @@ class BotCreate(_Wire):
     volume_name: VolumeName | None = None
     release_channel: ReleaseChannel = "stable"
     update_policy: UpdatePolicy = "manual"
+    health_check: HealthCheck | None = None
 
 
 class BotPatch(_Wire):
@@ -110,10 +125,14 @@ class BotPatch(_Wire):
     volume_name: VolumeName | None = None
     release_channel: ReleaseChannel | None = None
     update_policy: UpdatePolicy | None = None
+    health_check: HealthCheck | None = None
 
     def changes(self) -> dict[str, Any]:
         """The fields the request actually set, by attribute name (null counts as not set)."""
-        return {k: v for k, v in self.model_dump(exclude_unset=True).items() if v is not None}
+        changes = {k: v for k, v in self.model_dump(exclude_unset=True).items() if v is not None}
+        if self.health_check is not None:
+            changes["health_check"] = self.health_check.stored()
+        return changes
 
 
 class Stats(_Wire):
@@ -135,6 +154,7 @@ class BotProfile(_Wire):
     volume_name: str
     release_channel: str
     update_policy: str
+    health_check: HealthCheck | None
     desired_state: Literal["running", "stopped"]
     created_at: datetime
     updated_at: datetime
@@ -166,6 +186,7 @@ class BotDetail(BotStatus):
     volume_name: str
     release_channel: str
     update_policy: str
+    health_check: HealthCheck | None
 
 
 class BotList(_Wire):

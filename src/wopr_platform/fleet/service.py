@@ -94,6 +94,12 @@ class FleetService:
         async with self._sessions() as session, session.begin():
             yield BotRepository(session)
 
+    async def load(self) -> None:
+        """At start-up: give the health monitor every bot's probe settings."""
+        async with self._repo() as repo:
+            for bot in await repo.list_all():
+                self._health.configure(bot.id, bot.health_check)
+
     # reads ----------------------------------------------------------------------------------------------
 
     async def list_bots(self, tenant_id: str) -> list[dict[str, Any]]:
@@ -140,6 +146,7 @@ class FleetService:
             volume_name=request.volume_name or naming.default_volume(bot_id),
             release_channel=request.release_channel,
             update_policy=request.update_policy,
+            health_check=request.health_check.stored() if request.health_check else None,
             desired_state="running",
             container_id=None,
             created_at=now,
@@ -148,11 +155,13 @@ class FleetService:
         async with self._locks.hold(bot_id):
             async with self._repo() as repo:
                 await repo.add(bot)
+            self._health.configure(bot_id, bot.health_check)
             try:
                 bot.container_id = await self._build(bot, _snapshot(bot), start=True)
             except BaseException:
                 async with self._repo() as repo:
                     await repo.delete(bot_id)
+                self._health.forget(bot_id)
                 raise
             async with self._repo() as repo:
                 stored = await repo.get(tenant_id, bot_id)
@@ -211,6 +220,8 @@ class FleetService:
                 elif "restart_policy" in changes and bot.container_id:
                     await self._set_restart_policy(bot, before)
                 raise
+            if "health_check" in changes:
+                self._health.configure(bot_id, updated.health_check)
             if recreate and swap.old is not None:
                 await self._engine.remove(swap.old.id)
                 self._observed.forget(swap.old.id)
@@ -230,6 +241,7 @@ class FleetService:
                 )
             async with self._repo() as repo:
                 await repo.delete(bot_id)
+            self._health.forget(bot_id)
         log.info("bot deleted", extra={"bot_id": bot_id, "removed_volumes": remove_volumes})
 
     async def start_bot(self, tenant_id: str, bot_id: str) -> None:
@@ -439,6 +451,7 @@ class FleetService:
             "volumeName": bot.volume_name,
             "releaseChannel": bot.release_channel,
             "updatePolicy": bot.update_policy,
+            "healthCheck": bot.health_check,
         }
 
     @classmethod

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 
 DOCKER_HUB = "docker.io"
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_COMPONENT_RE = re.compile(rf"^{_COMPONENT}$")
+_COMPONENT_RE = re.compile(rf"^{_COMPONENT}\Z")
 _DOMAIN_RE = re.compile(
     r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?))*"
-    r"(?::[0-9]{1,5})?$"
+    r"(?::[0-9]{1,5})?\Z"
 )
-_TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
-_DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
+_TAG_RE = re.compile(r"^[\w][\w.-]{0,127}\Z", re.ASCII)
+_DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}\Z")
 MAX_REFERENCE_LENGTH = 512
 
 

@@ -28,19 +28,26 @@ class InstanceClient:
     async def close(self) -> None:
         await self._http.aclose()
 
-    async def probe(self, address: str) -> ProbeResult:
-        """GET http://<address>:7437/health; healthy means 200 with `{"status":"ok"}`."""
+    async def probe(self, address: str, path: str = "/health", seconds: float | None = None) -> ProbeResult:
+        """GET http://<address>:7437<path> within `seconds`.
+
+        Healthy means a 2xx answer whose JSON body, if it has a `status`, says ok (the WOPR contract is
+        `{"status":"ok"}`).
+        """
         host = f"[{address}]" if ":" in address else address
         try:
-            response = await self._http.get(f"http://{host}:{INSTANCE_PORT}/health")
+            response = await self._http.get(
+                f"http://{host}:{INSTANCE_PORT}{path}",
+                timeout=httpx.Timeout(seconds) if seconds else httpx.USE_CLIENT_DEFAULT,
+            )
         except httpx.HTTPError as err:
             return ProbeResult(False, f"{type(err).__name__}: {err}"[:200])
-        if response.status_code != 200:
+        if not 200 <= response.status_code < 300:
             return ProbeResult(False, f"HTTP {response.status_code}")
         try:
             body = response.json()
         except ValueError:
-            return ProbeResult(False, "health answer is not JSON")
-        if not isinstance(body, dict) or body.get("status") != "ok":
-            return ProbeResult(False, "health answer does not say ok")
+            return ProbeResult(True, "ok")
+        if isinstance(body, dict) and str(body.get("status", "ok")).lower() not in ("ok", "healthy", "pass"):
+            return ProbeResult(False, f"status {str(body.get('status'))[:40]}")
         return ProbeResult(True, "ok")
