@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -96,6 +97,10 @@ def create_app(settings: Settings) -> FastAPI:
                 "Docker engine not reachable at start-up; will keep trying",
                 extra={"url": settings.docker_host},
             )
+        # Everything built so far lives as long as the process: keep it out of the collector's full passes,
+        # which otherwise pause request handling for tens of milliseconds on a large fleet.
+        gc.collect()
+        gc.freeze()
         log.info("wopr-platform started", extra={"version": __version__, "port": settings.port})
         try:
             yield

@@ -270,6 +270,8 @@ class DockerEngine:
             data = await self.client._query_json(
                 f"containers/{container_id}/stats", params={"stream": "0", "one-shot": "1"}
             )
+        if not isinstance(data, dict):  # a container being removed answers with an empty body
+            return None
         cpu = data.get("cpu_stats") or {}
         memory = data.get("memory_stats") or {}
         if not cpu.get("cpu_usage") or "usage" not in memory:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
@@ -10,6 +11,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from wopr_platform.db.models import Bot
 from wopr_platform.errors import Conflict
+
+STATUS_COLUMNS = (
+    Bot.id,
+    Bot.name,
+    Bot.description,
+    Bot.image,
+    Bot.container_id,
+    Bot.desired_state,
+    Bot.created_at,
+    Bot.updated_at,
+)
 
 
 def _conflict(err: IntegrityError) -> Conflict:
@@ -25,11 +37,12 @@ class BotRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
-    async def list(self, tenant_id: str) -> Sequence[Bot]:
+    async def list(self, tenant_id: str) -> Sequence[Any]:
+        """The columns a status needs, as plain rows (no ORM objects: listing a large fleet stays cheap)."""
         result = await self._session.execute(
-            select(Bot).where(Bot.tenant_id == tenant_id).order_by(Bot.created_at, Bot.id)
+            select(*STATUS_COLUMNS).where(Bot.tenant_id == tenant_id).order_by(Bot.created_at, Bot.id)
         )
-        return result.scalars().all()
+        return result.all()
 
     async def list_all(self) -> Sequence[Bot]:
         """Every bot of every tenant (start-up and background work only)."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from wopr_platform.config.settings import Settings
@@ -413,7 +414,7 @@ class FleetService:
                 bot.updated_at = _now()
         return bot
 
-    def _status(self, bot: Bot, now: datetime) -> dict[str, Any]:
+    def _status(self, bot: Bot | Row[Any], now: datetime) -> dict[str, Any]:
         info = self._observed.for_bot(bot.id, bot.container_id)
         running = info is not None and info.state == "running"
         started = info.started_at if info is not None and running else None

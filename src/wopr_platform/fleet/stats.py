@@ -83,6 +83,9 @@ class StatsCollector:
                     current = await self._engine.stats(container_id)
                 except PlatformError:
                     return
+                except Exception:  # one odd answer must not cost the whole round
+                    log.warning("stats sample failed", exc_info=True, extra={"container_id": container_id[:12]})
+                    return
             if current is None:
                 return
             self._usage[container_id] = usage_between(self._samples.get(container_id), current)
