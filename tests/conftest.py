@@ -21,6 +21,7 @@ import pytest
 import uvicorn
 
 from wopr_platform.api.app import create_app
+from wopr_platform.api.server import PlatformServer
 from wopr_platform.config.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -161,6 +162,15 @@ class Platform:
     settings: Settings
     client: httpx.AsyncClient
     app: Any
+    server: uvicorn.Server | None = None
+    task: asyncio.Task[None] | None = None
+
+    async def stop(self) -> None:
+        """Shut this platform down as a restart would, leaving its containers and database in place."""
+        assert self.server is not None and self.task is not None
+        await self.client.aclose()
+        self.server.should_exit = True
+        await asyncio.wait_for(self.task, timeout=30)
 
     async def create_bot(self, **fields: Any) -> dict[str, Any]:
         body = {"name": "bot-" + uuid.uuid4().hex[:8], "image": STUB_IMAGE, **fields}
@@ -226,8 +236,9 @@ async def make_platform(stub_image: str, database_url: str) -> AsyncIterator[Pla
         settings = Settings(**values)
         platform_ids.add(settings.platform_id)
         app = create_app(settings)
-        server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on")
+        server = PlatformServer(
+            uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on"),
+            before_shutdown=app.state.events.close,
         )
         task = asyncio.create_task(server.serve())
         deadline = time.monotonic() + 30
@@ -245,7 +256,9 @@ async def make_platform(stub_image: str, database_url: str) -> AsyncIterator[Pla
             trust_env=False,
         )
         started.append((server, task, client))
-        return Platform(url=f"http://127.0.0.1:{port}", settings=settings, client=client, app=app)
+        return Platform(
+            url=f"http://127.0.0.1:{port}", settings=settings, client=client, app=app, server=server, task=task
+        )
 
     try:
         yield start

@@ -23,17 +23,20 @@ def _serve() -> int:
     import uvicorn
 
     from wopr_platform.api.app import create_app
+    from wopr_platform.api.server import PlatformServer
 
     settings = _settings_or_exit()
     configure_logging(settings.log_level)
-    uvicorn.run(
-        create_app(settings),
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
         host=settings.host,
         port=settings.port,
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
     )
+    PlatformServer(config, before_shutdown=app.state.events.close).run()
     return 0
 
 

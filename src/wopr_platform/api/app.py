@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Protocol
@@ -19,13 +20,24 @@ from wopr_platform.config.settings import Settings
 from wopr_platform.db.engine import create_engine, create_sessionmaker
 from wopr_platform.db.migrate import upgrade
 from wopr_platform.docker.engine import DockerEngine
+from wopr_platform.fleet.containers import BotContainers
+from wopr_platform.fleet.events import EventBus
+from wopr_platform.fleet.faults import CrashPoints
 from wopr_platform.fleet.health import HealthMonitor, ProbeConfig
+from wopr_platform.fleet.journal import Journal
+from wopr_platform.fleet.locks import BotLocks
 from wopr_platform.fleet.observed import ObservedState
+from wopr_platform.fleet.reconciler import Reconciler
+from wopr_platform.fleet.recovery import Recovery
 from wopr_platform.fleet.routes import router as fleet_router
 from wopr_platform.fleet.service import FleetService
 from wopr_platform.fleet.stats import StatsCollector
 from wopr_platform.fleet.watcher import EngineWatcher
 from wopr_platform.instance.client import InstanceClient
+from wopr_platform.templates.loader import packaged_directory
+from wopr_platform.templates.routes import router as templates_router
+from wopr_platform.templates.secrets import SecretStore
+from wopr_platform.templates.service import TemplateService
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +74,7 @@ def create_app(settings: Settings) -> FastAPI:
         health = HealthMonitor(
             observed,
             instances,
+            events=events,
             defaults=ProbeConfig(
                 endpoint="/health",
                 interval=settings.health_interval,
@@ -71,27 +84,61 @@ def create_app(settings: Settings) -> FastAPI:
             ),
         )
         stats = StatsCollector(docker, observed, interval=settings.stats_interval)
-        watcher = EngineWatcher(docker, observed, health, resync_interval=settings.resync_interval)
-        app.state.settings = settings
+        crash = CrashPoints(settings.crash_at if settings.env == "test" else None)
+        locks = BotLocks()
+        journal = Journal(sessions)
+        containers = BotContainers(engine=docker, observed=observed, health=health, settings=settings, crash=crash)
+        recovery = Recovery(
+            sessions=sessions, journal=journal, containers=containers, engine=docker, locks=locks, events=events
+        )
+        reconciler = Reconciler(
+            sessions=sessions,
+            containers=containers,
+            observed=observed,
+            locks=locks,
+            events=events,
+            recovery=recovery,
+            interval=settings.reconcile_interval,
+            orphan_grace=settings.orphan_grace,
+        )
+        watcher = EngineWatcher(
+            docker, observed, health, events, resync_interval=settings.resync_interval, on_change=reconciler.kick
+        )
         app.state.sessions = sessions
         app.state.docker = docker
         app.state.observed = observed
         app.state.watcher = watcher
+        app.state.reconciler = reconciler
         app.state.fleet = FleetService(
             sessions=sessions,
-            engine=docker,
+            containers=containers,
             observed=observed,
             health=health,
             stats=stats,
+            events=events,
+            journal=journal,
+            locks=locks,
+            crash=crash,
             settings=settings,
         )
         await app.state.fleet.load()
+        app.state.templates = TemplateService(
+            directory=settings.templates_dir or packaged_directory(),
+            secrets=SecretStore(environ=os.environ, file=settings.template_secrets_file),
+            fleet=app.state.fleet,
+            sessions=sessions,
+        )
+        await app.state.templates.load()  # a bad template file is logged and skipped, never fatal
         stop = asyncio.Event()
-        tasks = [asyncio.create_task(_supervise(loop, stop), name=loop.name) for loop in (watcher, health, stats)]
+        loops: tuple[Loop, ...] = (watcher, health, stats, reconciler)
+        tasks = [asyncio.create_task(_supervise(loop, stop), name=loop.name) for loop in loops]
         # give the first resync a moment so the first requests see containers, without blocking on a dead engine
         try:
             async with asyncio.timeout(5):
                 await watcher.connected.wait()
+            # settle what a crash interrupted before the first request (the reconciler retries if this fails)
+            async with asyncio.timeout(60):
+                await reconciler.recovered.wait()
         except TimeoutError:
             log.warning(
                 "Docker engine not reachable at start-up; will keep trying",
@@ -106,6 +153,7 @@ def create_app(settings: Settings) -> FastAPI:
             yield
         finally:
             stop.set()
+            events.close()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -120,9 +168,12 @@ def create_app(settings: Settings) -> FastAPI:
         description="Control plane for fleets of WOPR bot instances.",
         lifespan=lifespan,
     )
+    events = EventBus()
     app.state.settings = settings
+    app.state.events = events
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(fleet_router)
+    app.include_router(templates_router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

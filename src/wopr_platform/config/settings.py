@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from wopr_platform.images.reference import ImageReference, InvalidReference
 
 LogLevel = Literal["debug", "info", "warning", "error"]
+DATABASE_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
 
 
 class Settings(BaseSettings):
@@ -41,8 +45,19 @@ class Settings(BaseSettings):
     health_timeout: float = Field(2.0, gt=0, le=60, validation_alias="FLEET_HEALTH_TIMEOUT")
     health_retries: int = Field(3, ge=1, le=100, validation_alias="FLEET_HEALTH_RETRIES")
     health_start_period: float = Field(30.0, ge=0, le=3600, validation_alias="FLEET_HEALTH_START_PERIOD")
+    reconcile_interval: float = Field(10.0, gt=0, le=3600, validation_alias="FLEET_RECONCILE_INTERVAL")
+    orphan_grace: float = Field(300.0, ge=0, le=86400, validation_alias="FLEET_ORPHAN_GRACE")
+    crash_at: str | None = Field(None, validation_alias="WOPR_CRASH_AT")
     stats_interval: float = Field(10.0, gt=0, le=3600, validation_alias="FLEET_STATS_INTERVAL")
     resync_interval: float = Field(30.0, gt=0, le=3600, validation_alias="FLEET_RESYNC_INTERVAL")
+    # profile templates (None: the packaged standard templates) and the file of values for their ${VAR}s
+    templates_dir: Path | None = Field(None, validation_alias="FLEET_TEMPLATES_DIR")
+    template_secrets_file: Path | None = Field(None, validation_alias="FLEET_TEMPLATE_SECRETS")
+
+    @field_validator("templates_dir", "template_secrets_file", mode="before")
+    @classmethod
+    def _empty_path_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -68,6 +83,18 @@ class Settings(BaseSettings):
                     ImageReference.check_allowlist_entry(str(entry))
                 except InvalidReference as err:
                     raise ValueError(f"{entry!r}: {err}") from err
+        return value
+
+    @field_validator("database_url_setting")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        if value:
+            try:
+                driver = make_url(value).drivername
+            except ArgumentError:
+                raise ValueError("not a database URL") from None
+            if driver not in DATABASE_DRIVERS:
+                raise ValueError(f"the driver must be one of {', '.join(DATABASE_DRIVERS)}, not {driver}")
         return value
 
     @property
@@ -104,4 +131,7 @@ def load_settings() -> Settings:
         first = err.errors()[0]
         field = str(first["loc"][0]) if first["loc"] else "?"
         name = _ALIASES.get(field, field.upper())
-        raise SettingsError(f"invalid setting {name}: {first['msg']}") from None
+        if name == "ENV" and "ENV" not in os.environ and "NODE_ENV" in os.environ:
+            name = "NODE_ENV"  # the value came from the seed's name for it
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise SettingsError(f"invalid setting {name}: {message}") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -12,13 +13,18 @@ from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
 
 
 def create_engine(url: str) -> AsyncEngine:
-    """Build the async engine; SQLite gets WAL, a busy timeout and foreign keys on every connection."""
+    """Build the async engine; SQLite gets WAL, a busy timeout and foreign keys on every connection.
+
+    Statement parameters hold bot env values (secrets among them), so they are kept out of logs and errors:
+    SQLAlchemy hides them, and aiosqlite (which logs each call with its parameters at debug) is held at warning.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, connect_args={"timeout": 30})
+    logging.getLogger("aiosqlite").setLevel(logging.WARNING)
+    engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -19,7 +19,7 @@ async def upgrade(engine: AsyncEngine) -> None:
     """Bring the schema to the newest revision; a no-op when it already is."""
 
     def _run(connection: Connection) -> None:
-        command.upgrade(_config(connection), "head")
+        command.upgrade(_config(connection), "heads")
 
     async with engine.begin() as connection:
         await connection.run_sync(_run)

@@ -251,9 +251,10 @@ class DockerEngine:
             data = await self.client._query_json(f"containers/{container_id}/json")
         return self._from_inspect(data)
 
-    async def list_managed(self) -> list[ContainerInfo]:
-        """Every container this platform manages, in one label-filtered call."""
-        filters = json.dumps({"label": self._scope})
+    async def list_managed(self, bot_id: str | None = None) -> list[ContainerInfo]:
+        """Every container this platform manages (or one bot's), in one label-filtered call."""
+        labels = [*self._scope, f"{LABEL_BOT_ID}={bot_id}"] if bot_id else self._scope
+        filters = json.dumps({"label": labels})
         with _translate("list containers"):
             rows = await self.client._query_json("containers/json", params={"all": "1", "filters": filters})
         return [self._from_list(row) for row in rows]

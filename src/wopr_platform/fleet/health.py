@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Literal
 
 from wopr_platform.docker.types import ContainerInfo
+from wopr_platform.fleet.events import EventBus
 from wopr_platform.fleet.observed import ObservedState
 from wopr_platform.instance.client import InstanceClient
 
@@ -58,7 +59,9 @@ class HealthMonitor:
         client: InstanceClient,
         *,
         defaults: ProbeConfig,
+        events: EventBus | None = None,
     ) -> None:
+        self._events = events
         self._observed = observed
         self._client = client
         self._defaults = defaults
@@ -147,6 +150,8 @@ class HealthMonitor:
         if result.ok:
             if state.status != "healthy":
                 log.info("bot healthy", extra={"bot_id": info.bot_id, "container_id": info.id[:12]})
+                if self._events is not None and info.bot_id:
+                    self._events.publish("healthy", info.bot_id, info.tenant_id, containerId=info.id)
             state.status, state.failures = "healthy", 0
             state.next_due = now + config.interval
             return
@@ -160,4 +165,6 @@ class HealthMonitor:
                 "bot unhealthy",
                 extra={"bot_id": info.bot_id, "container_id": info.id[:12], "reason": result.detail},
             )
+            if self._events is not None and info.bot_id:
+                self._events.publish("unhealthy", info.bot_id, info.tenant_id, reason=result.detail)
         state.next_due = now + (config.interval if state.status == "unhealthy" else config.interval / 2)

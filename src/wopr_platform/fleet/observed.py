@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 
 from wopr_platform.docker.types import ContainerInfo
+
+CRASH_LOOP_EXITS = 3
+CRASH_LOOP_WINDOW_SECONDS = 120.0
 
 
 class ObservedState:
@@ -15,16 +19,43 @@ class ObservedState:
         self._by_bot: dict[str, set[str]] = {}
         self.synced_at: float | None = None
         self.stale_reason: str | None = "not synchronised yet"
+        self._signalled: set[str] = set()
+        self._crashes: dict[str, deque[float]] = {}
+
+    def note_event(self, action: str, container_id: str, bot_id: str | None, exit_code: str | None) -> None:
+        """Remember what the state alone cannot tell: was a container stopped by someone, or did it crash?"""
+        if action in ("kill", "stop"):
+            self._signalled.add(container_id)
+        elif action == "start":
+            self._signalled.discard(container_id)
+        elif action == "die" and bot_id and container_id not in self._signalled and exit_code not in (None, "0"):
+            exits = self._crashes.setdefault(bot_id, deque(maxlen=CRASH_LOOP_EXITS))
+            exits.append(time.monotonic())
+
+    def stopped_by_signal(self, container_id: str) -> bool:
+        """The container was stopped or killed (by the platform or by hand), not ended by itself."""
+        return container_id in self._signalled
+
+    def crash_looping(self, bot_id: str) -> bool:
+        """The bot's container exited with an error CRASH_LOOP_EXITS times within the window."""
+        exits = self._crashes.get(bot_id)
+        if not exits or len(exits) < CRASH_LOOP_EXITS:
+            return False
+        return time.monotonic() - exits[0] <= CRASH_LOOP_WINDOW_SECONDS
 
     def apply(self, info: ContainerInfo) -> None:
         """Record (or refresh) one container."""
-        self.forget(info.id)
+        self._unindex(info.id)
         self._containers[info.id] = info
         if info.bot_id:
             self._by_bot.setdefault(info.bot_id, set()).add(info.id)
 
     def forget(self, container_id: str) -> None:
         """Drop a container that no longer exists."""
+        self._signalled.discard(container_id)
+        self._unindex(container_id)
+
+    def _unindex(self, container_id: str) -> None:
         old = self._containers.pop(container_id, None)
         if old and old.bot_id:
             ids = self._by_bot.get(old.bot_id)
@@ -45,6 +76,7 @@ class ObservedState:
                 fresh[info.id] = info
         self._containers = {}
         self._by_bot = {}
+        self._signalled &= set(fresh)
         for info in fresh.values():
             self.apply(info)
         self.synced_at = time.monotonic()

@@ -53,6 +53,10 @@ class BotRepository:
         result = await self._session.execute(select(Bot).where(Bot.tenant_id == tenant_id, Bot.id == bot_id))
         return result.scalar_one_or_none()
 
+    async def get_any(self, bot_id: str) -> Bot | None:
+        """A bot by id whatever its tenant (background work only, never a request)."""
+        return await self._session.get(Bot, bot_id)
+
     async def add(self, bot: Bot) -> None:
         """Insert; a taken name or volume in the tenant is a Conflict."""
         self._session.add(bot)

@@ -6,12 +6,16 @@ import re
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from wopr_platform.api.auth import Operator
 from wopr_platform.errors import NotFound
-from wopr_platform.fleet.schemas import BotCreate, BotDetail, BotList, BotPatch, BotProfile, Ok
+from wopr_platform.fleet.events import EventBus, sse_stream
+from wopr_platform.fleet.reconciler import Reconciler
+from wopr_platform.fleet.schemas import BotDetail, BotList, BotPatch, BotProfile, Ok
 from wopr_platform.fleet.service import FleetService
+from wopr_platform.templates.routes import CreateBotBody, Templates
+from wopr_platform.templates.schemas import TemplateBotCreate
 
 router = APIRouter(prefix="/fleet", tags=["fleet"])
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -41,8 +45,10 @@ async def list_bots(principal: Operator, fleet: Fleet) -> JSONResponse:
 
 
 @router.post("/bots", status_code=201, response_model=BotProfile)
-async def create_bot(body: BotCreate, principal: Operator, fleet: Fleet) -> JSONResponse:
-    """Create a bot and start it."""
+async def create_bot(body: CreateBotBody, principal: Operator, fleet: Fleet, templates: Templates) -> JSONResponse:
+    """Create a bot and start it; with `template`, from that profile template plus the body's overrides."""
+    if isinstance(body, TemplateBotCreate):
+        return JSONResponse(await templates.create_bot(principal.tenant_id, body), status_code=201)
     return JSONResponse(await fleet.create_bot(principal.tenant_id, body), status_code=201)
 
 
@@ -85,6 +91,30 @@ async def stop_bot(bot_id: BotId, principal: Operator, fleet: Fleet) -> JSONResp
 async def restart_bot(bot_id: BotId, principal: Operator, fleet: Fleet) -> JSONResponse:
     await fleet.restart_bot(principal.tenant_id, bot_id)
     return JSONResponse(_OK)
+
+
+@router.get("/drift")
+async def drift(principal: Operator, request: Request) -> JSONResponse:
+    """What differs between desired and observed state right now, and what the reconciler did about it."""
+    reconciler: Reconciler = request.app.state.reconciler
+    return JSONResponse(reconciler.report(principal.tenant_id))
+
+
+@router.get("/events", response_class=StreamingResponse)
+async def events(
+    principal: Operator,
+    request: Request,
+    bot_id: Annotated[str | None, Query(alias="botId", max_length=64)] = None,
+) -> StreamingResponse:
+    """Server-sent events of bot state changes (`?botId=` for one bot); ends when the platform shuts down."""
+    if bot_id is not None:
+        bot_id = _bot_id(bot_id)
+    bus: EventBus = request.app.state.events
+    return StreamingResponse(
+        sse_stream(bus, bot_id=bot_id, tenant_id=principal.tenant_id),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
 
 
 @router.get("/bots/{bot_id}/logs", response_class=PlainTextResponse)

@@ -142,8 +142,15 @@ class Stats(_Wire):
     memory_percent: float
 
 
+class BotTemplate(_Wire):
+    """The profile template a bot was created from."""
+
+    name: str
+    version: int
+
+
 class BotProfile(_Wire):
-    """A bot's desired state as stored."""
+    """A bot's desired state as stored; `env` shows values filled from template variables as `***`."""
 
     id: str
     name: str
@@ -155,6 +162,7 @@ class BotProfile(_Wire):
     release_channel: str
     update_policy: str
     health_check: HealthCheck | None
+    template: BotTemplate | None = None
     desired_state: Literal["running", "stopped"]
     created_at: datetime
     updated_at: datetime
@@ -187,6 +195,7 @@ class BotDetail(BotStatus):
     release_channel: str
     update_policy: str
     health_check: HealthCheck | None
+    template: BotTemplate | None = None
 
 
 class BotList(_Wire):

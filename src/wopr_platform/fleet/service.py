@@ -1,17 +1,18 @@
 """The bot lifecycle: the rules that keep each bot's container in line with its profile.
 
 Unlike request-scoped services elsewhere, this one commits its own short transactions: the name must be
-reserved before Docker is touched, and a profile change must be stored only once its container exists.
-No database transaction is held open across a Docker call (SQLite has a single writer).
+reserved (with the operation's journal row) before Docker is touched, and a profile change must be stored
+only once its container exists. No database transaction is held open across a Docker call (SQLite has a
+single writer). Every multi-step change is journaled, so a crash at any step is finished or undone by
+`fleet.recovery` at the next start.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,13 +21,17 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from wopr_platform.config.settings import Settings
 from wopr_platform.db.models import Bot
-from wopr_platform.docker.engine import DockerEngine
-from wopr_platform.docker.types import ContainerInfo, ContainerSpec
+from wopr_platform.docker.types import ContainerInfo
 from wopr_platform.errors import Conflict, EngineNotFound, NotFound, PlatformError, ValidationFailed
 from wopr_platform.fleet import naming
+from wopr_platform.fleet.containers import BotContainers, Snapshot
+from wopr_platform.fleet.events import EventBus
+from wopr_platform.fleet.faults import CrashPoints
 from wopr_platform.fleet.health import HealthMonitor
+from wopr_platform.fleet.journal import Journal
 from wopr_platform.fleet.locks import BotLocks
 from wopr_platform.fleet.observed import ObservedState
+from wopr_platform.fleet.redaction import keep_redacted, redact_env
 from wopr_platform.fleet.repository import BotRepository
 from wopr_platform.fleet.schemas import BotCreate, BotPatch
 from wopr_platform.fleet.stats import StatsCollector
@@ -42,31 +47,8 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _iso(value: datetime | None) -> str | None:
+def iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
-
-
-@dataclass(frozen=True, slots=True)
-class _Snapshot:
-    """The container-relevant part of a profile, to build from and to roll back to."""
-
-    image: str
-    env: dict[str, str]
-    volume_name: str
-    restart_policy: str
-
-
-@dataclass(frozen=True, slots=True)
-class _Swap:
-    """A replacement container and the parked one it may have to give way to again."""
-
-    new_id: str
-    old: ContainerInfo | None
-    was_running: bool
-
-
-def _snapshot(bot: Bot) -> _Snapshot:
-    return _Snapshot(bot.image, dict(bot.env), bot.volume_name, bot.restart_policy)
 
 
 class FleetService:
@@ -76,37 +58,44 @@ class FleetService:
         self,
         *,
         sessions: async_sessionmaker[AsyncSession],
-        engine: DockerEngine,
+        containers: BotContainers,
         observed: ObservedState,
         health: HealthMonitor,
         stats: StatsCollector,
+        events: EventBus,
+        journal: Journal,
+        locks: BotLocks,
+        crash: CrashPoints,
         settings: Settings,
     ) -> None:
         self._sessions = sessions
-        self._engine = engine
+        self._containers = containers
         self._observed = observed
         self._health = health
         self._stats = stats
+        self._events = events
+        self._journal = journal
+        self._locks = locks
+        self._crash = crash
         self._settings = settings
-        self._locks = BotLocks()
 
     @asynccontextmanager
-    async def _repo(self) -> AsyncIterator[BotRepository]:
+    async def _session(self) -> AsyncIterator[AsyncSession]:
         async with self._sessions() as session, session.begin():
-            yield BotRepository(session)
+            yield session
 
     async def load(self) -> None:
         """At start-up: give the health monitor every bot's probe settings."""
-        async with self._repo() as repo:
-            for bot in await repo.list_all():
+        async with self._session() as session:
+            for bot in await BotRepository(session).list_all():
                 self._health.configure(bot.id, bot.health_check)
 
     # reads ----------------------------------------------------------------------------------------------
 
     async def list_bots(self, tenant_id: str) -> list[dict[str, Any]]:
         """Every bot of the tenant with its live status; no Docker call."""
-        async with self._repo() as repo:
-            bots = await repo.list(tenant_id)
+        async with self._session() as session:
+            bots = await BotRepository(session).list(tenant_id)
         now = _now()
         return [self._status(bot, now) for bot in bots]
 
@@ -125,14 +114,23 @@ class FleetService:
         if not bot.container_id:
             raise NotFound("bot has no container yet", details={"botId": bot_id})
         try:
-            return await self._engine.logs(bot.container_id, tail)
+            return await self._containers.logs(bot.container_id, tail)
         except EngineNotFound:
             raise NotFound("bot has no container", details={"botId": bot_id}) from None
 
     # writes ---------------------------------------------------------------------------------------------
 
-    async def create_bot(self, tenant_id: str, request: BotCreate) -> dict[str, Any]:
-        """Store the profile, then create and start its container; on any failure nothing remains."""
+    async def create_bot(
+        self,
+        tenant_id: str,
+        request: BotCreate,
+        *,
+        reserve: Callable[[AsyncSession, Bot], Awaitable[None]] | None = None,
+    ) -> dict[str, Any]:
+        """Store the profile, then create and start its container; on any failure nothing remains.
+
+        `reserve` runs in the transaction that stores the new bot (templates record the bot's origin there).
+        """
         self._check_image(request.image)
         bot_id = str(uuid.uuid4())
         now = _now()
@@ -153,22 +151,38 @@ class FleetService:
             created_at=now,
             updated_at=now,
         )
+        await self._containers.require_engine()
         async with self._locks.hold(bot_id):
-            async with self._repo() as repo:
-                await repo.add(bot)
+            async with self._session() as session:
+                await BotRepository(session).add(bot)
+                if reserve is not None:
+                    await reserve(session, bot)
+                op_id = self._journal.begin(
+                    session, "create", bot_id, tenant_id, {"volume": self._containers.volume(bot)}
+                )
+            self._crash.reached("create.after_intent")
             self._health.configure(bot_id, bot.health_check)
             try:
-                bot.container_id = await self._build(bot, _snapshot(bot), start=True)
+                container_id = await self._containers.build(
+                    bot,
+                    Snapshot.of(bot),
+                    start=True,
+                    crash_prefix="create",
+                    on_new_volume=lambda: self._journal.note(op_id, volumeCreated=True),
+                )
             except BaseException:
-                async with self._repo() as repo:
-                    await repo.delete(bot_id)
+                async with self._session() as session:
+                    await BotRepository(session).delete(bot_id)
+                    await self._journal.finish(session, op_id)
                 self._health.forget(bot_id)
                 raise
-            async with self._repo() as repo:
-                stored = await repo.get(tenant_id, bot_id)
+            async with self._session() as session:
+                stored = await BotRepository(session).get(tenant_id, bot_id)
                 assert stored is not None
-                stored.container_id = bot.container_id
+                stored.container_id = bot.container_id = container_id
+                await self._journal.finish(session, op_id)
         log.info("bot created", extra={"bot_id": bot_id, "tenant": tenant_id, "bot_name": bot.name})
+        self._events.publish("created", bot_id, tenant_id, name=bot.name)
         return self._profile(bot)
 
     async def patch_bot(self, tenant_id: str, bot_id: str, request: BotPatch) -> dict[str, Any]:
@@ -180,15 +194,19 @@ class FleetService:
             self._check_image(changes["image"])
         async with self._locks.hold(bot_id):
             bot = await self._load(tenant_id, bot_id)
+            if "env" in changes:
+                changes["env"] = keep_redacted(changes["env"], bot.env, bot.secret_env_keys)
             changes = {k: v for k, v in changes.items() if getattr(bot, k) != v}
             if not changes:
                 return self._profile(bot)
-            async with self._repo() as repo:
-                clash = await repo.taken(tenant_id, bot_id, name=changes.get("name"), volume=changes.get("volume_name"))
+            async with self._session() as session:
+                clash = await BotRepository(session).taken(
+                    tenant_id, bot_id, name=changes.get("name"), volume=changes.get("volume_name")
+                )
             if clash:
                 raise Conflict(f"{clash} is already used by another bot", details={"field": clash})
-            before = _snapshot(bot)
-            after = _Snapshot(
+            before = Snapshot.of(bot)
+            after = Snapshot(
                 image=changes.get("image", bot.image),
                 env=dict(changes.get("env", bot.env)),
                 volume_name=changes.get("volume_name", bot.volume_name),
@@ -196,193 +214,146 @@ class FleetService:
             )
             recreate = any(field in changes for field in CONTAINER_FIELDS)
             if recreate:
-                try:
-                    swap = await self._replace(bot, after)
-                except PlatformError as err:
-                    err.details["rolledBack"] = True
-                    raise
-            elif "restart_policy" in changes and bot.container_id:
-                await self._set_restart_policy(bot, after)
-            try:
-                async with self._repo() as repo:
-                    stored = await repo.get(tenant_id, bot_id)
-                    if stored is None:
-                        raise NotFound("bot not found", details={"botId": bot_id})
-                    for field, value in changes.items():
-                        setattr(stored, field, value)
-                    stored.updated_at = _now()
-                    if recreate:
-                        stored.container_id = swap.new_id
-                    await repo.flush()
-                    updated = stored
-            except BaseException:
-                if recreate:
-                    await self._restore(bot, swap)
-                elif "restart_policy" in changes and bot.container_id:
-                    await self._set_restart_policy(bot, before)
-                raise
+                updated = await self._patch_with_recreate(bot, changes, before, after)
+            else:
+                updated = await self._patch_in_place(bot, changes, before, after)
             if "health_check" in changes:
                 self._health.configure(bot_id, updated.health_check)
-            if recreate and swap.old is not None:
-                await self._engine.remove(swap.old.id)
-                self._observed.forget(swap.old.id)
         log.info("bot changed", extra={"bot_id": bot_id, "fields": sorted(changes), "recreated": recreate})
+        if recreate:
+            self._events.publish("recreated", bot_id, tenant_id, containerId=updated.container_id)
         return self._profile(updated)
+
+    async def _patch_in_place(self, bot: Bot, changes: dict[str, Any], before: Snapshot, after: Snapshot) -> Bot:
+        policy_changed = "restart_policy" in changes and bot.container_id is not None
+        if policy_changed:
+            await self._containers.require_engine()
+            assert bot.container_id is not None
+            await self._containers.set_restart_policy(bot.container_id, after.restart_policy)
+        try:
+            return await self._store_changes(bot, changes, container_id=None)
+        except BaseException:
+            if policy_changed:
+                assert bot.container_id is not None
+                await self._containers.set_restart_policy(bot.container_id, before.restart_policy)
+            raise
+
+    async def _patch_with_recreate(self, bot: Bot, changes: dict[str, Any], before: Snapshot, after: Snapshot) -> Bot:
+        await self._containers.require_engine()
+        async with self._session() as session:
+            op_id = self._journal.begin(
+                session, "patch", bot.id, bot.tenant_id, {"before": before.wire(), "after": after.wire()}
+            )
+
+        async def parked(old: ContainerInfo, was_running: bool) -> None:
+            await self._journal.note(op_id, oldContainer=old.id, wasRunning=was_running)
+
+        try:
+            swap = await self._containers.replace(bot, after, on_parked=parked)
+        except PlatformError as err:
+            err.details["rolledBack"] = True
+            await self._journal.finish_now(op_id)
+            raise
+        except BaseException:
+            await self._journal.finish_now(op_id)
+            raise
+        try:
+            updated = await self._store_changes(bot, changes, container_id=swap.new_id, op_id=op_id)
+        except BaseException:
+            await self._containers.restore(bot, swap)
+            await self._journal.finish_now(op_id)
+            raise
+        self._crash.reached("patch.after_commit")
+        if swap.old is not None:
+            await self._containers.remove(swap.old.id)
+        await self._journal.finish_now(op_id)
+        return updated
+
+    async def _store_changes(
+        self, bot: Bot, changes: dict[str, Any], *, container_id: str | None, op_id: str | None = None
+    ) -> Bot:
+        """Write the new profile (and mark the journal row committed in the same transaction)."""
+        async with self._session() as session:
+            repo = BotRepository(session)
+            stored = await repo.get(bot.tenant_id, bot.id)
+            if stored is None:
+                raise NotFound("bot not found", details={"botId": bot.id})
+            for field, value in changes.items():
+                setattr(stored, field, value)
+            stored.updated_at = _now()
+            if container_id is not None:
+                stored.container_id = container_id
+            if op_id is not None:
+                await self._journal.mark(session, op_id, "committed")
+            await repo.flush()
+            return stored
 
     async def delete_bot(self, tenant_id: str, bot_id: str, *, remove_volumes: bool) -> None:
         """Remove the bot's containers (and its volume if asked), then its profile."""
         async with self._locks.hold(bot_id):
             bot = await self._load(tenant_id, bot_id)
-            for container_id in self._containers_of(bot):
-                await self._engine.remove(container_id)
-                self._observed.forget(container_id)
-            if remove_volumes:
-                await self._engine.remove_volume(
-                    naming.volume_name(self._settings.platform_id, tenant_id, bot.volume_name)
+            await self._containers.require_engine()
+            async with self._session() as session:
+                op_id = self._journal.begin(
+                    session,
+                    "delete",
+                    bot_id,
+                    tenant_id,
+                    {"removeVolumes": remove_volumes, "volume": self._containers.volume(bot)},
                 )
-            async with self._repo() as repo:
-                await repo.delete(bot_id)
+            try:
+                for container in await self._containers.labelled(bot_id):
+                    await self._containers.remove(container.id)
+                    self._crash.reached("delete.after_container_removed")
+                if bot.container_id:
+                    await self._containers.remove(bot.container_id)
+                if remove_volumes:
+                    await self._containers.remove_volume(bot)
+            except BaseException:
+                await self._journal.finish_now(op_id)
+                raise
+            async with self._session() as session:
+                await BotRepository(session).delete(bot_id)
+                await self._journal.finish(session, op_id)
             self._health.forget(bot_id)
         log.info("bot deleted", extra={"bot_id": bot_id, "removed_volumes": remove_volumes})
+        self._events.publish("removed", bot_id, tenant_id)
 
     async def start_bot(self, tenant_id: str, bot_id: str) -> None:
-        """Want it running and make it so (recreating a container removed behind our back)."""
+        """Make it run (recreating a container removed behind our back), then want it running."""
         async with self._locks.hold(bot_id):
-            bot = await self._set_desired(tenant_id, bot_id, "running")
-            container = await self._existing_container(bot)
+            bot = await self._load(tenant_id, bot_id)
+            await self._containers.require_engine()
+            container = await self._containers.existing(bot)
             if container is None:
-                await self._adopt(bot, await self._build(bot, _snapshot(bot), start=True))
+                new_id = await self._containers.build(bot, Snapshot.of(bot), start=True, crash_prefix="start")
+                await self._set_desired(bot, "running", container_id=new_id)
                 return
-            await self._engine.start(container.id)
-            await self._refresh(container.id)
+            await self._containers.start(container.id)
+            await self._set_desired(bot, "running")
 
     async def stop_bot(self, tenant_id: str, bot_id: str) -> None:
         """Want it stopped and stop it (SIGTERM, then SIGKILL after the stop timeout)."""
         async with self._locks.hold(bot_id):
-            bot = await self._set_desired(tenant_id, bot_id, "stopped")
-            container = await self._existing_container(bot)
+            bot = await self._load(tenant_id, bot_id)
+            await self._containers.require_engine()
+            await self._set_desired(bot, "stopped")
+            container = await self._containers.existing(bot)
             if container is not None:
-                await self._engine.stop(container.id, self._settings.stop_timeout)
-                await self._refresh(container.id)
+                await self._containers.stop(container.id)
 
     async def restart_bot(self, tenant_id: str, bot_id: str) -> None:
-        """Want it running and restart it."""
+        """Restart it, then want it running."""
         async with self._locks.hold(bot_id):
-            bot = await self._set_desired(tenant_id, bot_id, "running")
-            container = await self._existing_container(bot)
+            bot = await self._load(tenant_id, bot_id)
+            await self._containers.require_engine()
+            container = await self._containers.existing(bot)
             if container is None:
-                await self._adopt(bot, await self._build(bot, _snapshot(bot), start=True))
+                new_id = await self._containers.build(bot, Snapshot.of(bot), start=True, crash_prefix="start")
+                await self._set_desired(bot, "running", container_id=new_id)
                 return
-            await self._engine.restart(container.id, self._settings.stop_timeout)
-            await self._refresh(container.id)
-
-    # container work -------------------------------------------------------------------------------------
-
-    def _spec(self, bot: Bot, snap: _Snapshot, name: str) -> ContainerSpec:
-        volume = naming.volume_name(self._settings.platform_id, bot.tenant_id, snap.volume_name)
-        env = {**snap.env, "WOPR_HOME": "/data"}
-        return ContainerSpec(
-            name=name,
-            image=snap.image,
-            env=env,
-            labels=naming.labels(
-                self._settings.platform_id,
-                bot.tenant_id,
-                bot.id,
-                naming.spec_hash(snap.image, snap.env, volume, snap.restart_policy),
-            ),
-            volume=volume,
-            restart_policy=snap.restart_policy,
-            stop_timeout=self._settings.stop_timeout,
-        )
-
-    async def _build(self, bot: Bot, snap: _Snapshot, *, start: bool) -> str:
-        """Create (and start) a container for `snap`; undo every step of it if a later one fails."""
-        spec = self._spec(bot, snap, naming.container_name(bot.id))
-        await self._engine.ensure_image(spec.image)
-        volume_is_new = not await self._engine.volume_exists(spec.volume)
-        await self._engine.ensure_volume(spec.volume, naming.volume_labels(self._settings.platform_id, bot.tenant_id))
-        container_id: str | None = None
-        try:
-            container_id = await self._engine.create(spec)
-            if start:
-                await self._engine.start(container_id)
-        except BaseException:
-            if container_id is not None:
-                await self._engine.remove(container_id)
-            if volume_is_new:
-                await self._engine.remove_volume(spec.volume)
-            raise
-        await self._refresh(container_id)
-        return container_id
-
-    async def _replace(self, bot: Bot, after: _Snapshot) -> _Swap:
-        """Swap the container for one built from `after`; the old one is parked, not removed, until we commit."""
-        await self._engine.ensure_image(after.image)
-        old = await self._existing_container(bot)
-        was_running = old is not None and old.state in ("running", "restarting")
-        start = was_running or (old is None and bot.desired_state == "running")
-        if old is not None:
-            await self._engine.stop(old.id, self._settings.stop_timeout)
-            await self._engine.rename(old.id, naming.parked_container_name(bot.id, old.id))
-        try:
-            new_id = await self._build(bot, after, start=start)
-        except BaseException:
-            if old is not None:
-                await self._unpark(bot, old.id, was_running)
-            raise
-        return _Swap(new_id=new_id, old=old, was_running=was_running)
-
-    async def _restore(self, bot: Bot, swap: _Swap) -> None:
-        """Undo `_replace` after the profile could not be stored."""
-        await self._engine.remove(swap.new_id)
-        self._observed.forget(swap.new_id)
-        if swap.old is not None:
-            await self._unpark(bot, swap.old.id, swap.was_running)
-
-    async def _unpark(self, bot: Bot, container_id: str, start: bool) -> None:
-        await self._engine.rename(container_id, naming.container_name(bot.id))
-        if start:
-            await self._engine.start(container_id)
-        await self._refresh(container_id)
-
-    async def _set_restart_policy(self, bot: Bot, snap: _Snapshot) -> None:
-        assert bot.container_id is not None
-        try:
-            await self._engine.update_restart_policy(bot.container_id, snap.restart_policy)
-        except EngineNotFound:
-            return
-
-    async def _existing_container(self, bot: Bot) -> ContainerInfo | None:
-        """The bot's container as the engine sees it now, or None if it is gone."""
-        if not bot.container_id:
-            return None
-        try:
-            info = await self._engine.inspect(bot.container_id)
-        except EngineNotFound:
-            self._observed.forget(bot.container_id)
-            return None
-        self._observed.apply(info)
-        return info
-
-    async def _adopt(self, bot: Bot, container_id: str) -> None:
-        async with self._repo() as repo:
-            stored = await repo.get(bot.tenant_id, bot.id)
-            if stored is not None:
-                stored.container_id = container_id
-
-    async def _refresh(self, container_id: str) -> None:
-        try:
-            self._observed.apply(await self._engine.inspect(container_id))
-        except EngineNotFound:
-            self._observed.forget(container_id)
-        self._health.kick()
-
-    def _containers_of(self, bot: Bot) -> list[str]:
-        ids = {c.id for c in self._observed.containers() if c.bot_id == bot.id}
-        if bot.container_id:
-            ids.add(bot.container_id)
-        return sorted(ids)
+            await self._containers.restart(container.id)
+            await self._set_desired(bot, "running")
 
     # helpers --------------------------------------------------------------------------------------------
 
@@ -398,21 +369,23 @@ class FleetService:
             )
 
     async def _load(self, tenant_id: str, bot_id: str) -> Bot:
-        async with self._repo() as repo:
-            bot = await repo.get(tenant_id, bot_id)
+        async with self._session() as session:
+            bot = await BotRepository(session).get(tenant_id, bot_id)
         if bot is None:
             raise NotFound("bot not found", details={"botId": bot_id})
         return bot
 
-    async def _set_desired(self, tenant_id: str, bot_id: str, desired: str) -> Bot:
-        async with self._repo() as repo:
-            bot = await repo.get(tenant_id, bot_id)
-            if bot is None:
-                raise NotFound("bot not found", details={"botId": bot_id})
-            if bot.desired_state != desired:
-                bot.desired_state = desired
-                bot.updated_at = _now()
-        return bot
+    async def _set_desired(self, bot: Bot, desired: str, *, container_id: str | None = None) -> None:
+        async with self._session() as session:
+            stored = await BotRepository(session).get(bot.tenant_id, bot.id)
+            if stored is None:
+                return
+            if stored.desired_state != desired:
+                stored.desired_state = desired
+                stored.updated_at = _now()
+            if container_id is not None:
+                stored.container_id = container_id
+        bot.desired_state = desired
 
     def _status(self, bot: Bot | Row[Any], now: datetime) -> dict[str, Any]:
         info = self._observed.for_bot(bot.id, bot.container_id)
@@ -428,10 +401,13 @@ class FleetService:
             "state": info.state if info else "missing",
             "health": self._health.status(info),
             "uptime": int((now - started).total_seconds()) if started else None,
-            "startedAt": _iso(started),
-            "createdAt": _iso(bot.created_at),
-            "updatedAt": _iso(bot.updated_at),
+            "startedAt": iso(started),
+            "createdAt": iso(bot.created_at),
+            "updatedAt": iso(bot.updated_at),
             "desiredState": bot.desired_state,
+            "restartCount": info.restart_count if info else 0,
+            "crashLooping": self._observed.crash_looping(bot.id),
+            "stale": self._observed.stale_reason is not None,
             "stats": (
                 {
                     "cpuPercent": usage.cpu_percent,
@@ -447,12 +423,13 @@ class FleetService:
     @staticmethod
     def _profile_extra(bot: Bot) -> dict[str, Any]:
         return {
-            "env": dict(bot.env),
+            "env": redact_env(bot.env, bot.secret_env_keys),
             "restartPolicy": bot.restart_policy,
             "volumeName": bot.volume_name,
             "releaseChannel": bot.release_channel,
             "updatePolicy": bot.update_policy,
             "healthCheck": bot.health_check,
+            "template": {"name": bot.template_name, "version": bot.template_version} if bot.template_name else None,
         }
 
     @classmethod
@@ -465,6 +442,6 @@ class FleetService:
             **cls._profile_extra(bot),
             "desiredState": bot.desired_state,
             "containerId": bot.container_id,
-            "createdAt": _iso(bot.created_at),
-            "updatedAt": _iso(bot.updated_at),
+            "createdAt": iso(bot.created_at),
+            "updatedAt": iso(bot.updated_at),
         }

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from wopr_platform.docker.engine import DockerEngine
-from wopr_platform.docker.types import EngineEvent
+from wopr_platform.docker.types import LABEL_TENANT, EngineEvent
 from wopr_platform.errors import EngineNotFound, PlatformError
+from wopr_platform.fleet.events import EventBus
 from wopr_platform.fleet.health import HealthMonitor
 from wopr_platform.fleet.observed import ObservedState
 
@@ -28,12 +30,16 @@ class EngineWatcher:
         engine: DockerEngine,
         observed: ObservedState,
         health: HealthMonitor,
+        events: EventBus,
         *,
         resync_interval: float,
+        on_change: Callable[[], None] = lambda: None,
     ) -> None:
         self._engine = engine
         self._observed = observed
         self._health = health
+        self._events = events
+        self._on_change = on_change
         self._resync_interval = resync_interval
         self.connected = asyncio.Event()
 
@@ -66,6 +72,7 @@ class EngineWatcher:
         for container_id in self._observed.needing_detail():
             await self._refresh(container_id)
         self._health.kick()
+        self._on_change()
 
     async def _follow(self, stop: asyncio.Event) -> None:
         since = time.time() - 1
@@ -100,12 +107,30 @@ class EngineWatcher:
             await self.resync()
 
     async def _handle(self, event: EngineEvent) -> None:
+        exit_code = event.attributes.get("exitCode")
+        self._observed.note_event(event.action, event.container_id, event.bot_id, exit_code)
         if event.action == "destroy":
             self._observed.forget(event.container_id)
+            self._on_change()
             return
         await self._refresh(event.container_id)
+        tenant = event.attributes.get(LABEL_TENANT)
         if event.action in ("start", "restart"):
             self._health.kick()
+            if event.bot_id:
+                self._events.publish("started", event.bot_id, tenant, containerId=event.container_id)
+        elif event.action == "die":
+            if event.bot_id:
+                self._events.publish(
+                    "stopped",
+                    event.bot_id,
+                    tenant,
+                    containerId=event.container_id,
+                    exitCode=int(exit_code) if exit_code and exit_code.lstrip("-").isdigit() else None,
+                )
+            self._on_change()
+        elif event.action in ("stop", "oom"):
+            self._on_change()
 
     async def _refresh(self, container_id: str) -> None:
         try:

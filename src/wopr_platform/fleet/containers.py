@@ -1,0 +1,234 @@
+"""A bot's container as the engine holds it: build one from a profile, set one aside, bring one back.
+
+Used by the API operations (`fleet.service`), by crash recovery (`fleet.recovery`) and by the reconciler;
+callers hold the bot's lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from wopr_platform.config.settings import Settings
+from wopr_platform.db.models import Bot
+from wopr_platform.docker.engine import DockerEngine
+from wopr_platform.docker.types import ContainerInfo, ContainerSpec
+from wopr_platform.errors import EngineNotFound
+from wopr_platform.fleet import naming
+from wopr_platform.fleet.faults import CrashPoints
+from wopr_platform.fleet.health import HealthMonitor
+from wopr_platform.fleet.observed import ObservedState
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The container-relevant part of a profile, to build from and to roll back to."""
+
+    image: str
+    env: dict[str, str]
+    volume_name: str
+    restart_policy: str
+
+    @classmethod
+    def of(cls, bot: Bot) -> Snapshot:
+        return cls(bot.image, dict(bot.env), bot.volume_name, bot.restart_policy)
+
+    def wire(self) -> dict[str, Any]:
+        return {
+            "image": self.image,
+            "env": self.env,
+            "volumeName": self.volume_name,
+            "restartPolicy": self.restart_policy,
+        }
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> Snapshot:
+        return cls(str(data["image"]), dict(data["env"]), str(data["volumeName"]), str(data["restartPolicy"]))
+
+
+@dataclass(frozen=True, slots=True)
+class Swap:
+    """A replacement container and the parked one it may have to give way to again."""
+
+    new_id: str
+    old: ContainerInfo | None
+    was_running: bool
+
+
+class BotContainers:
+    """Engine-side steps of the bot lifecycle, each undone on failure of a later one."""
+
+    def __init__(
+        self,
+        *,
+        engine: DockerEngine,
+        observed: ObservedState,
+        health: HealthMonitor,
+        settings: Settings,
+        crash: CrashPoints,
+    ) -> None:
+        self._engine = engine
+        self._observed = observed
+        self._health = health
+        self._settings = settings
+        self._crash = crash
+
+    def volume(self, bot: Bot, volume_name: str | None = None) -> str:
+        return naming.volume_name(self._settings.platform_id, bot.tenant_id, volume_name or bot.volume_name)
+
+    def spec(self, bot: Bot, snap: Snapshot, name: str | None = None) -> ContainerSpec:
+        volume = self.volume(bot, snap.volume_name)
+        return ContainerSpec(
+            name=name or naming.container_name(bot.id),
+            image=snap.image,
+            env={**snap.env, "WOPR_HOME": "/data"},
+            labels=naming.labels(
+                self._settings.platform_id,
+                bot.tenant_id,
+                bot.id,
+                naming.spec_hash(snap.image, snap.env, volume, snap.restart_policy),
+            ),
+            volume=volume,
+            restart_policy=snap.restart_policy,
+            stop_timeout=self._settings.stop_timeout,
+        )
+
+    def matches(self, bot: Bot, info: ContainerInfo) -> bool:
+        """Does the container still carry what the profile asks for (image, env, volume, restart policy)?"""
+        spec = self.spec(bot, Snapshot.of(bot))
+        if info.labels.get(naming.LABEL_SPEC_HASH) != spec.labels[naming.LABEL_SPEC_HASH]:
+            return False
+        if info.image != spec.image:
+            return False
+        if info.detailed:
+            present = set(info.env)
+            if any(f"{key}={value}" not in present for key, value in spec.env.items()):
+                return False
+        return True
+
+    async def build(
+        self,
+        bot: Bot,
+        snap: Snapshot,
+        *,
+        start: bool,
+        crash_prefix: str,
+        on_new_volume: Callable[[], Awaitable[None]] | None = None,
+    ) -> str:
+        """Create (and start) a container for `snap`; undo every step of it if a later one fails."""
+        spec = self.spec(bot, snap)
+        await self._engine.ensure_image(spec.image)
+        volume_is_new = not await self._engine.volume_exists(spec.volume)
+        if volume_is_new and on_new_volume is not None:
+            await on_new_volume()
+        await self._engine.ensure_volume(spec.volume, naming.volume_labels(self._settings.platform_id, bot.tenant_id))
+        container_id: str | None = None
+        try:
+            container_id = await self._engine.create(spec)
+            self._crash.reached(f"{crash_prefix}.after_container_created")
+            if start:
+                await self._engine.start(container_id)
+                self._crash.reached(f"{crash_prefix}.after_container_started")
+        except BaseException:
+            if container_id is not None:
+                await self._engine.remove(container_id)
+            if volume_is_new:
+                await self._engine.remove_volume(spec.volume)
+            raise
+        await self.refresh(container_id)
+        return container_id
+
+    async def replace(
+        self, bot: Bot, after: Snapshot, *, on_parked: Callable[[ContainerInfo, bool], Awaitable[None]]
+    ) -> Swap:
+        """Swap in a container built from `after`; the old one is parked, not removed, until the caller commits."""
+        await self._engine.ensure_image(after.image)
+        old = await self.existing(bot)
+        was_running = old is not None and old.state in ("running", "restarting")
+        start = was_running or (old is None and bot.desired_state == "running")
+        if old is not None:
+            await on_parked(old, was_running)
+            await self._engine.stop(old.id, self._settings.stop_timeout)
+            await self._engine.rename(old.id, naming.parked_container_name(bot.id, old.id))
+            self._crash.reached("patch.after_parking")
+        try:
+            new_id = await self.build(bot, after, start=start, crash_prefix="patch")
+        except BaseException:
+            if old is not None:
+                await self.unpark(bot, old.id, was_running)
+            raise
+        return Swap(new_id=new_id, old=old, was_running=was_running)
+
+    async def restore(self, bot: Bot, swap: Swap) -> None:
+        """Undo `replace` after the profile could not be stored."""
+        await self.remove(swap.new_id)
+        if swap.old is not None:
+            await self.unpark(bot, swap.old.id, swap.was_running)
+
+    async def unpark(self, bot: Bot, container_id: str, start: bool) -> None:
+        """Give a parked container its name back (and start it if it ran)."""
+        try:
+            await self._engine.rename(container_id, naming.container_name(bot.id))
+        except EngineNotFound:
+            self._observed.forget(container_id)
+            return
+        if start:
+            await self._engine.start(container_id)
+        await self.refresh(container_id)
+
+    async def require_engine(self) -> None:
+        """Fail fast with EngineUnavailable (503) when the engine is known to be away and still does not answer."""
+        if self._observed.stale_reason is not None:
+            await self._engine.ping()
+
+    async def logs(self, container_id: str, tail: int) -> str:
+        return await self._engine.logs(container_id, tail)
+
+    async def set_restart_policy(self, container_id: str, policy: str) -> None:
+        try:
+            await self._engine.update_restart_policy(container_id, policy)
+        except EngineNotFound:
+            return
+
+    async def existing(self, bot: Bot) -> ContainerInfo | None:
+        """The bot's container as the engine sees it now, or None if it is gone."""
+        if not bot.container_id:
+            return None
+        try:
+            info = await self._engine.inspect(bot.container_id)
+        except EngineNotFound:
+            self._observed.forget(bot.container_id)
+            return None
+        self._observed.apply(info)
+        return info
+
+    async def start(self, container_id: str) -> None:
+        await self._engine.start(container_id)
+        await self.refresh(container_id)
+
+    async def stop(self, container_id: str) -> None:
+        await self._engine.stop(container_id, self._settings.stop_timeout)
+        await self.refresh(container_id)
+
+    async def restart(self, container_id: str) -> None:
+        await self._engine.restart(container_id, self._settings.stop_timeout)
+        await self.refresh(container_id)
+
+    async def remove(self, container_id: str) -> None:
+        await self._engine.remove(container_id)
+        self._observed.forget(container_id)
+
+    async def remove_volume(self, bot: Bot, volume_name: str | None = None) -> None:
+        await self._engine.remove_volume(self.volume(bot, volume_name))
+
+    async def labelled(self, bot_id: str) -> list[ContainerInfo]:
+        """Every container the engine holds with this bot's label (asks the engine, not memory)."""
+        return await self._engine.list_managed(bot_id)
+
+    async def refresh(self, container_id: str) -> None:
+        try:
+            self._observed.apply(await self._engine.inspect(container_id))
+        except EngineNotFound:
+            self._observed.forget(container_id)
+        self._health.kick()

@@ -1,0 +1,145 @@
+"""State changes of bots, fanned out to subscribers (the `/fleet/events` stream)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+QUEUE_SIZE = 1000
+HEARTBEAT_SECONDS = 15.0
+KINDS = (
+    "created",
+    "started",
+    "stopped",
+    "died",
+    "healthy",
+    "unhealthy",
+    "recreated",
+    "removed",
+    "drift_repaired",
+    "orphan_removed",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BotEvent:
+    """One change of one bot."""
+
+    kind: str
+    bot_id: str
+    tenant_id: str | None
+    detail: dict[str, Any] = field(default_factory=dict)
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    seq: int = 0
+
+    def wire(self) -> dict[str, Any]:
+        return {
+            "id": self.seq,
+            "kind": self.kind,
+            "botId": self.bot_id,
+            "at": self.at.isoformat().replace("+00:00", "Z"),
+            **({"detail": self.detail} if self.detail else {}),
+        }
+
+
+class _Subscriber:
+    def __init__(self, bot_id: str | None, tenant_id: str | None) -> None:
+        self.bot_id = bot_id
+        self.tenant_id = tenant_id
+        self.queue: asyncio.Queue[BotEvent | None] = asyncio.Queue(QUEUE_SIZE)
+        self.overflowed = False
+
+    def wants(self, event: BotEvent) -> bool:
+        if self.tenant_id is not None and event.tenant_id not in (None, self.tenant_id):
+            return False
+        return self.bot_id is None or event.bot_id == self.bot_id
+
+
+class EventBus:
+    """In-process publish/subscribe; a subscriber that falls `QUEUE_SIZE` events behind is cut off."""
+
+    def __init__(self) -> None:
+        self._subscribers: set[_Subscriber] = set()
+        self._seq = itertools.count(1)
+        self._closed = False
+
+    def publish(self, kind: str, bot_id: str, tenant_id: str | None = None, /, **detail: Any) -> None:
+        """Deliver an event to every interested subscriber without waiting."""
+        event = BotEvent(kind=kind, bot_id=bot_id, tenant_id=tenant_id, detail=detail, seq=next(self._seq))
+        for subscriber in list(self._subscribers):
+            if not subscriber.wants(event):
+                continue
+            try:
+                subscriber.queue.put_nowait(event)
+            except asyncio.QueueFull:
+                subscriber.overflowed = True
+                self._subscribers.discard(subscriber)
+                log.warning("event subscriber fell behind; its stream is closed")
+
+    async def subscribe(self, *, bot_id: str | None, tenant_id: str | None) -> AsyncGenerator[BotEvent, None]:
+        """Events from now on until the bus closes (or this subscriber falls too far behind)."""
+        if self._closed:
+            return
+        subscriber = _Subscriber(bot_id, tenant_id)
+        self._subscribers.add(subscriber)
+        try:
+            while True:
+                if subscriber.overflowed and subscriber.queue.empty():
+                    return
+                event = await subscriber.queue.get()
+                if event is None:
+                    return
+                yield event
+        finally:
+            self._subscribers.discard(subscriber)
+
+    def close(self) -> None:
+        """End every stream (platform shutdown)."""
+        self._closed = True
+        for subscriber in list(self._subscribers):
+            try:
+                subscriber.queue.put_nowait(None)
+            except asyncio.QueueFull:
+                subscriber.overflowed = True
+        self._subscribers.clear()
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._subscribers)
+
+
+async def sse_stream(bus: EventBus, *, bot_id: str | None, tenant_id: str) -> AsyncIterator[bytes]:
+    """Encode the bus as server-sent events, with a comment line as heartbeat so proxies keep the stream open."""
+    yield b": connected\n\n"
+    events = bus.subscribe(bot_id=bot_id, tenant_id=tenant_id)
+    pending: asyncio.Task[BotEvent] | None = None
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(anext(events))
+            done, _ = await asyncio.wait({pending}, timeout=HEARTBEAT_SECONDS)
+            if not done:
+                yield b": heartbeat\n\n"
+                continue
+            try:
+                event = pending.result()
+            except StopAsyncIteration:
+                return
+            pending = None
+            data = json.dumps(event.wire(), separators=(",", ":"))
+            yield f"id: {event.seq}\nevent: {event.kind}\ndata: {data}\n\n".encode()
+    finally:
+        if pending is not None:
+            pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                await pending
+        await events.aclose()

@@ -1,0 +1,318 @@
+"""The reconciler: desired state (database) against observed state (engine), and the repairs between them.
+
+Drift it repairs, each under the bot's lock and with a per-bot back-off so nothing is retried in a hot loop:
+- `missing`: the bot has no container (removed behind our back) → build one from the profile;
+- `stopped`: it should run but was stopped outside the platform → start it (a container that crashed on its
+  own is left to its restart policy, which Docker backs off by itself);
+- `running`: the user stopped it but something started it → stop it again;
+- `changed`: its image, env, volume or restart policy no longer match the profile → recreate it;
+- `duplicate`: more than one container carries the bot's label → keep the profile's, remove the rest;
+- `adopt`: the profile names no live container but exactly one matching container carries its label → adopt it.
+Containers labelled as ours that belong to no bot are orphans, removed after a grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from wopr_platform.db.models import Bot
+from wopr_platform.docker.types import ContainerInfo
+from wopr_platform.errors import PlatformError
+from wopr_platform.fleet.containers import BotContainers, Snapshot
+from wopr_platform.fleet.events import EventBus
+from wopr_platform.fleet.locks import BotLocks
+from wopr_platform.fleet.observed import ObservedState
+from wopr_platform.fleet.recovery import Recovery
+from wopr_platform.fleet.repository import BotRepository
+
+log = logging.getLogger(__name__)
+
+BACKOFF_MAX_SECONDS = 300.0
+SETTLED_AFTER_SECONDS = 30.0
+HISTORY = 200
+_RESTARTING_POLICIES = ("always", "unless-stopped")
+
+
+@dataclass(frozen=True, slots=True)
+class Drift:
+    bot_id: str
+    tenant_id: str
+    kind: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Repair:
+    bot_id: str
+    tenant_id: str
+    kind: str
+    action: str
+    outcome: str
+    at: datetime
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class _Backoff:
+    attempts: int = 0
+    next_allowed: float = 0.0
+
+
+@dataclass(slots=True)
+class _Orphan:
+    info: ContainerInfo
+    first_seen: float
+    first_seen_at: datetime
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def diff(bot: Bot, containers: list[ContainerInfo], observed: ObservedState, matches: Any) -> list[Drift]:
+    """What differs between one bot's profile and the containers carrying its label."""
+    primary = next((c for c in containers if c.id == bot.container_id), None)
+    drift: list[Drift] = []
+    extras = [c for c in containers if c is not primary]
+    if primary is None and extras:
+        fitting = [c for c in extras if matches(bot, c)]
+        if len(fitting) == 1:
+            return [Drift(bot.id, bot.tenant_id, "adopt", {"containerId": fitting[0].id})]
+    if primary is None:
+        drift.append(Drift(bot.id, bot.tenant_id, "missing", {"expectedContainer": bot.container_id}))
+    elif not matches(bot, primary):
+        drift.append(Drift(bot.id, bot.tenant_id, "changed", {"containerId": primary.id}))
+    elif bot.desired_state == "running" and primary.state in ("exited", "created", "dead"):
+        by_hand = observed.stopped_by_signal(primary.id) or primary.state == "created"
+        if by_hand or bot.restart_policy in _RESTARTING_POLICIES:
+            drift.append(Drift(bot.id, bot.tenant_id, "stopped", {"containerId": primary.id}))
+    elif bot.desired_state == "stopped" and primary.state in ("running", "restarting"):
+        drift.append(Drift(bot.id, bot.tenant_id, "running", {"containerId": primary.id}))
+    if primary is not None and extras:
+        drift.append(Drift(bot.id, bot.tenant_id, "duplicate", {"containerIds": [c.id for c in extras]}))
+    return drift
+
+
+class Reconciler:
+    """Background loop `reconciler`: settles the journal once, then repairs drift every `interval` (or on a kick)."""
+
+    name = "reconciler"
+
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        containers: BotContainers,
+        observed: ObservedState,
+        locks: BotLocks,
+        events: EventBus,
+        recovery: Recovery,
+        interval: float,
+        orphan_grace: float,
+    ) -> None:
+        self._sessions = sessions
+        self._containers = containers
+        self._observed = observed
+        self._locks = locks
+        self._events = events
+        self._recovery = recovery
+        self._interval = interval
+        self._orphan_grace = orphan_grace
+        self._wake = asyncio.Event()
+        self._backoff: dict[str, _Backoff] = {}
+        self._orphans: dict[str, _Orphan] = {}
+        self.recovered = asyncio.Event()
+        self.current: list[Drift] = []
+        self.history: deque[Repair] = deque(maxlen=HISTORY)
+        self.last_run_at: datetime | None = None
+        self.last_run_ms: float | None = None
+
+    def kick(self) -> None:
+        """Run a pass soon (something changed in the engine)."""
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                if self._observed.stale_reason is None:
+                    if not self.recovered.is_set():
+                        await self._recovery.run()
+                        self.recovered.set()
+                    await self.reconcile_once()
+            except PlatformError as err:
+                log.warning("reconcile pass failed", extra={"reason": err.message})
+            except Exception:
+                log.exception("reconcile pass failed")
+            self._wake.clear()
+            try:
+                async with asyncio.timeout(self._interval):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+            await asyncio.sleep(0.05)  # let a burst of engine events settle into one pass
+
+    async def reconcile_once(self) -> list[Drift]:
+        """One pass over every bot; returns the drift left unrepaired (repairs are recorded in `history`)."""
+        started = time.monotonic()
+        async with self._sessions() as session:
+            bots = list(await BotRepository(session).list_all())
+        by_bot: dict[str, list[ContainerInfo]] = {}
+        for info in self._observed.containers():
+            if info.bot_id:
+                by_bot.setdefault(info.bot_id, []).append(info)
+        outstanding: list[Drift] = []
+        for bot in bots:
+            drift = diff(bot, by_bot.get(bot.id, []), self._observed, self._containers.matches)
+            if drift:
+                outstanding.extend(await self._repair_bot(bot.id, drift))
+            else:
+                self._settle_backoff(bot.id, by_bot.get(bot.id, []))
+        self.current = outstanding
+        await self._orphans_pass({bot.id for bot in bots})
+        self.last_run_at = _now()
+        self.last_run_ms = round((time.monotonic() - started) * 1000, 1)
+        return outstanding
+
+    def _settle_backoff(self, bot_id: str, containers: list[ContainerInfo]) -> None:
+        if bot_id not in self._backoff:
+            return
+        running = [c for c in containers if c.state == "running" and c.started_at]
+        if running and (_now() - running[0].started_at).total_seconds() > SETTLED_AFTER_SECONDS:  # type: ignore[operator]
+            del self._backoff[bot_id]
+
+    async def _repair_bot(self, bot_id: str, seen: list[Drift]) -> list[Drift]:
+        """Repair what still differs once the bot's lock is held; returns what is left (failed or backing off)."""
+        backoff = self._backoff.setdefault(bot_id, _Backoff())
+        if time.monotonic() < backoff.next_allowed:
+            return seen
+        left: list[Drift] = []
+        async with self._locks.hold(bot_id):
+            async with self._sessions() as session:
+                bot = await BotRepository(session).get_any(bot_id)
+            if bot is None:
+                return []
+            containers = [c for c in self._observed.containers() if c.bot_id == bot_id]
+            for drift in diff(bot, containers, self._observed, self._containers.matches):
+                action, outcome, error = await self._apply(bot, drift)
+                if outcome != "ok":
+                    left.append(drift)
+                self.history.append(Repair(bot.id, bot.tenant_id, drift.kind, action, outcome, _now(), error))
+                log.info(
+                    "drift repaired" if outcome == "ok" else "drift repair failed",
+                    extra={"bot_id": bot.id, "kind": drift.kind, "action": action, "error": error},
+                )
+                if outcome == "ok":
+                    self._events.publish("drift_repaired", bot.id, bot.tenant_id, kind=drift.kind, action=action)
+        backoff.attempts += 1
+        backoff.next_allowed = time.monotonic() + min(2.0**backoff.attempts, BACKOFF_MAX_SECONDS)
+        return left
+
+    async def _apply(self, bot: Bot, drift: Drift) -> tuple[str, str, str | None]:
+        try:
+            if drift.kind == "adopt":
+                await self._adopt(bot, str(drift.detail["containerId"]))
+                return "adopted", "ok", None
+            if drift.kind == "missing":
+                await self._rebuild(bot, None)
+                return "recreated", "ok", None
+            if drift.kind == "changed":
+                await self._rebuild(bot, str(drift.detail["containerId"]))
+                return "recreated", "ok", None
+            if drift.kind == "stopped":
+                await self._containers.start(str(drift.detail["containerId"]))
+                return "started", "ok", None
+            if drift.kind == "running":
+                await self._containers.stop(str(drift.detail["containerId"]))
+                return "stopped", "ok", None
+            if drift.kind == "duplicate":
+                for container_id in drift.detail["containerIds"]:
+                    await self._containers.remove(str(container_id))
+                return "removed duplicates", "ok", None
+        except PlatformError as err:
+            return drift.kind, "failed", err.message
+        return "none", "ok", None
+
+    async def _rebuild(self, bot: Bot, old_container: str | None) -> None:
+        if old_container is not None:
+            await self._containers.remove(old_container)
+        new_id = await self._containers.build(
+            bot, Snapshot.of(bot), start=bot.desired_state == "running", crash_prefix="reconcile"
+        )
+        await self._adopt(bot, new_id)
+
+    async def _adopt(self, bot: Bot, container_id: str) -> None:
+        async with self._sessions() as session, session.begin():
+            stored = await BotRepository(session).get_any(bot.id)
+            if stored is not None:
+                stored.container_id = container_id
+        bot.container_id = container_id
+
+    async def _orphans_pass(self, bot_ids: set[str]) -> None:
+        now = time.monotonic()
+        seen: set[str] = set()
+        for info in self._observed.containers():
+            if info.bot_id in bot_ids:
+                continue
+            seen.add(info.id)
+            orphan = self._orphans.setdefault(info.id, _Orphan(info, now, _now()))
+            if now - orphan.first_seen < self._orphan_grace:
+                continue
+            async with self._sessions() as session:
+                owner = await BotRepository(session).get_any(info.bot_id) if info.bot_id else None
+            if owner is not None:
+                continue
+            try:
+                await self._containers.remove(info.id)
+            except PlatformError as err:
+                log.warning("could not remove an orphan", extra={"container_id": info.id[:12], "reason": err.message})
+                continue
+            log.warning("orphan container removed", extra={"container_id": info.id[:12], "bot_id": info.bot_id})
+            self.history.append(Repair(info.bot_id or "", info.tenant_id or "", "orphan", "removed", "ok", _now()))
+            self._events.publish("orphan_removed", info.bot_id or "", info.tenant_id, containerId=info.id)
+            seen.discard(info.id)
+        for gone in set(self._orphans) - seen:
+            del self._orphans[gone]
+
+    def report(self, tenant_id: str) -> dict[str, Any]:
+        """GET /fleet/drift: what differs now, the orphans waiting out their grace, and the latest repairs."""
+        return {
+            "drift": [
+                {"botId": d.bot_id, "kind": d.kind, "detail": d.detail}
+                for d in self.current
+                if d.tenant_id == tenant_id
+            ],
+            "orphans": [
+                {
+                    "containerId": o.info.id,
+                    "name": o.info.name,
+                    "botId": o.info.bot_id,
+                    "firstSeenAt": o.first_seen_at.isoformat().replace("+00:00", "Z"),
+                    "removeAfterSeconds": self._orphan_grace,
+                }
+                for o in self._orphans.values()
+                if o.info.tenant_id in (None, tenant_id)
+            ],
+            "repairs": [
+                {
+                    "botId": r.bot_id,
+                    "kind": r.kind,
+                    "action": r.action,
+                    "outcome": r.outcome,
+                    "error": r.error,
+                    "at": r.at.isoformat().replace("+00:00", "Z"),
+                }
+                for r in reversed(self.history)
+                if r.tenant_id == tenant_id
+            ],
+            "lastRunAt": self.last_run_at.isoformat().replace("+00:00", "Z") if self.last_run_at else None,
+            "lastRunMs": self.last_run_ms,
+            "stale": self._observed.stale_reason,
+        }

@@ -1,0 +1,1 @@
+"""Bot profile templates: versioned YAML profiles, bots created from them, and seeding of the standard fleet."""

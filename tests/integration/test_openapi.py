@@ -1,0 +1,103 @@
+"""The served OpenAPI document describes the whole fleet API."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import Platform
+
+ROUTES = [
+    ("get", "/health"),
+    ("get", "/health/ready"),
+    ("get", "/fleet/bots"),
+    ("post", "/fleet/bots"),
+    ("get", "/fleet/bots/{bot_id}"),
+    ("patch", "/fleet/bots/{bot_id}"),
+    ("delete", "/fleet/bots/{bot_id}"),
+    ("post", "/fleet/bots/{bot_id}/start"),
+    ("post", "/fleet/bots/{bot_id}/stop"),
+    ("post", "/fleet/bots/{bot_id}/restart"),
+    ("get", "/fleet/bots/{bot_id}/logs"),
+]
+
+
+@pytest.fixture
+async def document(platform: Platform) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=platform.url, trust_env=False) as anonymous:
+        response = await anonymous.get("/openapi.json")
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert isinstance(body, dict)
+    return body
+
+
+def _refs(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref" and isinstance(value, str):
+                yield value
+            else:
+                yield from _refs(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _refs(item)
+
+
+def _schema(document: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    ref = node.get("$ref")
+    if ref is None:
+        return node
+    found: Any = document
+    for part in ref.removeprefix("#/").split("/"):
+        found = found[part]
+    return dict(found)
+
+
+async def test_document_is_openapi_3_with_title_and_version(document: dict[str, Any]) -> None:
+    """The document is OpenAPI 3.x and names the service."""
+    assert document["openapi"].startswith("3.")
+    assert document["info"]["title"] == "wopr-platform"
+    assert document["info"]["version"]
+
+
+@pytest.mark.parametrize(("method", "path"), ROUTES, ids=[f"{m.upper()} {p}" for m, p in ROUTES])
+async def test_every_route_is_documented(document: dict[str, Any], method: str, path: str) -> None:
+    """Each route of the API contract appears with its method."""
+    assert method in document["paths"].get(path, {}), sorted(document["paths"])
+
+
+async def test_every_reference_resolves(document: dict[str, Any]) -> None:
+    """No `$ref` points at a schema the document does not define."""
+    refs = set(_refs(document))
+    assert refs
+    for ref in refs:
+        assert ref.startswith("#/components/schemas/"), ref
+        assert ref.removeprefix("#/components/schemas/") in document["components"]["schemas"], ref
+
+
+async def test_request_bodies_use_the_wire_names(document: dict[str, Any]) -> None:
+    """Create and patch bodies are documented in camelCase, as clients send them."""
+    for method in ("post", "patch"):
+        path = "/fleet/bots" if method == "post" else "/fleet/bots/{bot_id}"
+        operation = document["paths"][path][method]
+        body = _schema(document, operation["requestBody"]["content"]["application/json"]["schema"])
+        properties = set(body["properties"])
+        assert {"name", "image", "env", "restartPolicy", "volumeName", "releaseChannel", "updatePolicy"} <= properties
+        assert not {"restart_policy", "volume_name"} & properties
+    create = _schema(
+        document, document["paths"]["/fleet/bots"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    )
+    assert set(create["required"]) == {"name", "image"}
+
+
+async def test_logs_and_delete_document_their_query_parameters(document: dict[str, Any]) -> None:
+    """`tail` on logs and `removeVolumes` on delete are listed as query parameters."""
+    logs = document["paths"]["/fleet/bots/{bot_id}/logs"]["get"]["parameters"]
+    delete = document["paths"]["/fleet/bots/{bot_id}"]["delete"]["parameters"]
+    assert {"tail"} <= {p["name"] for p in logs if p["in"] == "query"}
+    assert {"removeVolumes"} <= {p["name"] for p in delete if p["in"] == "query"}

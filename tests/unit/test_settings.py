@@ -1,0 +1,196 @@
+"""Settings from the environment (DESIGN.md's table), their errors, and the `wopr-platform` command."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+from pydantic import AliasChoices
+
+from wopr_platform import __version__
+from wopr_platform.config.settings import Settings, SettingsError, load_settings
+from wopr_platform.db.models import Bot
+
+
+def _variables() -> set[str]:
+    """Every environment variable Settings reads."""
+    names = set()
+    for field in Settings.model_fields.values():
+        alias = field.validation_alias
+        choices = alias.choices if isinstance(alias, AliasChoices) else [alias]
+        names.update(str(choice) for choice in choices if choice)
+    return names
+
+
+SETTINGS_VARIABLES = _variables()
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+    """No settings variable set, in an empty working directory."""
+    for name in os.environ:
+        if name.upper() in SETTINGS_VARIABLES:
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    return monkeypatch
+
+
+def _clean_environ(**values: str) -> dict[str, str]:
+    environ = {k: v for k, v in os.environ.items() if k.upper() not in SETTINGS_VARIABLES}
+    return {**environ, **values}
+
+
+def test_reads_the_core_variables_of_the_design() -> None:
+    """The core variables of DESIGN.md's table are all read (NODE_ENV as a second name for ENV)."""
+    design = {"PORT", "HOST", "ENV", "NODE_ENV", "LOG_LEVEL", "FLEET_API_TOKEN", "WOPR_DATA_DIR", "DATABASE_URL"}
+    design |= {"DOCKER_HOST", "FLEET_IMAGE_ALLOWLIST"}
+    assert design <= SETTINGS_VARIABLES
+
+
+def test_defaults_match_the_design(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """With nothing set: port 3100 on 0.0.0.0, info logs, development, no token, local engine, wopr images."""
+    settings = load_settings()
+    assert settings.port == 3100
+    assert settings.host == "0.0.0.0"
+    assert settings.log_level == "info"
+    assert settings.env == "development"
+    assert settings.fleet_api_token is None
+    assert settings.data_dir == Path("./data")
+    assert settings.docker_host == "unix:///var/run/docker.sock"
+    assert settings.image_allowlist == ["ghcr.io/wopr-network/"]
+    assert settings.max_body_bytes == 1_048_576
+
+
+def test_default_database_is_a_sqlite_file_in_the_data_dir(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No DATABASE_URL: an absolute SQLite path under WOPR_DATA_DIR (./data by default)."""
+    assert load_settings().database_url == f"sqlite+aiosqlite:///{tmp_path / 'data' / 'wopr-platform.db'}"
+    env.setenv("WOPR_DATA_DIR", str(tmp_path / "state"))
+    assert load_settings().database_url == f"sqlite+aiosqlite:///{tmp_path / 'state' / 'wopr-platform.db'}"
+    env.setenv("DATABASE_URL", "postgresql+asyncpg://u@db:5432/wopr")
+    assert load_settings().database_url == "postgresql+asyncpg://u@db:5432/wopr"
+
+
+def test_node_env_is_accepted_as_env(env: pytest.MonkeyPatch) -> None:
+    """The seed's NODE_ENV works; ENV wins when both are set."""
+    env.setenv("NODE_ENV", "production")
+    assert load_settings().env == "production"
+    env.setenv("ENV", "test")
+    assert load_settings().env == "test"
+
+
+def test_values_are_read_and_normalised(env: pytest.MonkeyPatch) -> None:
+    """Set values are used; level and environment are case-folded, WARN means warning, the list is split."""
+    env.setenv("PORT", "8080")
+    env.setenv("LOG_LEVEL", "WARN")
+    env.setenv("ENV", " Production ")
+    env.setenv("FLEET_API_TOKEN", "s3cret")
+    env.setenv("FLEET_IMAGE_ALLOWLIST", " ghcr.io/wopr-network/ , localhost/wopr-stub,,")
+    settings = load_settings()
+    assert settings.port == 8080
+    assert settings.log_level == "warning"
+    assert settings.env == "production"
+    assert settings.fleet_api_token is not None and settings.fleet_api_token.get_secret_value() == "s3cret"
+    assert "s3cret" not in repr(settings)
+    assert settings.image_allowlist == ["ghcr.io/wopr-network/", "localhost/wopr-stub"]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("PORT", "notaport"),
+        ("PORT", "0"),
+        ("PORT", "70000"),
+        ("HOST", ""),
+        ("LOG_LEVEL", "loud"),
+        ("ENV", "staging"),
+        ("NODE_ENV", "staging"),
+        ("WOPR_PLATFORM_ID", "Bad_Id"),
+        ("WOPR_PLATFORM_ID", "ok\n"),
+        ("DATABASE_URL", "notaurl"),
+        ("DATABASE_URL", "mysql://db/wopr"),
+        ("DOCKER_TIMEOUT", "-1"),
+        ("FLEET_IMAGE_ALLOWLIST", "UPPER/x"),
+        ("FLEET_IMAGE_ALLOWLIST", "ghcr.io/wopr-network/wopr:latest"),
+        ("FLEET_MAX_BODY_BYTES", "10"),
+        ("FLEET_STOP_TIMEOUT", "abc"),
+        ("FLEET_HEALTH_INTERVAL", "0"),
+        ("FLEET_HEALTH_RETRIES", "0"),
+        ("FLEET_STATS_INTERVAL", "often"),
+        ("FLEET_RESYNC_INTERVAL", "-5"),
+    ],
+    ids=repr,
+)
+def test_a_bad_value_is_one_line_naming_the_variable(env: pytest.MonkeyPatch, variable: str, value: str) -> None:
+    """A bad value raises SettingsError whose message is a single line that names the variable set."""
+    env.setenv(variable, value)
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+    message = str(raised.value)
+    assert "\n" not in message
+    assert f"invalid setting {variable}:" in message
+    assert "Value error" not in message
+
+
+# --- the command ------------------------------------------------------------------------------------------
+
+COMMANDS = {
+    "console-script": [str(Path(sys.executable).parent / "wopr-platform")],
+    "python-m": [sys.executable, "-m", "wopr_platform"],
+}
+
+
+def _run(command: str, *args: str, **values: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*COMMANDS[command], *args], env=_clean_environ(**values), capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+@pytest.mark.parametrize(("variable", "value"), [("PORT", "notaport"), ("DATABASE_URL", "notaurl")])
+def test_serve_with_a_bad_setting_exits_2_with_one_line(command: str, variable: str, value: str) -> None:
+    """`serve` refuses bad settings with exit code 2 and one line on stderr naming the variable, no traceback."""
+    result = _run(command, "serve", **{variable: value})
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert variable in lines[0]
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_version_prints_the_package_version(command: str) -> None:
+    """`version` prints the installed package version and nothing else."""
+    result = _run(command, "version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == version("wopr-platform") == __version__
+
+
+def test_migrate_creates_the_schema_and_can_run_again(tmp_path: Path) -> None:
+    """`migrate` brings an empty SQLite file to the newest schema, matching the models; a second run is a no-op."""
+    database = tmp_path / "nested" / "platform.db"
+    url = f"sqlite+aiosqlite:///{database}"
+    for _ in range(2):
+        result = _run("console-script", "migrate", DATABASE_URL=url, WOPR_DATA_DIR=str(tmp_path / "unused"))
+        assert result.returncode == 0, result.stderr
+    with sqlite3.connect(database) as connection:
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        columns = {row[1] for row in connection.execute("PRAGMA table_info(bots)")}
+        versions = connection.execute("SELECT version_num FROM alembic_version").fetchall()
+    assert {"bots", "alembic_version"} <= tables
+    assert columns == set(Bot.__table__.columns.keys())
+    assert len(versions) == 1
+    assert not (tmp_path / "unused").exists()
+
+
+def test_migrate_with_a_bad_database_url_exits_2() -> None:
+    """`migrate` checks DATABASE_URL like `serve` does: exit 2, one line, no traceback."""
+    result = _run("python-m", "migrate", DATABASE_URL="mysql://db/wopr")
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "DATABASE_URL" in result.stderr
