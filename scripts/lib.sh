@@ -81,13 +81,17 @@ ensure_docker() {
 stop_our_dockerd() {
 	[ -n "$STARTED_DOCKERD_PID" ] || return 0
 	say "stopping the dockerd this script started"
-	as_root kill -TERM "$STARTED_DOCKERD_PID" 2>/dev/null || true
-	local i
+	# a test may have restarted it (a new process): the pid file names the current one
+	local pids="$STARTED_DOCKERD_PID" pid i
+	if [ -s /var/run/docker.pid ]; then pids="$pids $(cat /var/run/docker.pid)"; fi
+	for pid in $pids; do as_root kill -TERM "$pid" 2>/dev/null || true; done
 	for i in $(seq 1 60); do
-		kill -0 "$STARTED_DOCKERD_PID" 2>/dev/null || return 0
+		local alive=0
+		for pid in $pids; do kill -0 "$pid" 2>/dev/null && alive=1; done
+		[ $alive -eq 0 ] && return 0
 		sleep 0.5
 	done
-	as_root kill -KILL "$STARTED_DOCKERD_PID" 2>/dev/null || true
+	for pid in $pids; do as_root kill -KILL "$pid" 2>/dev/null || true; done
 }
 
 sync_python() {
