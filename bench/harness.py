@@ -136,6 +136,7 @@ def endpoint_key(method: str, target: str) -> str:
 class DockerCall:
     key: str
     seconds: float  # time to the first byte of the answer
+    sent: float = 0.0  # time.perf_counter() when the request head passed the proxy
 
 
 @dataclass
@@ -269,7 +270,7 @@ class DockerProxy:
         while chunk := await reader.read(1 << 16):
             if pending:  # no pipelining from aiohttp: the first bytes after a request belong to its answer
                 key, sent = pending.popleft()
-                self.calls.append(DockerCall(key, time.perf_counter() - sent))
+                self.calls.append(DockerCall(key, time.perf_counter() - sent, sent))
             writer.write(chunk)
             await writer.drain()
 

@@ -1,14 +1,18 @@
 """`GET /fleet/bots` latency with many running bots, and how many Docker calls it costs.
 
 The platform's DOCKER_HOST points at a counting unix-socket proxy in front of dockerd, so every Docker API call
-it makes is seen. Bots are created through the API (with `--concurrency` parallel clients), the script waits
-until all are running and healthy, warms up, then times `--requests` sequential `GET /fleet/bots`.
+it makes is seen. Bots are created through the API (with `--concurrency` parallel clients); with `--stopped N`
+N more are created and then stopped through the API (`POST /fleet/bots/{id}/stop`), so the list holds
+`--bots` running plus N stopped bots (the issue's scenario: `--bots 200 --stopped 800`, 1000 registered).
+The script waits until all are running and healthy (or exited), warms up, then times `--requests` sequential
+`GET /fleet/bots`.
 The stats collector and resync run at start-up and then only every hour (FLEET_STATS_INTERVAL and
 FLEET_RESYNC_INTERVAL default to 3600 here) so that Docker calls in the measured window come from the request
 path, the event watcher or health probing (HTTP to the instances, not Docker).
 Target: p99 < 50 ms, and no Docker call per request.
 
-    uv run python bench/list_bots.py [--bots 200] [--requests 500] [--no-write]
+    uv run python bench/list_bots.py [--bots 200] [--stopped 0] [--requests 500] [--no-write]
+    uv run python bench/list_bots.py --stopped 800     # 1000 registered, 200 running: section list_bots_1000
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import sys
 import time
 import uuid
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,17 +33,32 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness
 
 SECTION = "list_bots"
+SECTION_WITH_STOPPED = "list_bots_1000"
 TARGET_P99_MS = 50.0
 DEFAULT_BOTS = 200
+DEFAULT_STOPPED = 800  # the scale a --stopped run is compared with (the issue's 1000 registered, 200 running)
 DEFAULT_REQUESTS = 500
 
 
-async def create_bots(platform: harness.Platform, count: int, concurrency: int) -> tuple[list[float], list[str], float]:
-    """Create `count` bots with `concurrency` parallel POSTs; returns the latencies, failures and wall time."""
+@dataclass
+class Created:
+    """What setting up one group of bots cost."""
+
+    latencies: list[float] = field(default_factory=list)  # POST /fleet/bots
+    stop_latencies: list[float] = field(default_factory=list)  # POST /fleet/bots/{id}/stop (stopped group)
+    failures: list[str] = field(default_factory=list)
+    wall: float = 0.0
+
+
+async def create_bots(
+    platform: harness.Platform, count: int, concurrency: int, *, stop: bool = False, first_index: int = 0
+) -> Created:
+    """Create `count` bots with `concurrency` parallel POSTs (each stopped through the API right after its
+    create when `stop`, so the number of running containers never grows by more than `concurrency`)."""
     limit = asyncio.Semaphore(concurrency)
-    latencies: list[float] = []
-    failures: list[str] = []
+    created = Created()
     done = 0
+    what = "created and stopped" if stop else "created"
 
     async def one(index: int) -> None:
         nonlocal done
@@ -47,27 +67,39 @@ async def create_bots(platform: harness.Platform, count: int, concurrency: int) 
             t0 = time.perf_counter()
             response = await platform.client.post("/fleet/bots", json=body)
             elapsed = time.perf_counter() - t0
+            if response.status_code == 201 and stop:
+                bot_id = response.json()["id"]
+                t1 = time.perf_counter()
+                stopped = await platform.client.post(f"/fleet/bots/{bot_id}/stop")
+                if stopped.status_code == 200:
+                    created.stop_latencies.append(time.perf_counter() - t1)
+                else:
+                    created.failures.append(f"stop: {stopped.status_code} {stopped.text[:200]}")
         if response.status_code == 201:
-            latencies.append(elapsed)
+            created.latencies.append(elapsed)
         else:
-            failures.append(f"{response.status_code} {response.text[:200]}")
+            created.failures.append(f"create: {response.status_code} {response.text[:200]}")
         done += 1
         if done % max(count // 10, 1) == 0 or done == count:
-            harness.log(f"created {done}/{count} ({len(failures)} failed)")
+            harness.log(f"{what} {done}/{count} ({len(created.failures)} failed)")
 
     start = time.perf_counter()
-    await asyncio.gather(*(one(i) for i in range(count)))
-    return latencies, failures, time.perf_counter() - start
+    await asyncio.gather(*(one(first_index + i) for i in range(count)))
+    created.wall = time.perf_counter() - start
+    return created
 
 
-async def wait_ready(platform: harness.Platform, count: int, timeout: float) -> tuple[float, Counter[str]]:
-    """Poll the list until `count` bots are running and healthy; returns the wait and the last state mix."""
+async def wait_ready(
+    platform: harness.Platform, count: int, timeout: float, stopped: int = 0
+) -> tuple[float, Counter[str]]:
+    """Poll the list until `count` bots are running and healthy (and `stopped` exited); returns the wait and
+    the last state mix."""
     start = time.perf_counter()
     deadline = start + timeout
     while True:
         bots = (await platform.client.get("/fleet/bots")).json()["bots"]
         mix = Counter(f"{b['state']}/{b['health']}" for b in bots)
-        if mix.get("running/healthy", 0) >= count:
+        if mix.get("running/healthy", 0) >= count and mix.get("exited/none", 0) >= stopped:
             return time.perf_counter() - start, mix
         if time.perf_counter() > deadline:
             harness.log(f"not all bots ready after {timeout:.0f} s: {dict(mix)}")
@@ -124,11 +156,19 @@ async def main(args: argparse.Namespace) -> int:
         ) as platform:
             rss["platform idle"] = harness.rss_mb()
             harness.log(f"platform {platform.platform_id} up; creating {args.bots} bots, {args.concurrency} at a time")
-            creates, failures, create_wall = await create_bots(platform, args.bots, args.concurrency)
-            if failures:
-                harness.log(f"{len(failures)} creates failed, first: {failures[0]}")
-            ready_wait, mix = await wait_ready(platform, len(creates), args.ready_timeout)
-            rss[f"{len(creates)} bots"] = harness.rss_mb()
+            running = await create_bots(platform, args.bots, args.concurrency)
+            if running.failures:
+                harness.log(f"{len(running.failures)} creates failed, first: {running.failures[0]}")
+            stopped = Created()
+            if args.stopped:
+                harness.log(f"creating {args.stopped} more bots and stopping each through the API")
+                stopped = await create_bots(platform, args.stopped, args.concurrency, stop=True, first_index=args.bots)
+                if stopped.failures:
+                    harness.log(f"{len(stopped.failures)} creates/stops failed, first: {stopped.failures[0]}")
+            ready_wait, mix = await wait_ready(
+                platform, len(running.latencies), args.ready_timeout, stopped=len(stopped.stop_latencies)
+            )
+            rss[f"{len(running.latencies) + len(stopped.latencies)} bots"] = harness.rss_mb()
             harness.log(f"ready after {ready_wait:.1f} s: {dict(mix)}; {args.warmup} warm-up requests")
 
             client = platform.client
@@ -152,11 +192,11 @@ async def main(args: argparse.Namespace) -> int:
             window = time.perf_counter() - window_start
             tracked = len(gc.get_objects())
             during = proxy.snapshot() - before
+            drift = (await client.get("/fleet/drift")).json()
             rss["after the measured window"] = harness.rss_mb()
             result = {
-                "creates": creates,
-                "failures": failures,
-                "create_wall": create_wall,
+                "running": running,
+                "stopped": stopped,
                 "ready_wait": ready_wait,
                 "mix": mix,
                 "latencies": latencies,
@@ -167,6 +207,7 @@ async def main(args: argparse.Namespace) -> int:
                 "gc": pauses.describe(),
                 "setup_calls": setup_calls,
                 "tracked": tracked,
+                "reconcile_ms": drift.get("lastRunMs"),
             }
     finally:
         await proxy.close()
@@ -183,8 +224,9 @@ async def main(args: argparse.Namespace) -> int:
     text = report(args, facts, result, stats, met, rss)
     print("\n" + text)
     if args.write:
-        harness.write_section(SECTION, text)
-        harness.log(f"wrote section '{SECTION}' of {harness.DOCS.relative_to(harness.ROOT)}")
+        section = SECTION_WITH_STOPPED if args.stopped else SECTION
+        harness.write_section(section, text)
+        harness.log(f"wrote section '{section}' of {harness.DOCS.relative_to(harness.ROOT)}")
     return 0
 
 
@@ -197,20 +239,29 @@ def report(
     rss: dict[str, float],
 ) -> str:
     f = harness.fmt_ms
-    validation = args.bots < DEFAULT_BOTS or args.requests < DEFAULT_REQUESTS
+    validation = args.bots < DEFAULT_BOTS or args.requests < DEFAULT_REQUESTS or (0 < args.stopped < DEFAULT_STOPPED)
     during: Counter[str] = result["during"]
     calls = sum(during.values())
-    created = harness.summary_ms(result["creates"])
-    lines = [f"## `GET /fleet/bots` with {args.bots} running bots", ""]
+    running: Created = result["running"]
+    stopped: Created = result["stopped"]
+    if args.stopped:
+        title = f"`GET /fleet/bots` with {args.bots + args.stopped} bots registered, {args.bots} of them running"
+        scale = f"{args.bots} running + {args.stopped} stopped bots / {args.requests} requests instead of "
+        scale += f"{DEFAULT_BOTS} + {DEFAULT_STOPPED} / {DEFAULT_REQUESTS}"
+    else:
+        title = f"`GET /fleet/bots` with {args.bots} running bots"
+        scale = f"{args.bots} bots / {args.requests} requests instead of {DEFAULT_BOTS} / {DEFAULT_REQUESTS}"
+    lines = [f"## {title}", ""]
     if validation:
         lines += [
-            f"> **Validation run** at reduced scale ({args.bots} bots / {args.requests} requests instead of "
-            f"{DEFAULT_BOTS} / {DEFAULT_REQUESTS}); it checks that the script works, the numbers are indicative only.",
+            f"> **Validation run** at reduced scale ({scale}); it checks that the script works, "
+            "the numbers are indicative only.",
             "",
         ]
     lines += harness.facts_lines(facts)
     lines += [
-        f"- Parameters: `--bots {args.bots} --requests {args.requests} --warmup {args.warmup} "
+        f"- Parameters: `--bots {args.bots}{f' --stopped {args.stopped}' if args.stopped else ''} "
+        f"--requests {args.requests} --warmup {args.warmup} "
         f"--concurrency {args.concurrency} --stats-interval {args.stats_interval:g} "
         f"--resync-interval {args.resync_interval:g}{' --gc-freeze' if args.gc_freeze else ''}`; "
         "platform in-process (uvicorn, SQLite WAL in a temp dir, "
@@ -248,13 +299,11 @@ def report(
     lines += [
         "",
         f"Python GC during the window (whole process{', after gc.freeze()' if args.gc_freeze else ''}, "
-        f"{result['tracked']} tracked objects): {result['gc']}.",
+        f"{result['tracked']} tracked objects): {result['gc']}. The reconciler's periodic pass (every "
+        f"FLEET_RECONCILE_INTERVAL, default 10 s, over every bot, on the same event loop) last took "
+        f"{result['reconcile_ms']} ms (`lastRunMs` of `GET /fleet/drift`).",
         "",
-        f"Setting up: {len(result['creates'])} bots created in {result['create_wall']:.1f} s "
-        f"({len(result['creates']) / result['create_wall']:.1f}/s at concurrency {args.concurrency}; "
-        f"`POST /fleet/bots` p50 {f(created['p50'])} ms, p90 {f(created['p90'])} ms, max {f(created['max'])} ms; "
-        f"{len(result['failures'])} failed), all running and healthy {result['ready_wait']:.1f} s later "
-        f"(last state mix: {dict(result['mix'])}).",
+        setup_line(args, running, stopped, result),
         "",
         "Process RSS (the platform runs in the bench process, so this includes the client): "
         + ", ".join(f"{name} {value:.0f} MB" for name, value in rss.items())
@@ -263,9 +312,39 @@ def report(
     return "\n".join(lines)
 
 
+def setup_line(args: argparse.Namespace, running: Created, stopped: Created, result: dict[str, Any]) -> str:
+    f = harness.fmt_ms
+    created = harness.summary_ms(running.latencies)
+    text = (
+        f"Setting up: {len(running.latencies)} bots created in {running.wall:.1f} s "
+        f"({len(running.latencies) / running.wall:.1f}/s at concurrency {args.concurrency}; "
+        f"`POST /fleet/bots` p50 {f(created['p50'])} ms, p90 {f(created['p90'])} ms, max {f(created['max'])} ms; "
+        f"{len(running.failures)} failed)"
+    )
+    if args.stopped:
+        again = harness.summary_ms(stopped.latencies)
+        stops = harness.summary_ms(stopped.stop_latencies)
+        text += (
+            f", then {len(stopped.stop_latencies)} more created and stopped in {stopped.wall:.1f} s "
+            f"(`POST /fleet/bots` p50 {f(again['p50'])} ms, max {f(again['max'])} ms; "
+            f"`POST /fleet/bots/{{id}}/stop` p50 {f(stops['p50'])} ms, p90 {f(stops['p90'])} ms, "
+            f"max {f(stops['max'])} ms; {len(stopped.failures)} failed)"
+        )
+    return text + (
+        f"; all running and healthy{' (or exited)' if args.stopped else ''} {result['ready_wait']:.1f} s later "
+        f"(last state mix: {dict(result['mix'])})."
+    )
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bots", type=int, default=DEFAULT_BOTS, help="running bots to list")
+    parser.add_argument(
+        "--stopped",
+        type=int,
+        default=0,
+        help="more bots to create and then stop through the API (listed too); writes section list_bots_1000",
+    )
     parser.add_argument("--requests", type=int, default=DEFAULT_REQUESTS, help="timed sequential requests")
     parser.add_argument("--warmup", type=int, default=50, help="untimed requests first")
     parser.add_argument("--concurrency", type=int, default=8, help="parallel creates while setting up")
@@ -281,6 +360,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.bots < 1 or args.requests < 1 or args.concurrency < 1:
         parser.error("--bots, --requests and --concurrency must be at least 1")
+    if args.stopped < 0:
+        parser.error("--stopped must be 0 or more")
     return args
 
 

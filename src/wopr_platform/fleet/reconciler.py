@@ -5,9 +5,11 @@ Drift it repairs, each under the bot's lock and with a per-bot back-off so nothi
 - `stopped`: it should run but was stopped outside the platform → start it (a container that crashed on its
   own is left to its restart policy, which Docker backs off by itself);
 - `running`: the user stopped it but something started it → stop it again;
-- `changed`: its image, env, volume or restart policy no longer match the profile → recreate it;
+- `changed`: its image, env, volume or restart policy no longer match the profile (or a look-alike that does
+  not match took the bot's container name) → recreate it;
 - `duplicate`: more than one container carries the bot's label → keep the profile's, remove the rest;
-- `adopt`: the profile names no live container but exactly one matching container carries its label → adopt it.
+- `adopt`: the profile names no live container but exactly one matching container carries its label (or one
+  of several holds the bot's container name) → adopt it.
 Containers labelled as ours that belong to no bot are orphans, removed after a grace period.
 """
 
@@ -26,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from wopr_platform.db.models import Bot
 from wopr_platform.docker.types import ContainerInfo
 from wopr_platform.errors import PlatformError
+from wopr_platform.fleet import naming
 from wopr_platform.fleet.containers import BotContainers, Snapshot
 from wopr_platform.fleet.events import EventBus
 from wopr_platform.fleet.locks import BotLocks
@@ -36,7 +39,8 @@ from wopr_platform.fleet.repository import BotRepository
 log = logging.getLogger(__name__)
 
 BACKOFF_MAX_SECONDS = 300.0
-SETTLED_AFTER_SECONDS = 30.0
+RECUR_WINDOW_SECONDS = 30.0
+MAX_PARALLEL_REPAIRS = 4
 HISTORY = 200
 _RESTARTING_POLICIES = ("always", "unless-stopped")
 
@@ -62,8 +66,17 @@ class Repair:
 
 @dataclass(slots=True)
 class _Backoff:
+    """Repairs of one bot that keep coming back (or failing) wait 2 s, 4 s, ... up to 5 min."""
+
     attempts: int = 0
     next_allowed: float = 0.0
+    last_repair: float = float("-inf")
+
+    def record(self, now: float, *, failed: bool) -> None:
+        recurring = now - self.last_repair < RECUR_WINDOW_SECONDS
+        self.attempts = self.attempts + 1 if (failed or recurring) else 0
+        self.last_repair = now
+        self.next_allowed = now + (min(2.0**self.attempts, BACKOFF_MAX_SECONDS) if self.attempts else 0.0)
 
 
 @dataclass(slots=True)
@@ -84,8 +97,13 @@ def diff(bot: Bot, containers: list[ContainerInfo], observed: ObservedState, mat
     extras = [c for c in containers if c is not primary]
     if primary is None and extras:
         fitting = [c for c in extras if matches(bot, c)]
-        if len(fitting) == 1:
-            return [Drift(bot.id, bot.tenant_id, "adopt", {"containerId": fitting[0].id})]
+        adoptable = [c for c in fitting if c.name == naming.container_name(bot.id)] or fitting
+        if len(adoptable) == 1:
+            return [Drift(bot.id, bot.tenant_id, "adopt", {"containerId": adoptable[0].id})]
+        # one that holds the bot's name but not its profile (replaced behind our back) would make a rebuild
+        # fail on the name forever: it is the bot's container, changed
+        primary = next((c for c in extras if c.name == naming.container_name(bot.id)), None)
+        extras = [c for c in extras if c is not primary]
     if primary is None:
         drift.append(Drift(bot.id, bot.tenant_id, "missing", {"expectedContainer": bot.container_id}))
     elif not matches(bot, primary):
@@ -141,6 +159,7 @@ class Reconciler:
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            self._wake.clear()  # before the pass: a change during it must cause another one
             try:
                 if self._observed.stale_reason is None:
                     if not self.recovered.is_set():
@@ -151,13 +170,18 @@ class Reconciler:
                 log.warning("reconcile pass failed", extra={"reason": err.message})
             except Exception:
                 log.exception("reconcile pass failed")
-            self._wake.clear()
             try:
-                async with asyncio.timeout(self._interval):
+                async with asyncio.timeout(self._next_pass_in()):
                     await self._wake.wait()
             except TimeoutError:
                 pass
             await asyncio.sleep(0.05)  # let a burst of engine events settle into one pass
+
+    def _next_pass_in(self) -> float:
+        """The interval, or sooner when a bot's back-off ends and its drift is still outstanding."""
+        now = time.monotonic()
+        waiting = [self._backoff[d.bot_id].next_allowed - now for d in self.current if d.bot_id in self._backoff]
+        return max(min([self._interval, *waiting]), 0.0)
 
     async def reconcile_once(self) -> list[Drift]:
         """One pass over every bot; returns the drift left unrepaired (repairs are recorded in `history`)."""
@@ -168,25 +192,24 @@ class Reconciler:
         for info in self._observed.containers():
             if info.bot_id:
                 by_bot.setdefault(info.bot_id, []).append(info)
-        outstanding: list[Drift] = []
+        drifting: dict[str, list[Drift]] = {}
         for bot in bots:
             drift = diff(bot, by_bot.get(bot.id, []), self._observed, self._containers.matches)
             if drift:
-                outstanding.extend(await self._repair_bot(bot.id, drift))
-            else:
-                self._settle_backoff(bot.id, by_bot.get(bot.id, []))
-        self.current = outstanding
+                drifting[bot.id] = drift
+        limit = asyncio.Semaphore(MAX_PARALLEL_REPAIRS)
+
+        async def repair(bot_id: str, drift: list[Drift]) -> list[Drift]:
+            async with limit:
+                return await self._repair_bot(bot_id, drift)
+
+        left = await asyncio.gather(*(repair(bot_id, drift) for bot_id, drift in drifting.items()))
+        self.current = [d for part in left for d in part]
+        outstanding = self.current
         await self._orphans_pass({bot.id for bot in bots})
         self.last_run_at = _now()
         self.last_run_ms = round((time.monotonic() - started) * 1000, 1)
         return outstanding
-
-    def _settle_backoff(self, bot_id: str, containers: list[ContainerInfo]) -> None:
-        if bot_id not in self._backoff:
-            return
-        running = [c for c in containers if c.state == "running" and c.started_at]
-        if running and (_now() - running[0].started_at).total_seconds() > SETTLED_AFTER_SECONDS:  # type: ignore[operator]
-            del self._backoff[bot_id]
 
     async def _repair_bot(self, bot_id: str, seen: list[Drift]) -> list[Drift]:
         """Repair what still differs once the bot's lock is held; returns what is left (failed or backing off)."""
@@ -202,6 +225,7 @@ class Reconciler:
             containers = [c for c in self._observed.containers() if c.bot_id == bot_id]
             for drift in diff(bot, containers, self._observed, self._containers.matches):
                 action, outcome, error = await self._apply(bot, drift)
+                backoff.record(time.monotonic(), failed=outcome != "ok")
                 if outcome != "ok":
                     left.append(drift)
                 self.history.append(Repair(bot.id, bot.tenant_id, drift.kind, action, outcome, _now(), error))
@@ -211,8 +235,6 @@ class Reconciler:
                 )
                 if outcome == "ok":
                     self._events.publish("drift_repaired", bot.id, bot.tenant_id, kind=drift.kind, action=action)
-        backoff.attempts += 1
-        backoff.next_allowed = time.monotonic() + min(2.0**backoff.attempts, BACKOFF_MAX_SECONDS)
         return left
 
     async def _apply(self, bot: Bot, drift: Drift) -> tuple[str, str, str | None]:
@@ -310,7 +332,7 @@ class Reconciler:
                     "at": r.at.isoformat().replace("+00:00", "Z"),
                 }
                 for r in reversed(self.history)
-                if r.tenant_id == tenant_id
+                if r.tenant_id in ("", tenant_id)  # "": an orphan without a tenant label, listed to all as above
             ],
             "lastRunAt": self.last_run_at.isoformat().replace("+00:00", "Z") if self.last_run_at else None,
             "lastRunMs": self.last_run_ms,
