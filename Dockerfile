@@ -6,6 +6,8 @@ WORKDIR /app
 COPY pyproject.toml uv.lock README.md ./
 RUN uv sync --frozen --no-dev --no-install-project
 COPY src ./src
+# the standard profile templates are built into the package (FLEET_TEMPLATES_DIR's default)
+COPY templates ./templates
 RUN uv sync --frozen --no-dev --no-editable
 
 FROM python:3.11-slim

@@ -176,13 +176,15 @@ class FleetService:
                     await self._journal.finish(session, op_id)
                 self._health.forget(bot_id)
                 raise
+            # announced before the next await: the health monitor's first "healthy" must not precede it
+            # (an interrupted create is undone by recovery, which then announces "removed")
+            self._events.publish("created", bot_id, tenant_id, name=bot.name)
             async with self._session() as session:
                 stored = await BotRepository(session).get(tenant_id, bot_id)
                 assert stored is not None
                 stored.container_id = bot.container_id = container_id
                 await self._journal.finish(session, op_id)
         log.info("bot created", extra={"bot_id": bot_id, "tenant": tenant_id, "bot_name": bot.name})
-        self._events.publish("created", bot_id, tenant_id, name=bot.name)
         return self._profile(bot)
 
     async def patch_bot(self, tenant_id: str, bot_id: str, request: BotPatch) -> dict[str, Any]:

@@ -163,7 +163,11 @@ class Template(_File):
 
     def view(self, file: str) -> dict[str, Any]:
         """The template as the API shows it: as written (placeholders, never values) plus what it needs."""
-        return {**self.model_dump(by_alias=True, mode="json", exclude_none=True), "variables": self.required_variables(), "file": file}
+        return {
+            **self.model_dump(by_alias=True, mode="json", exclude_none=True),
+            "variables": self.required_variables(),
+            "file": file,
+        }
 
 
 # --- API --------------------------------------------------------------------------------------------------
