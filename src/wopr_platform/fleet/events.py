@@ -7,7 +7,7 @@ import contextlib
 import itertools
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -64,6 +64,30 @@ class _Subscriber:
         return self.bot_id is None or event.bot_id == self.bot_id
 
 
+class Subscription:
+    """One subscriber's events, iterated with `async for`; `close()` (or the bus closing) ends it."""
+
+    def __init__(self, bus: EventBus, subscriber: _Subscriber) -> None:
+        self._bus = bus
+        self._subscriber = subscriber
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> BotEvent:
+        subscriber = self._subscriber
+        if subscriber.overflowed and subscriber.queue.empty():
+            raise StopAsyncIteration
+        event = await subscriber.queue.get()
+        if event is None:
+            self.close()
+            raise StopAsyncIteration
+        return event
+
+    def close(self) -> None:
+        self._bus._drop(self._subscriber)
+
+
 class EventBus:
     """In-process publish/subscribe; a subscriber that falls `QUEUE_SIZE` events behind is cut off."""
 
@@ -85,22 +109,17 @@ class EventBus:
                 self._subscribers.discard(subscriber)
                 log.warning("event subscriber fell behind; its stream is closed")
 
-    async def subscribe(self, *, bot_id: str | None, tenant_id: str | None) -> AsyncGenerator[BotEvent, None]:
-        """Events from now on until the bus closes (or this subscriber falls too far behind)."""
-        if self._closed:
-            return
+    def subscribe(self, *, bot_id: str | None, tenant_id: str | None) -> Subscription:
+        """Events from this call on (registered now, not at the first iteration) until the bus closes."""
         subscriber = _Subscriber(bot_id, tenant_id)
-        self._subscribers.add(subscriber)
-        try:
-            while True:
-                if subscriber.overflowed and subscriber.queue.empty():
-                    return
-                event = await subscriber.queue.get()
-                if event is None:
-                    return
-                yield event
-        finally:
-            self._subscribers.discard(subscriber)
+        if not self._closed:
+            self._subscribers.add(subscriber)
+        else:
+            subscriber.queue.put_nowait(None)
+        return Subscription(self, subscriber)
+
+    def _drop(self, subscriber: _Subscriber) -> None:
+        self._subscribers.discard(subscriber)
 
     def close(self) -> None:
         """End every stream (platform shutdown)."""
@@ -119,8 +138,8 @@ class EventBus:
 
 async def sse_stream(bus: EventBus, *, bot_id: str | None, tenant_id: str) -> AsyncIterator[bytes]:
     """Encode the bus as server-sent events, with a comment line as heartbeat so proxies keep the stream open."""
-    yield b": connected\n\n"
     events = bus.subscribe(bot_id=bot_id, tenant_id=tenant_id)
+    yield b": connected\n\n"
     pending: asyncio.Task[BotEvent] | None = None
     try:
         while True:
@@ -138,8 +157,8 @@ async def sse_stream(bus: EventBus, *, bot_id: str | None, tenant_id: str) -> As
             data = json.dumps(event.wire(), separators=(",", ":"))
             yield f"id: {event.seq}\nevent: {event.kind}\ndata: {data}\n\n".encode()
     finally:
+        events.close()
         if pending is not None:
             pending.cancel()
             with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
                 await pending
-        await events.aclose()

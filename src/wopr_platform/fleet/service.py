@@ -400,7 +400,7 @@ class FleetService:
             "description": bot.description,
             "image": bot.image,
             "containerId": info.id if info else bot.container_id,
-            "state": info.state if info else "missing",
+            "state": info.state if info else ("unknown" if self._observed.stale_reason else "missing"),
             "health": self._health.status(info),
             "uptime": int((now - started).total_seconds()) if started else None,
             "startedAt": iso(started),

@@ -115,6 +115,8 @@ class EngineWatcher:
             return
         await self._refresh(event.container_id)
         tenant = event.attributes.get(LABEL_TENANT)
+        if event.action in ("create", "start", "restart"):
+            self._on_change()
         if event.action in ("start", "restart"):
             self._health.kick()
             if event.bot_id:
