@@ -17,7 +17,7 @@ from wopr_platform.api.errors import install_error_handlers
 from wopr_platform.api.health import router as health_router
 from wopr_platform.api.limits import BodySizeLimit
 from wopr_platform.config.settings import Settings
-from wopr_platform.db.engine import create_engine, create_sessionmaker
+from wopr_platform.db.engine import CommitCounter, create_engine, create_sessionmaker
 from wopr_platform.db.migrate import upgrade
 from wopr_platform.docker.engine import DockerEngine
 from wopr_platform.fleet.containers import BotContainers
@@ -119,6 +119,7 @@ def create_app(settings: Settings) -> FastAPI:
             journal=journal,
             locks=locks,
             crash=crash,
+            commits=CommitCounter(db),
             settings=settings,
         )
         await app.state.fleet.load()

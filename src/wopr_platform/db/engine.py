@@ -41,3 +41,14 @@ def create_engine(url: str) -> AsyncEngine:
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """Sessions that keep loaded objects usable after commit."""
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+class CommitCounter:
+    """Counts commits through one engine, so a reader can tell whether rows it cached may be out of date."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.value = 0
+        event.listen(engine.sync_engine, "commit", self._on_commit)
+
+    def _on_commit(self, _connection: Any) -> None:
+        self.value += 1

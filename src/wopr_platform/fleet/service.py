@@ -10,8 +10,9 @@ single writer). Every multi-step change is journaled, so a crash at any step is 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +21,7 @@ from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from wopr_platform.config.settings import Settings
+from wopr_platform.db.engine import CommitCounter
 from wopr_platform.db.models import Bot
 from wopr_platform.docker.types import ContainerInfo
 from wopr_platform.errors import Conflict, EngineNotFound, NotFound, PlatformError, ValidationFailed
@@ -41,6 +43,7 @@ log = logging.getLogger(__name__)
 
 CONTAINER_FIELDS = ("image", "env", "volume_name")
 MAX_LOG_TAIL = 10_000
+LIST_CACHE_SECONDS = 5.0
 
 
 def _now() -> datetime:
@@ -66,8 +69,11 @@ class FleetService:
         journal: Journal,
         locks: BotLocks,
         crash: CrashPoints,
+        commits: CommitCounter,
         settings: Settings,
     ) -> None:
+        self._commits = commits
+        self._list_cache: dict[str, tuple[int, float, Sequence[Any]]] = {}
         self._sessions = sessions
         self._containers = containers
         self._observed = observed
@@ -93,11 +99,25 @@ class FleetService:
     # reads ----------------------------------------------------------------------------------------------
 
     async def list_bots(self, tenant_id: str) -> list[dict[str, Any]]:
-        """Every bot of the tenant with its live status; no Docker call."""
-        async with self._session() as session:
-            bots = await BotRepository(session).list(tenant_id)
+        """Every bot of the tenant with its live status; no Docker call, and no query unless something changed."""
         now = _now()
-        return [self._status(bot, now) for bot in bots]
+        return [self._status(bot, now) for bot in await self._list_rows(tenant_id)]
+
+    async def _list_rows(self, tenant_id: str) -> Sequence[Any]:
+        """The tenant's status rows, re-read only after a commit through this process or LIST_CACHE_SECONDS
+        (a bound on how long a write by another replica can go unseen)."""
+        cached = self._list_cache.get(tenant_id)
+        if (
+            cached is not None
+            and cached[0] == self._commits.value
+            and time.monotonic() - cached[1] < LIST_CACHE_SECONDS
+        ):
+            return cached[2]
+        generation = self._commits.value
+        async with self._sessions() as session:
+            rows = await BotRepository(session).list(tenant_id)
+        self._list_cache[tenant_id] = (generation, time.monotonic(), rows)
+        return rows
 
     async def get_bot(self, tenant_id: str, bot_id: str) -> dict[str, Any]:
         """One bot's profile and live status; no Docker call."""
@@ -371,7 +391,7 @@ class FleetService:
             )
 
     async def _load(self, tenant_id: str, bot_id: str) -> Bot:
-        async with self._session() as session:
+        async with self._sessions() as session:  # read-only: rolled back, so it counts as no commit
             bot = await BotRepository(session).get(tenant_id, bot_id)
         if bot is None:
             raise NotFound("bot not found", details={"botId": bot_id})
