@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+import orjson
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from wopr_platform.api.auth import Operator
@@ -39,9 +40,10 @@ _OK = {"ok": True}
 
 
 @router.get("/bots", response_model=BotList)
-async def list_bots(principal: Operator, fleet: Fleet) -> JSONResponse:
-    """All bots of the caller's tenant with their live status."""
-    return JSONResponse({"bots": await fleet.list_bots(principal.tenant_id)})
+async def list_bots(principal: Operator, fleet: Fleet) -> Response:
+    """All bots of the caller's tenant with their live status (rendered with orjson: this list can be long)."""
+    body = orjson.dumps({"bots": await fleet.list_bots(principal.tenant_id)})
+    return Response(body, media_type="application/json")
 
 
 @router.post("/bots", status_code=201, response_model=BotProfile)
