@@ -31,7 +31,7 @@ class Snapshot:
     restart_policy: str
 
     @classmethod
-    def of(cls, bot: Bot) -> Snapshot:
+    def of(cls, bot: Any) -> Snapshot:
         return cls(bot.image, dict(bot.env), bot.volume_name, bot.restart_policy)
 
     def wire(self) -> dict[str, Any]:
@@ -56,6 +56,9 @@ class Swap:
     was_running: bool
 
 
+EXPECTED_CACHE_SIZE = 10_000
+
+
 class BotContainers:
     """Engine-side steps of the bot lifecycle, each undone on failure of a later one."""
 
@@ -73,11 +76,12 @@ class BotContainers:
         self._health = health
         self._settings = settings
         self._crash = crash
+        self._expected: dict[tuple[str, Any], tuple[str, str, frozenset[str]]] = {}
 
-    def volume(self, bot: Bot, volume_name: str | None = None) -> str:
+    def volume(self, bot: Any, volume_name: str | None = None) -> str:
         return naming.volume_name(self._settings.platform_id, bot.tenant_id, volume_name or bot.volume_name)
 
-    def spec(self, bot: Bot, snap: Snapshot, name: str | None = None) -> ContainerSpec:
+    def spec(self, bot: Any, snap: Snapshot, name: str | None = None) -> ContainerSpec:
         volume = self.volume(bot, snap.volume_name)
         return ContainerSpec(
             name=name or naming.container_name(bot.id),
@@ -94,18 +98,24 @@ class BotContainers:
             stop_timeout=self._settings.stop_timeout,
         )
 
-    def matches(self, bot: Bot, info: ContainerInfo) -> bool:
+    def matches(self, bot: Any, info: ContainerInfo) -> bool:
         """Does the container still carry what the profile asks for (image, env, volume, restart policy)?"""
-        spec = self.spec(bot, Snapshot.of(bot))
-        if info.labels.get(naming.LABEL_SPEC_HASH) != spec.labels[naming.LABEL_SPEC_HASH]:
+        key = (bot.id, bot.updated_at)
+        expected = self._expected.get(key)
+        if expected is None:
+            spec = self.spec(bot, Snapshot.of(bot))
+            expected = (
+                spec.labels[naming.LABEL_SPEC_HASH],
+                spec.image,
+                frozenset(f"{k}={v}" for k, v in spec.env.items()),
+            )
+            if len(self._expected) > EXPECTED_CACHE_SIZE:
+                self._expected.clear()
+            self._expected[key] = expected
+        spec_hash, image, wanted_env = expected
+        if info.labels.get(naming.LABEL_SPEC_HASH) != spec_hash or info.image != image:
             return False
-        if info.image != spec.image:
-            return False
-        if info.detailed:
-            present = set(info.env)
-            if any(f"{key}={value}" not in present for key, value in spec.env.items()):
-                return False
-        return True
+        return not info.detailed or wanted_env <= set(info.env)
 
     async def build(
         self,

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 BACKOFF_MAX_SECONDS = 300.0
 RECUR_WINDOW_SECONDS = 30.0
 MAX_PARALLEL_REPAIRS = 4
+YIELD_EVERY = 50
 HISTORY = 200
 _RESTARTING_POLICIES = ("always", "unless-stopped")
 
@@ -90,7 +91,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def diff(bot: Bot, containers: list[ContainerInfo], observed: ObservedState, matches: Any) -> list[Drift]:
+def diff(bot: Any, containers: list[ContainerInfo], observed: ObservedState, matches: Any) -> list[Drift]:
     """What differs between one bot's profile and the containers carrying its label."""
     primary = next((c for c in containers if c.id == bot.container_id), None)
     drift: list[Drift] = []
@@ -187,13 +188,15 @@ class Reconciler:
         """One pass over every bot; returns the drift left unrepaired (repairs are recorded in `history`)."""
         started = time.monotonic()
         async with self._sessions() as session:
-            bots = list(await BotRepository(session).list_all())
+            bots = list(await BotRepository(session).list_for_reconcile())
         by_bot: dict[str, list[ContainerInfo]] = {}
         for info in self._observed.containers():
             if info.bot_id:
                 by_bot.setdefault(info.bot_id, []).append(info)
         drifting: dict[str, list[Drift]] = {}
-        for bot in bots:
+        for index, bot in enumerate(bots):
+            if index % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)  # a large fleet must not hold requests up for the whole pass
             drift = diff(bot, by_bot.get(bot.id, []), self._observed, self._containers.matches)
             if drift:
                 drifting[bot.id] = drift

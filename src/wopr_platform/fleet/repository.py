@@ -24,6 +24,19 @@ STATUS_COLUMNS = (
 )
 
 
+RECONCILE_COLUMNS = (
+    Bot.id,
+    Bot.tenant_id,
+    Bot.container_id,
+    Bot.desired_state,
+    Bot.restart_policy,
+    Bot.image,
+    Bot.env,
+    Bot.volume_name,
+    Bot.updated_at,
+)
+
+
 def _conflict(err: IntegrityError) -> Conflict:
     text = str(err.orig).lower()
     if "volume" in text:
@@ -48,6 +61,11 @@ class BotRepository:
         """Every bot of every tenant (start-up and background work only)."""
         result = await self._session.execute(select(Bot).order_by(Bot.created_at, Bot.id))
         return result.scalars().all()
+
+    async def list_for_reconcile(self) -> Sequence[Any]:
+        """What the reconciler compares, for every bot, as plain rows."""
+        result = await self._session.execute(select(*RECONCILE_COLUMNS).order_by(Bot.created_at, Bot.id))
+        return result.all()
 
     async def get(self, tenant_id: str, bot_id: str) -> Bot | None:
         result = await self._session.execute(select(Bot).where(Bot.tenant_id == tenant_id, Bot.id == bot_id))
