@@ -159,11 +159,7 @@ async def main(args: argparse.Namespace) -> int:
     print(f"ratio of medians  : {ratio:.2f}x (target <= {TARGET_RATIO}x) -> {'MET' if met else 'NOT MET'}")
 
     text = report(args, facts, api, base, ratio, met, paired, raw, api_calls, raw_calls)
-    print("\n" + text)
-    if args.write:
-        section = SECTION + ("_trace" if args.trace else "")
-        harness.write_section(section, text)
-        harness.log(f"wrote section '{section}' of {harness.DOCS.relative_to(harness.ROOT)}")
+    harness.publish(SECTION + ("_trace" if args.trace else ""), text, write=args.write)
     return 0
 
 

@@ -499,6 +499,14 @@ run; edit the scripts, not the sections.
 """
 
 
+def publish(section: str, text: str, *, write: bool) -> None:
+    """Print a report and, when asked, store it as `section` of docs/benchmarks.md."""
+    print("\n" + text)
+    if write:
+        write_section(section, text)
+        log(f"wrote section '{section}' of {DOCS.relative_to(ROOT)}")
+
+
 def write_section(name: str, body: str, path: Path = DOCS) -> None:
     """Replace (or append) the text between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->`."""
     start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"

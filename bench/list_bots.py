@@ -222,11 +222,7 @@ async def main(args: argparse.Namespace) -> int:
         f"{'MET' if met else 'NOT MET'}); Docker calls in the window: {calls}"
     )
     text = report(args, facts, result, stats, met, rss)
-    print("\n" + text)
-    if args.write:
-        section = SECTION_WITH_STOPPED if args.stopped else SECTION
-        harness.write_section(section, text)
-        harness.log(f"wrote section '{section}' of {harness.DOCS.relative_to(harness.ROOT)}")
+    harness.publish(SECTION_WITH_STOPPED if args.stopped else SECTION, text, write=args.write)
     return 0
 
 

@@ -369,11 +369,8 @@ async def main(args: argparse.Namespace) -> int:
             await proxy.close()
 
     text = report(args, facts, used, defaults, reps, burst_wall)
-    print("\n" + text)
-    if args.write:
-        section = SECTION_TRACE if args.trace else SECTION if used == defaults else SECTION_EXPERIMENT
-        harness.write_section(section, text)
-        harness.log(f"wrote section '{section}' of {harness.DOCS.relative_to(harness.ROOT)}")
+    section = SECTION_TRACE if args.trace else SECTION if used == defaults else SECTION_EXPERIMENT
+    harness.publish(section, text, write=args.write)
     return 0
 
 
