@@ -29,6 +29,9 @@ STUB_IMAGE = "localhost/wopr-stub:latest"
 BROKEN_IMAGE = "localhost/wopr-stub:broken"
 TOKEN = "test-token-" + uuid.uuid4().hex
 
+# the other real components, each in its own fixture module
+pytest_plugins = ["tests.fixtures.registry", "tests.fixtures.caddy"]
+
 
 def free_port() -> int:
     with socket.socket() as sock:

@@ -53,8 +53,33 @@ class Settings(BaseSettings):
     # profile templates (None: the packaged standard templates) and the file of values for their ${VAR}s
     templates_dir: Path | None = Field(None, validation_alias="FLEET_TEMPLATES_DIR")
     template_secrets_file: Path | None = Field(None, validation_alias="FLEET_TEMPLATE_SECRETS")
+    # image updates: how often each release channel's images are checked (seconds, with jitter), when the
+    # `nightly` policy applies (UTC), how long a scheduled time stays open, and the health gate of an update
+    update_interval_canary: float = Field(300.0, gt=0, le=604800, validation_alias="FLEET_UPDATE_INTERVAL_CANARY")
+    update_interval_staging: float = Field(900.0, gt=0, le=604800, validation_alias="FLEET_UPDATE_INTERVAL_STAGING")
+    update_interval_stable: float = Field(1800.0, gt=0, le=604800, validation_alias="FLEET_UPDATE_INTERVAL_STABLE")
+    update_jitter: float = Field(0.1, ge=0, le=0.5, validation_alias="FLEET_UPDATE_JITTER")
+    update_nightly_at: str = Field(
+        "03:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", validation_alias="FLEET_UPDATE_NIGHTLY_AT"
+    )
+    update_window: float = Field(3600.0, ge=60, le=86400, validation_alias="FLEET_UPDATE_WINDOW")
+    update_health_timeout: float = Field(120.0, gt=0, le=3600, validation_alias="FLEET_UPDATE_HEALTH_TIMEOUT")
+    # fleet rollouts: cumulative wave sizes (a count of bots or a percentage), the failure rate of a wave
+    # above which the rollout halts, and how many bots of a wave update at once
+    rollout_waves: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["1", "25%", "100%"], validation_alias="FLEET_ROLLOUT_WAVES"
+    )
+    rollout_max_failure_rate: float = Field(0.2, ge=0, le=1, validation_alias="FLEET_ROLLOUT_MAX_FAILURE_RATE")
+    rollout_parallel: int = Field(4, ge=1, le=64, validation_alias="FLEET_ROLLOUT_PARALLEL")
+    # registries: a Docker-style credentials file (`{"auths": {host: {"auth"|"username"/"password"}}}`), hosts
+    # spoken to over plain HTTP (loopback always is), and the timeout of one registry request
+    registry_credentials_file: Path | None = Field(None, validation_alias="FLEET_REGISTRY_CREDENTIALS")
+    registry_insecure: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias="FLEET_REGISTRY_INSECURE"
+    )
+    registry_timeout: float = Field(10.0, gt=0, le=300, validation_alias="FLEET_REGISTRY_TIMEOUT")
 
-    @field_validator("templates_dir", "template_secrets_file", mode="before")
+    @field_validator("templates_dir", "template_secrets_file", "registry_credentials_file", mode="before")
     @classmethod
     def _empty_path_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -85,6 +110,28 @@ class Settings(BaseSettings):
                     raise ValueError(f"{entry!r}: {err}") from err
         return value
 
+    @field_validator("registry_insecure", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip().lower() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("rollout_waves", mode="before")
+    @classmethod
+    def _check_waves(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("at least one wave")
+            for entry in value:
+                text = str(entry)
+                number = text[:-1] if text.endswith("%") else text
+                if not number.isdigit() or int(number) < 1 or (text.endswith("%") and int(number) > 100):
+                    raise ValueError(f"{text!r}: a wave is a count of bots (1, 5) or a percentage (25%)")
+        return value
+
     @field_validator("database_url_setting")
     @classmethod
     def _check_database_url(cls, value: str | None) -> str | None:
@@ -109,18 +156,13 @@ class SettingsError(Exception):
     """A setting could not be parsed; the message is one line naming the variable."""
 
 
-_ALIASES = {
-    "port": "PORT",
-    "host": "HOST",
-    "env": "ENV",
-    "log_level": "LOG_LEVEL",
-    "fleet_api_token": "FLEET_API_TOKEN",
-    "data_dir": "WOPR_DATA_DIR",
-    "database_url_setting": "DATABASE_URL",
-    "docker_host": "DOCKER_HOST",
-    "platform_id": "WOPR_PLATFORM_ID",
-    "image_allowlist": "FLEET_IMAGE_ALLOWLIST",
-}
+def _env_name(field: str) -> str:
+    """The environment variable a field is read from (its first alias)."""
+    info = Settings.model_fields.get(field)
+    alias = info.validation_alias if info is not None else None
+    if isinstance(alias, AliasChoices):
+        alias = alias.choices[0]
+    return alias if isinstance(alias, str) else field.upper()
 
 
 def load_settings() -> Settings:
@@ -130,7 +172,7 @@ def load_settings() -> Settings:
     except ValidationError as err:
         first = err.errors()[0]
         field = str(first["loc"][0]) if first["loc"] else "?"
-        name = _ALIASES.get(field, field.upper())
+        name = _env_name(field)
         if name == "ENV" and "ENV" not in os.environ and "NODE_ENV" in os.environ:
             name = "NODE_ENV"  # the value came from the seed's name for it
         message = str(first["msg"]).removeprefix("Value error, ")

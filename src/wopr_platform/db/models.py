@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Dialect, Integer, String, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, Dialect, Integer, String, Text, TypeDecorator, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -59,6 +59,10 @@ class Bot(Base):
     template_name: Mapped[str | None] = mapped_column(String(63), default=None)
     template_version: Mapped[int | None] = mapped_column(Integer, default=None)
     secret_env_keys: Mapped[list[str] | None] = mapped_column(JSON, default=None)
+    # the registry digest the container runs (pinned as `<name>@<digest>`; None: run by tag, e.g. a local image),
+    # and a digest whose update failed its health gate on this bot (never applied again automatically)
+    image_digest: Mapped[str | None] = mapped_column(String(100), default=None)
+    rejected_digest: Mapped[str | None] = mapped_column(String(100), default=None)
 
 
 class Operation(Base):
@@ -90,3 +94,55 @@ class TemplateSeed(Base):
     state: Mapped[str] = mapped_column(String(20))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+
+class ImageCheck(Base):
+    """The last registry check of one image reference, shared by every bot that uses it."""
+
+    __tablename__ = "image_checks"
+
+    reference: Mapped[str] = mapped_column(String(512), primary_key=True)
+    digest: Mapped[str | None] = mapped_column(String(100), default=None)
+    digest_seen_at: Mapped[datetime | None] = mapped_column(default=None)
+    checked_at: Mapped[datetime | None] = mapped_column(default=None)
+    next_check_at: Mapped[datetime | None] = mapped_column(default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    error_code: Mapped[str | None] = mapped_column(String(40), default=None)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Rollout(Base):
+    """Moving the bots of one image reference to a new digest, wave by wave."""
+
+    __tablename__ = "rollouts"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    reference: Mapped[str] = mapped_column(String(512), index=True)
+    to_digest: Mapped[str] = mapped_column(String(100))
+    state: Mapped[str] = mapped_column(String(20))
+    trigger: Mapped[str] = mapped_column(String(20))
+    waves: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    reason: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class ImageUpdate(Base):
+    """One attempt to move a bot to another image digest, and how it ended."""
+
+    __tablename__ = "image_updates"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    bot_id: Mapped[str] = mapped_column(String(36), index=True)
+    tenant_id: Mapped[str] = mapped_column(String(63))
+    rollout_id: Mapped[str | None] = mapped_column(String(36), index=True, default=None)
+    trigger: Mapped[str] = mapped_column(String(20))
+    outcome: Mapped[str] = mapped_column(String(20))
+    rolled_back: Mapped[bool] = mapped_column(Boolean, default=False)
+    from_image: Mapped[str] = mapped_column(String(620))
+    to_image: Mapped[str | None] = mapped_column(String(620), default=None)
+    from_digest: Mapped[str | None] = mapped_column(String(100), default=None)
+    to_digest: Mapped[str | None] = mapped_column(String(100), default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
