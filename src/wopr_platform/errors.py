@@ -89,3 +89,38 @@ class ImageUnavailable(UpstreamFailed):
     """The image could not be found locally nor pulled."""
 
     code = "image_unavailable"
+
+
+class RegistryError(PlatformError):
+    """A container registry refused or failed a request (details carry the image)."""
+
+    status = 502
+    code = "registry_error"
+
+
+class RegistryUnavailable(RegistryError):
+    """The registry cannot be reached, timed out, or answered 5xx."""
+
+    code = "registry_unavailable"
+
+
+class RegistryRateLimited(RegistryError):
+    """The registry asked us to back off (429, or its rate-limit quota is spent)."""
+
+    code = "registry_rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float | None, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message, details={**(details or {}), "retryAfter": retry_after})
+        self.retry_after = retry_after
+
+
+class RegistryAuthFailed(RegistryError):
+    """The registry refused our credentials (or their absence) for the repository."""
+
+    code = "registry_auth_failed"
+
+
+class ManifestUnknown(RegistryError):
+    """The registry has no such tag, digest or repository."""
+
+    code = "manifest_unknown"

@@ -1,0 +1,1 @@
+"""Fakes for faults a real component cannot produce on demand; each says in its name what it fakes."""

@@ -1,0 +1,177 @@
+"""The registry adapter against a real registry (docker-registry 2.8) and the real Docker engine."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiodocker
+import pytest
+
+from tests.fakes.rate_limited_registry import FakeRateLimitedRegistry
+from tests.fixtures.registry import Registry
+from wopr_platform.errors import (
+    ManifestUnknown,
+    RegistryAuthFailed,
+    RegistryRateLimited,
+    RegistryUnavailable,
+)
+from wopr_platform.images.reference import ImageReference
+from wopr_platform.images.registry import CredentialStore, RegistryClient, RegistryStats
+
+
+def unique(name: str) -> str:
+    return f"{name}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[RegistryClient]:
+    """An adapter without credentials."""
+    adapter = RegistryClient(credentials=CredentialStore())
+    try:
+        yield adapter
+    finally:
+        await adapter.close()
+
+
+async def test_digest_is_the_one_docker_records_after_a_push(
+    registry: Registry, client: RegistryClient, docker: aiodocker.Docker
+) -> None:
+    repo = unique("app")
+    pushed = await registry.push(repo, "v1", message="first")
+    recorded = (await docker.images.inspect(f"{registry.host}/{repo}:v1"))["RepoDigests"]
+    assert recorded == [f"{registry.host}/{repo}@{pushed}"]
+
+    assert await client.digest(ImageReference.parse(f"{registry.host}/{repo}:v1")) == pushed
+    assert client.stats == RegistryStats(manifest_requests=1, get_requests=0, token_requests=0)
+
+
+async def test_nested_repository_new_push_and_lookup_by_digest(registry: Registry, client: RegistryClient) -> None:
+    repo = unique("team/sub/app")
+    first = await registry.push(repo, "stable", message="one")
+    reference = ImageReference.parse(f"{registry.host}/{repo}:stable")
+    assert reference.repository == repo
+    assert await client.digest(reference) == first
+
+    second = await registry.push(repo, "stable", message="two")
+    assert second != first
+    assert await client.digest(reference) == second
+    # the old manifest stays addressable by its digest
+    assert await client.digest(ImageReference.parse(f"{registry.host}/{repo}@{first}")) == first
+    assert client.stats.manifest_requests == 3
+    assert client.stats.get_requests == 0
+
+
+async def test_unknown_tag_and_unknown_repository(registry: Registry, client: RegistryClient) -> None:
+    repo = unique("app")
+    await registry.push(repo, "v1", message="known")
+    for text in (f"{registry.host}/{repo}:missing", f"{registry.host}/{unique('nowhere')}:v1"):
+        with pytest.raises(ManifestUnknown) as caught:
+            await client.digest(ImageReference.parse(text))
+        assert caught.value.details["image"] == text
+        assert caught.value.details["code"] == "manifest_unknown"
+        assert caught.value.status == 502
+
+
+async def test_registry_down_then_back(registry: Registry, client: RegistryClient) -> None:
+    repo = unique("app")
+    pushed = await registry.push(repo, "v1", message="durable")
+    reference = ImageReference.parse(f"{registry.host}/{repo}:v1")
+    assert await client.digest(reference) == pushed  # leaves a pooled connection to the old process
+
+    await registry.stop()
+    try:
+        with pytest.raises(RegistryUnavailable) as caught:
+            await client.digest(reference)
+        assert "\n" not in caught.value.message
+        assert caught.value.details["registry"] == registry.host
+        assert caught.value.__cause__ is not None
+    finally:
+        await registry.start()
+    assert await client.digest(reference) == pushed
+
+
+async def test_registry_with_htpasswd_needs_credentials(auth_registry: Registry, tmp_path: Path) -> None:
+    repo = unique("private/app")
+    pushed = await auth_registry.push(repo, "v1", message="secret")
+    reference = ImageReference.parse(f"{auth_registry.host}/{repo}:v1")
+
+    anonymous = RegistryClient(credentials=CredentialStore())
+    try:
+        with pytest.raises(RegistryAuthFailed) as caught:
+            await anonymous.digest(reference)
+        assert caught.value.details["image"] == str(reference)
+        assert anonymous.stats.manifest_requests == 1
+    finally:
+        await anonymous.close()
+
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(auth_registry.docker_config()))
+    credentialed = RegistryClient(credentials=CredentialStore.from_file(config))
+    try:
+        assert await credentialed.digest(reference) == pushed
+        assert credentialed.stats.manifest_requests == 2  # the 401 that named Basic, then the answer
+        assert await credentialed.digest(reference) == pushed
+        assert credentialed.stats.manifest_requests == 3  # credentials now sent up front
+    finally:
+        await credentialed.close()
+
+    assert auth_registry.credentials is not None
+    wrong = {
+        "auths": {f"http://{auth_registry.host}": {"username": auth_registry.credentials.username, "password": "x"}}
+    }
+    config.write_text(json.dumps(wrong))
+    refused = RegistryClient(credentials=CredentialStore.from_file(config))
+    try:
+        with pytest.raises(RegistryAuthFailed):
+            await refused.digest(reference)
+    finally:
+        await refused.close()
+
+
+async def test_engine_auth_lets_the_engine_pull_a_private_image(
+    auth_registry: Registry, tmp_path: Path, docker: aiodocker.Docker
+) -> None:
+    repo = unique("private/pull")
+    pushed = await auth_registry.push(repo, "v1", message="pull me")
+    image = f"{auth_registry.host}/{repo}:v1"
+    await auth_registry.delete_local(image)
+    with pytest.raises(aiodocker.DockerError):
+        await docker.images.inspect(image)
+    with pytest.raises(aiodocker.DockerError):
+        await docker.images.pull(image)  # the registry refuses an anonymous pull
+
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(auth_registry.docker_config()))
+    auth = CredentialStore.from_file(config).engine_auth(auth_registry.host)
+    assert auth is not None
+    await docker.images.pull(image, auth=auth)
+    assert f"{auth_registry.host}/{repo}@{pushed}" in (await docker.images.inspect(image))["RepoDigests"]
+    await auth_registry.delete_local(image)
+
+
+async def test_rate_limit_blocks_the_registry_without_further_requests(
+    registry: Registry, client: RegistryClient
+) -> None:
+    repo = unique("app")
+    pushed = await registry.push(repo, "v1", message="elsewhere")
+    async with FakeRateLimitedRegistry(retry_after="30") as fake:
+        reference = ImageReference.parse(f"{fake.host}/app:v1")
+        with pytest.raises(RegistryRateLimited) as first:
+            await client.digest(reference)
+        assert first.value.retry_after == 30.0
+        assert first.value.details["retryAfter"] == 30.0
+        assert fake.requests == ["HEAD /v2/app/manifests/v1"]
+
+        for text in (str(reference), f"{fake.host}/other:v2"):
+            with pytest.raises(RegistryRateLimited) as blocked:
+                await client.digest(ImageReference.parse(text))
+            assert blocked.value.retry_after is not None
+            assert 29.0 < blocked.value.retry_after <= 30.0
+        assert fake.requests == ["HEAD /v2/app/manifests/v1"]
+        assert client.stats.manifest_requests == 1
+
+        # the block is per registry: another registry still answers
+        assert await client.digest(ImageReference.parse(f"{registry.host}/{repo}:v1")) == pushed
