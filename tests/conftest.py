@@ -23,6 +23,7 @@ import uvicorn
 from wopr_platform.api.app import create_app
 from wopr_platform.api.server import PlatformServer
 from wopr_platform.config.settings import Settings
+from wopr_platform.updates.clock import Clock
 
 ROOT = Path(__file__).resolve().parent.parent
 STUB_IMAGE = "localhost/wopr-stub:latest"
@@ -220,7 +221,7 @@ async def make_platform(stub_image: str, database_url: str) -> AsyncIterator[Pla
     started: list[tuple[uvicorn.Server, asyncio.Task[None], httpx.AsyncClient]] = []
     platform_ids: set[str] = set()
 
-    async def start(**overrides: Any) -> Platform:
+    async def start(clock: Clock | None = None, **overrides: Any) -> Platform:
         port = free_port()
         values: dict[str, Any] = {
             "PORT": port,
@@ -238,7 +239,7 @@ async def make_platform(stub_image: str, database_url: str) -> AsyncIterator[Pla
         values = {k: v for k, v in values.items() if v is not None}
         settings = Settings(**values)
         platform_ids.add(settings.platform_id)
-        app = create_app(settings)
+        app = create_app(settings, clock=clock)
         server = PlatformServer(
             uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on"),
             before_shutdown=app.state.events.close,

@@ -8,6 +8,7 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Protocol
 
 from fastapi import FastAPI
@@ -33,11 +34,18 @@ from wopr_platform.fleet.routes import router as fleet_router
 from wopr_platform.fleet.service import FleetService
 from wopr_platform.fleet.stats import StatsCollector
 from wopr_platform.fleet.watcher import EngineWatcher
+from wopr_platform.images.registry import CredentialStore, RegistryClient
 from wopr_platform.instance.client import InstanceClient
 from wopr_platform.templates.loader import packaged_directory
 from wopr_platform.templates.routes import router as templates_router
 from wopr_platform.templates.secrets import SecretStore
 from wopr_platform.templates.service import TemplateService
+from wopr_platform.updates.clock import Clock, SystemClock
+from wopr_platform.updates.rollouts import RolloutRules, RolloutScheduler
+from wopr_platform.updates.routes import router as updates_router
+from wopr_platform.updates.service import UpdateService
+from wopr_platform.updates.updater import Updater
+from wopr_platform.updates.watcher import ImageWatcher
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +70,12 @@ async def _supervise(loop: Loop, stop: asyncio.Event) -> None:
             await asyncio.sleep(1)
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """Build the ASGI app; services are created in its lifespan, not at import time."""
+def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
+    """Build the ASGI app; services are created in its lifespan, not at import time.
+
+    `clock` is the wall clock of the update schedules (tests move it to a nightly window).
+    """
+    clock = clock or SystemClock()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -89,7 +101,18 @@ def create_app(settings: Settings) -> FastAPI:
         crash = CrashPoints(settings.crash_at if settings.env == "test" else None)
         locks = BotLocks()
         journal = Journal(sessions)
-        containers = BotContainers(engine=docker, observed=observed, health=health, settings=settings, crash=crash)
+        credentials = CredentialStore.from_file(settings.registry_credentials_file)
+        registry = RegistryClient(
+            credentials=credentials, insecure_hosts=settings.registry_insecure, timeout=settings.registry_timeout
+        )
+        containers = BotContainers(
+            engine=docker,
+            observed=observed,
+            health=health,
+            settings=settings,
+            crash=crash,
+            registry_auth=credentials.engine_auth,
+        )
         recovery = Recovery(
             sessions=sessions, journal=journal, containers=containers, engine=docker, locks=locks, events=events
         )
@@ -132,8 +155,58 @@ def create_app(settings: Settings) -> FastAPI:
             sessions=sessions,
         )
         await app.state.templates.load()  # a bad template file is logged and skipped, never fatal
+        updater = Updater(
+            sessions=sessions,
+            containers=containers,
+            instances=instances,
+            health=health,
+            journal=journal,
+            locks=locks,
+            events=events,
+            crash=crash,
+            clock=clock,
+            health_timeout=settings.update_health_timeout,
+        )
+        window = timedelta(seconds=settings.update_window)
+        scheduler = RolloutScheduler(
+            sessions=sessions,
+            updater=updater,
+            events=events,
+            clock=clock,
+            rules=RolloutRules(
+                waves=settings.rollout_waves,
+                max_failure_rate=settings.rollout_max_failure_rate,
+                parallel=settings.rollout_parallel,
+                nightly_at=settings.update_nightly_at,
+                window=window,
+            ),
+            ready=reconciler.recovered,
+        )
+        images = ImageWatcher(
+            sessions=sessions,
+            registry=registry,
+            clock=clock,
+            intervals={
+                "canary": settings.update_interval_canary,
+                "staging": settings.update_interval_staging,
+                "stable": settings.update_interval_stable,
+            },
+            jitter=settings.update_jitter,
+            on_new_digest=scheduler.kick,
+        )
+        app.state.registry = registry
+        app.state.image_watcher = images
+        app.state.rollouts = scheduler
+        app.state.updates = UpdateService(
+            sessions=sessions,
+            watcher=images,
+            updater=updater,
+            clock=clock,
+            nightly_at=settings.update_nightly_at,
+            window=window,
+        )
         stop = asyncio.Event()
-        loops: tuple[Loop, ...] = (watcher, health, stats, reconciler)
+        loops: tuple[Loop, ...] = (watcher, health, stats, reconciler, images, scheduler)
         tasks = [asyncio.create_task(_supervise(loop, stop), name=loop.name) for loop in loops]
         # give the first resync a moment so the first requests see containers, without blocking on a dead engine
         try:
@@ -163,6 +236,7 @@ def create_app(settings: Settings) -> FastAPI:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await instances.close()
+            await registry.close()
             await docker.close()
             await db.dispose()
             log.info("wopr-platform stopped")
@@ -180,5 +254,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health_router)
     app.include_router(fleet_router)
     app.include_router(templates_router)
+    app.include_router(updates_router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

@@ -12,6 +12,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from wopr_platform.images.reference import ImageReference, InvalidReference
+from wopr_platform.images.registry import CredentialStore
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 DATABASE_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
@@ -108,6 +109,13 @@ class Settings(BaseSettings):
                     ImageReference.check_allowlist_entry(str(entry))
                 except InvalidReference as err:
                     raise ValueError(f"{entry!r}: {err}") from err
+        return value
+
+    @field_validator("registry_credentials_file")
+    @classmethod
+    def _check_credentials(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            CredentialStore.from_file(value)  # a missing or malformed file stops start-up with its reason
         return value
 
     @field_validator("registry_insecure", mode="before")

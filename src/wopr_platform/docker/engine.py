@@ -134,21 +134,36 @@ class DockerEngine:
             return False
         return True
 
-    async def pull(self, image: str) -> None:
-        """Pull `image`; failure → ImageUnavailable with the registry's reason."""
+    async def pull(self, image: str, auth: dict[str, str] | None = None) -> None:
+        """Pull `image` (with registry credentials when given); failure → ImageUnavailable with the reason."""
         try:
             with _translate("pull image"):
-                await self.client.images.pull(image)
+                await self.client.images.pull(image, auth=auth)
         except (EngineError, EngineNotFound) as err:
             raise ImageUnavailable(
                 f"image {image} could not be pulled",
                 details={"image": image, "reason": err.details.get("reason")},
             ) from err
 
-    async def ensure_image(self, image: str) -> None:
+    async def ensure_image(self, image: str, auth: dict[str, str] | None = None) -> None:
         """Make sure `image` is present locally, pulling it when it is not."""
         if not await self.image_present(image):
-            await self.pull(image)
+            await self.pull(image, auth)
+
+    async def repo_digests(self, image: str) -> list[str]:
+        """The `<name>@sha256:...` references the engine recorded for a local image (empty if built locally)."""
+        with _translate("inspect image"):
+            data = await self.client.images.inspect(image)
+        return [str(item) for item in data.get("RepoDigests") or []]
+
+    async def remove_image(self, image: str) -> bool:
+        """Remove a local image reference unless a container still uses it; True when it was removed."""
+        try:
+            with _translate("remove image"):
+                await self.client.images.delete(image, force=False, noprune=False)
+        except (EngineNotFound, EngineConflict):
+            return False
+        return True
 
     # volumes ------------------------------------------------------------------------------------------
 

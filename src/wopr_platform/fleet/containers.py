@@ -19,6 +19,9 @@ from wopr_platform.fleet import naming
 from wopr_platform.fleet.faults import CrashPoints
 from wopr_platform.fleet.health import HealthMonitor
 from wopr_platform.fleet.observed import ObservedState
+from wopr_platform.images.reference import ImageReference, InvalidReference, pinned
+
+RegistryAuth = Callable[[str], dict[str, str] | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +35,8 @@ class Snapshot:
 
     @classmethod
     def of(cls, bot: Any) -> Snapshot:
-        return cls(bot.image, dict(bot.env), bot.volume_name, bot.restart_policy)
+        """The bot's container as it should be: its image pinned to the deployed digest when there is one."""
+        return cls(pinned(bot.image, bot.image_digest), dict(bot.env), bot.volume_name, bot.restart_policy)
 
     def wire(self) -> dict[str, Any]:
         return {
@@ -70,13 +74,47 @@ class BotContainers:
         health: HealthMonitor,
         settings: Settings,
         crash: CrashPoints,
+        registry_auth: RegistryAuth | None = None,
     ) -> None:
         self._engine = engine
+        self._registry_auth = registry_auth
         self._observed = observed
         self._health = health
         self._settings = settings
         self._crash = crash
         self._expected: dict[tuple[str, Any], tuple[str, str, frozenset[str]]] = {}
+
+    def auth_for(self, image: str) -> dict[str, str] | None:
+        """Registry credentials for pulling `image`, if any are configured for its registry."""
+        if self._registry_auth is None:
+            return None
+        try:
+            return self._registry_auth(ImageReference.parse(image).registry)
+        except InvalidReference:
+            return None
+
+    async def pull(self, image: str) -> None:
+        """Pull `image` now (with its registry's credentials), even if a copy is present."""
+        await self._engine.pull(image, self.auth_for(image))
+
+    async def resolve_digest(self, image: str) -> str | None:
+        """Make `image` present and return the registry digest it came with (None for a locally built image)."""
+        reference = ImageReference.parse(image)
+        await self._engine.ensure_image(image, self.auth_for(image))
+        if reference.digest is not None:
+            return reference.digest
+        for text in await self._engine.repo_digests(image):
+            try:
+                recorded = ImageReference.parse(text)
+            except InvalidReference:
+                continue
+            if recorded.name == reference.name and recorded.digest is not None:
+                return recorded.digest
+        return None
+
+    async def remove_image(self, image: str) -> bool:
+        """Drop a local image no container uses any more (best effort)."""
+        return await self._engine.remove_image(image)
 
     def volume(self, bot: Any, volume_name: str | None = None) -> str:
         return naming.volume_name(self._settings.platform_id, bot.tenant_id, volume_name or bot.volume_name)
@@ -128,7 +166,7 @@ class BotContainers:
     ) -> str:
         """Create (and start) a container for `snap`; undo every step of it if a later one fails."""
         spec = self.spec(bot, snap)
-        await self._engine.ensure_image(spec.image)
+        await self._engine.ensure_image(spec.image, self.auth_for(spec.image))
         volume_is_new = not await self._engine.volume_exists(spec.volume)
         if volume_is_new and on_new_volume is not None:
             await on_new_volume()
@@ -150,10 +188,15 @@ class BotContainers:
         return container_id
 
     async def replace(
-        self, bot: Bot, after: Snapshot, *, on_parked: Callable[[ContainerInfo, bool], Awaitable[None]]
+        self,
+        bot: Bot,
+        after: Snapshot,
+        *,
+        on_parked: Callable[[ContainerInfo, bool], Awaitable[None]],
+        crash_prefix: str = "patch",
     ) -> Swap:
         """Swap in a container built from `after`; the old one is parked, not removed, until the caller commits."""
-        await self._engine.ensure_image(after.image)
+        await self._engine.ensure_image(after.image, self.auth_for(after.image))
         old = await self.existing(bot)
         was_running = old is not None and old.state in ("running", "restarting")
         start = was_running or (old is None and bot.desired_state == "running")
@@ -161,9 +204,9 @@ class BotContainers:
             await on_parked(old, was_running)
             await self._engine.stop(old.id, self._settings.stop_timeout)
             await self._engine.rename(old.id, naming.parked_container_name(bot.id, old.id))
-            self._crash.reached("patch.after_parking")
+            self._crash.reached(f"{crash_prefix}.after_parking")
         try:
-            new_id = await self.build(bot, after, start=start, crash_prefix="patch")
+            new_id = await self.build(bot, after, start=start, crash_prefix=crash_prefix)
         except BaseException:
             if old is not None:
                 await self.unpark(bot, old.id, was_running)
@@ -235,6 +278,16 @@ class BotContainers:
     async def labelled(self, bot_id: str) -> list[ContainerInfo]:
         """Every container the engine holds with this bot's label (asks the engine, not memory)."""
         return await self._engine.list_managed(bot_id)
+
+    async def current(self, container_id: str) -> ContainerInfo | None:
+        """The container as the engine describes it now (None if it is gone); memory is updated too."""
+        try:
+            info = await self._engine.inspect(container_id)
+        except EngineNotFound:
+            self._observed.forget(container_id)
+            return None
+        self._observed.apply(info)
+        return info
 
     async def refresh(self, container_id: str) -> None:
         try:

@@ -31,6 +31,7 @@ RECONCILE_COLUMNS = (
     Bot.desired_state,
     Bot.restart_policy,
     Bot.image,
+    Bot.image_digest,
     Bot.env,
     Bot.volume_name,
     Bot.updated_at,

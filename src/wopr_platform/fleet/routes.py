@@ -19,7 +19,7 @@ from wopr_platform.templates.routes import CreateBotBody, Templates
 from wopr_platform.templates.schemas import TemplateBotCreate
 
 router = APIRouter(prefix="/fleet", tags=["fleet"])
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
 def _service(request: Request) -> FleetService:
@@ -29,7 +29,7 @@ def _service(request: Request) -> FleetService:
 
 def _bot_id(bot_id: Annotated[str, Path()]) -> str:
     """A bot id must be a UUID; anything else cannot name a bot, so it is a 404."""
-    if not _UUID.match(bot_id):
+    if not UUID_RE.match(bot_id):
         raise NotFound("bot not found", details={"botId": bot_id[:64]})
     return bot_id.lower()
 

@@ -159,6 +159,7 @@ class BotProfile(_Wire):
     env: dict[str, str]
     restart_policy: str
     volume_name: str
+    image_digest: str | None = Field(None, description="the registry digest the container runs, pinned")
     release_channel: str
     update_policy: str
     health_check: HealthCheck | None
@@ -192,6 +193,7 @@ class BotDetail(BotStatus):
     env: dict[str, str]
     restart_policy: str
     volume_name: str
+    image_digest: str | None = Field(None, description="the registry digest the container runs, pinned")
     release_channel: str
     update_policy: str
     health_check: HealthCheck | None

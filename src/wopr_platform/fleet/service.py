@@ -37,7 +37,7 @@ from wopr_platform.fleet.redaction import keep_redacted, redact_env
 from wopr_platform.fleet.repository import BotRepository
 from wopr_platform.fleet.schemas import BotCreate, BotPatch
 from wopr_platform.fleet.stats import StatsCollector
-from wopr_platform.images.reference import ImageReference, InvalidReference, is_allowed
+from wopr_platform.images.reference import ImageReference, InvalidReference, is_allowed, pinned
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +172,8 @@ class FleetService:
             updated_at=now,
         )
         await self._containers.require_engine()
+        # the image is pulled first: the container runs pinned to the digest it came with (see fleet.containers)
+        bot.image_digest = await self._containers.resolve_digest(bot.image)
         async with self._locks.hold(bot_id):
             async with self._session() as session:
                 await BotRepository(session).add(bot)
@@ -227,9 +229,14 @@ class FleetService:
                 )
             if clash:
                 raise Conflict(f"{clash} is already used by another bot", details={"field": clash})
+            if "image" in changes:
+                # a new reference: run it pinned to the digest it has now; a digest rejected before no longer applies
+                await self._containers.require_engine()
+                changes["image_digest"] = await self._containers.resolve_digest(changes["image"])
+                changes["rejected_digest"] = None
             before = Snapshot.of(bot)
             after = Snapshot(
-                image=changes.get("image", bot.image),
+                image=pinned(changes.get("image", bot.image), changes.get("image_digest", bot.image_digest)),
                 env=dict(changes.get("env", bot.env)),
                 volume_name=changes.get("volume_name", bot.volume_name),
                 restart_policy=changes.get("restart_policy", bot.restart_policy),
@@ -448,6 +455,7 @@ class FleetService:
             "env": redact_env(bot.env, bot.secret_env_keys),
             "restartPolicy": bot.restart_policy,
             "volumeName": bot.volume_name,
+            "imageDigest": bot.image_digest,
             "releaseChannel": bot.release_channel,
             "updatePolicy": bot.update_policy,
             "healthCheck": bot.health_check,

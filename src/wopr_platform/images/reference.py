@@ -104,6 +104,13 @@ class ImageReference:
         return f"{registry}/{repository}"
 
 
+def pinned(image: str, digest: str | None) -> str:
+    """What a container runs: `<name>@<digest>` once the platform knows the digest, else the reference as given."""
+    if digest is None:
+        return image
+    return f"{ImageReference.parse(image).name}@{digest}"
+
+
 def is_allowed(reference: ImageReference, allowlist: list[str]) -> bool:
     """True when the image's normalised name equals an entry or lies under it at a `/` boundary."""
     name = reference.name

@@ -1,0 +1,1 @@
+"""Automated image updates: registry checks per reference, update policies, health-gated updates, rollouts."""

@@ -1,0 +1,310 @@
+"""Moving one bot to another image digest, gated by the instance's own health, rolled back when it fails.
+
+The steps, under the bot's lock: pull the new image by digest (a failed pull leaves the running container
+alone); park the old container (stopped, renamed, kept); create and start the new one pinned to the digest;
+probe its health until it answers or the timeout passes. Healthy → the profile records the new digest, the
+old container goes, and the old image is dropped if nothing else uses it. Not healthy → the new container is
+removed and the old one comes back with the same data volume. The swap is journaled like a profile change,
+so a crash mid-update is settled by recovery (the old container is restored unless the new digest was
+committed). Every attempt is recorded in `image_updates`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from wopr_platform.db.models import Bot, ImageUpdate
+from wopr_platform.docker.types import ContainerInfo
+from wopr_platform.errors import Conflict, NotFound, PlatformError
+from wopr_platform.fleet.containers import BotContainers, Snapshot
+from wopr_platform.fleet.events import EventBus
+from wopr_platform.fleet.faults import CrashPoints
+from wopr_platform.fleet.health import HealthMonitor
+from wopr_platform.fleet.journal import Journal
+from wopr_platform.fleet.locks import BotLocks
+from wopr_platform.fleet.repository import BotRepository
+from wopr_platform.images.reference import pinned
+from wopr_platform.instance.client import InstanceClient
+from wopr_platform.updates.clock import Clock
+from wopr_platform.updates.repository import UpdateRepository
+
+log = logging.getLogger(__name__)
+
+PROBE_PAUSE_SECONDS = 0.5
+RUNNING_STATES = ("created", "running", "restarting")
+INTERRUPTED = "the platform stopped during the update; the previous container was restored"
+
+
+@dataclass(slots=True)
+class UpdateResult:
+    """How one update ended (the API's UpdateResult)."""
+
+    bot_id: str
+    success: bool
+    previous_image: str
+    new_image: str
+    previous_digest: str | None
+    new_digest: str | None
+    rolled_back: bool = False
+    outcome: str = "updated"  # updated | current | rolled_back | failed | skipped
+    error: str | None = None
+    update_id: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def wire(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "botId": self.bot_id,
+            "success": self.success,
+            "outcome": self.outcome,
+            "previousImage": self.previous_image,
+            "newImage": self.new_image,
+            "previousDigest": self.previous_digest,
+            "newDigest": self.new_digest,
+            "rolledBack": self.rolled_back,
+            "updateId": self.update_id,
+        }
+        if self.error is not None:
+            body["error"] = self.error
+        return body
+
+
+class Updater:
+    """Runs health-gated updates, one per bot at a time."""
+
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        containers: BotContainers,
+        instances: InstanceClient,
+        health: HealthMonitor,
+        journal: Journal,
+        locks: BotLocks,
+        events: EventBus,
+        crash: CrashPoints,
+        clock: Clock,
+        health_timeout: float,
+    ) -> None:
+        self._sessions = sessions
+        self._containers = containers
+        self._instances = instances
+        self._health = health
+        self._journal = journal
+        self._locks = locks
+        self._events = events
+        self._crash = crash
+        self._clock = clock
+        self._health_timeout = health_timeout
+        self._busy: set[str] = set()
+
+    def busy(self, bot_id: str) -> bool:
+        """Is an update of this bot running now?"""
+        return bot_id in self._busy
+
+    async def update(
+        self,
+        tenant_id: str | None,
+        bot_id: str,
+        digest: str,
+        *,
+        trigger: str,
+        rollout_id: str | None = None,
+    ) -> UpdateResult:
+        """Move the bot to `digest` of its image reference. A second update of the same bot meanwhile → Conflict."""
+        if bot_id in self._busy:
+            raise Conflict("an update of this bot is already in progress", details={"botId": bot_id})
+        self._busy.add(bot_id)
+        try:
+            async with self._locks.hold(bot_id):
+                bot = await self._load(tenant_id, bot_id)
+                return await self._update(bot, digest, trigger=trigger, rollout_id=rollout_id)
+        finally:
+            self._busy.discard(bot_id)
+
+    async def _load(self, tenant_id: str | None, bot_id: str) -> Bot:
+        async with self._sessions() as session:
+            repo = BotRepository(session)
+            bot = await (repo.get(tenant_id, bot_id) if tenant_id is not None else repo.get_any(bot_id))
+        if bot is None:
+            raise NotFound("bot not found", details={"botId": bot_id})
+        return bot
+
+    async def _update(self, bot: Bot, digest: str, *, trigger: str, rollout_id: str | None) -> UpdateResult:
+        before = Snapshot.of(bot)
+        target = pinned(bot.image, digest)
+        result = UpdateResult(
+            bot_id=bot.id,
+            success=True,
+            previous_image=before.image,
+            new_image=target,
+            previous_digest=bot.image_digest,
+            new_digest=digest,
+        )
+        if bot.image_digest == digest:
+            result.outcome = "current"
+            return result
+        if bot.desired_state != "running":
+            raise Conflict(
+                "the bot is stopped: start it first, so the update can be verified by its health",
+                details={"botId": bot.id},
+            )
+        await self._containers.require_engine()
+        record_id = await self._record_start(bot, result, trigger=trigger, rollout_id=rollout_id)
+        result.update_id = record_id
+        self._events.publish("update-started", bot.id, bot.tenant_id, image=target, trigger=trigger)
+        log.info("updating bot", extra={"bot_id": bot.id, "image": target, "trigger": trigger})
+        try:
+            await self._containers.pull(target)
+        except PlatformError as err:
+            # nothing was touched: the running container is the old one
+            return await self._finish(bot, result, "failed", error=f"pull failed: {err.message}")
+        self._crash.reached("update.after_pull")
+        after = Snapshot(target, before.env, before.volume_name, before.restart_policy)
+        async with self._sessions() as session, session.begin():
+            op_id = self._journal.begin(
+                session, "patch", bot.id, bot.tenant_id, {"before": before.wire(), "after": after.wire()}
+            )
+
+        async def parked(old: ContainerInfo, was_running: bool) -> None:
+            await self._journal.note(op_id, oldContainer=old.id, wasRunning=was_running)
+
+        try:
+            swap = await self._containers.replace(bot, after, on_parked=parked, crash_prefix="update")
+        except PlatformError as err:
+            await self._journal.finish_now(op_id)
+            return await self._finish(bot, result, "rolled_back", error=f"could not start the new image: {err.message}")
+        except BaseException:
+            await self._journal.finish_now(op_id)
+            raise
+        healthy, why = await self._wait_healthy(bot, swap.new_id)
+        self._crash.reached("update.after_health_gate")
+        if not healthy:
+            try:
+                await self._containers.restore(bot, swap)
+            finally:
+                await self._journal.finish_now(op_id)
+            await self._reject(bot, digest)
+            return await self._finish(bot, result, "rolled_back", error=why)
+        try:
+            await self._commit(bot, digest, swap.new_id, op_id)
+        except BaseException:
+            await self._containers.restore(bot, swap)
+            await self._journal.finish_now(op_id)
+            raise
+        self._crash.reached("update.after_commit")
+        if swap.old is not None:
+            await self._containers.remove(swap.old.id)
+        await self._journal.finish_now(op_id)
+        if before.image != target and await self._containers.remove_image(before.image):
+            log.info("previous image removed", extra={"image": before.image})
+        return await self._finish(bot, result, "updated")
+
+    async def _wait_healthy(self, bot: Bot, container_id: str) -> tuple[bool, str]:
+        """Probe the new container until it is healthy; False (with why) on exit, restart or timeout."""
+        config = self._health.config(bot.id)
+        deadline = time.monotonic() + self._health_timeout
+        detail = "no answer yet"
+        while True:
+            info = await self._containers.current(container_id)
+            if info is None:
+                return False, "the new container disappeared"
+            if info.state not in RUNNING_STATES:
+                return False, f"the new container stopped (state {info.state}, exit code {info.exit_code})"
+            if info.restart_count > 0:
+                return False, f"the new container restarted {info.restart_count} time(s)"
+            if info.state == "running" and info.ip_address:
+                probe = await self._instances.probe(info.ip_address, config.endpoint, config.timeout)
+                if probe.ok:
+                    return True, "healthy"
+                detail = probe.detail
+            if time.monotonic() >= deadline:
+                return False, f"not healthy within {self._health_timeout:g} s ({detail})"
+            await asyncio.sleep(PROBE_PAUSE_SECONDS)
+
+    async def _commit(self, bot: Bot, digest: str, container_id: str, op_id: str) -> None:
+        async with self._sessions() as session, session.begin():
+            stored = await BotRepository(session).get_any(bot.id)
+            if stored is None:
+                raise NotFound("bot not found", details={"botId": bot.id})
+            stored.image_digest = bot.image_digest = digest
+            stored.rejected_digest = None
+            stored.container_id = bot.container_id = container_id
+            stored.updated_at = self._clock.now()
+            await self._journal.mark(session, op_id, "committed")
+
+    async def _reject(self, bot: Bot, digest: str) -> None:
+        """Remember that this digest failed on this bot, so no policy applies it again by itself."""
+        async with self._sessions() as session, session.begin():
+            stored = await BotRepository(session).get_any(bot.id)
+            if stored is not None:
+                stored.rejected_digest = digest
+
+    async def _record_start(self, bot: Bot, result: UpdateResult, *, trigger: str, rollout_id: str | None) -> str:
+        record_id = str(uuid.uuid4())
+        async with self._sessions() as session, session.begin():
+            UpdateRepository(session).add_update(
+                ImageUpdate(
+                    id=record_id,
+                    bot_id=bot.id,
+                    tenant_id=bot.tenant_id,
+                    rollout_id=rollout_id,
+                    trigger=trigger,
+                    outcome="running",
+                    rolled_back=False,
+                    from_image=result.previous_image,
+                    to_image=result.new_image,
+                    from_digest=result.previous_digest,
+                    to_digest=result.new_digest,
+                    started_at=self._clock.now(),
+                )
+            )
+        return record_id
+
+    async def _finish(self, bot: Bot, result: UpdateResult, outcome: str, *, error: str | None = None) -> UpdateResult:
+        result.outcome = outcome
+        result.success = outcome == "updated"
+        result.rolled_back = outcome == "rolled_back"
+        result.error = error
+        assert result.update_id is not None
+        async with self._sessions() as session, session.begin():
+            record = await UpdateRepository(session).get_update(result.update_id)
+            if record is not None:
+                record.outcome = outcome
+                record.rolled_back = result.rolled_back
+                record.error = error
+                record.finished_at = self._clock.now()
+        if result.success:
+            log.info("bot updated", extra={"bot_id": bot.id, "image": result.new_image})
+            self._events.publish("updated", bot.id, bot.tenant_id, image=result.new_image)
+        else:
+            log.warning(
+                "bot update failed",
+                extra={"bot_id": bot.id, "image": result.new_image, "outcome": outcome, "reason": error},
+            )
+            self._events.publish(
+                "update-failed", bot.id, bot.tenant_id, image=result.new_image, rolledBack=result.rolled_back
+            )
+        return result
+
+    async def settle_interrupted(self) -> int:
+        """After a restart (and crash recovery): close the records of updates a crash cut short."""
+        now = self._clock.now()
+        async with self._sessions() as session, session.begin():
+            records = await UpdateRepository(session).unfinished_updates()
+            for record in records:
+                bot = await BotRepository(session).get_any(record.bot_id)
+                landed = bot is not None and record.to_digest is not None and bot.image_digest == record.to_digest
+                record.outcome = "updated" if landed else "interrupted"
+                record.rolled_back = not landed
+                record.error = (
+                    None if landed else "the platform stopped during the update; the previous container was restored"
+                )
+                record.finished_at = now
+        return len(records)

@@ -1,0 +1,280 @@
+"""Automated image updates against a real registry and the real engine: policies, the health gate, rollouts."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import aiodocker
+import pytest
+
+from tests.conftest import STUB_IMAGE, Platform, PlatformFactory
+from tests.fixtures.registry import Registry
+
+pytestmark = pytest.mark.slow
+
+
+class MovableClock:
+    """Real time flowing from a chosen start, which a test can move forward (to a nightly window)."""
+
+    def __init__(self, start: datetime) -> None:
+        self._offset = start - datetime.now(UTC)
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self._offset
+
+    def move_to(self, moment: datetime) -> None:
+        self._offset = moment - datetime.now(UTC)
+
+
+def update_settings(registry: Registry) -> dict[str, Any]:
+    return {
+        "FLEET_IMAGE_ALLOWLIST": f"localhost/wopr-stub,{registry.host}/",
+        "FLEET_UPDATE_INTERVAL_CANARY": 1,
+        "FLEET_UPDATE_INTERVAL_STAGING": 1,
+        "FLEET_UPDATE_INTERVAL_STABLE": 1,
+        "FLEET_UPDATE_JITTER": 0,
+        "FLEET_UPDATE_HEALTH_TIMEOUT": 6,
+    }
+
+
+async def image_status(platform: Platform, bot_id: str) -> dict[str, Any]:
+    response = await platform.client.get(f"/fleet/bots/{bot_id}/image-status")
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+async def wait_status(platform: Platform, bot_id: str, timeout: float = 30.0, **expected: Any) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        status = await image_status(platform, bot_id)
+        if all(status.get(key) == value for key, value in expected.items()):
+            return status
+        if time.monotonic() > deadline:
+            raise AssertionError(f"image status of {bot_id} never reached {expected}; last {status}")
+        await asyncio.sleep(0.2)
+
+
+async def history(platform: Platform, bot_id: str) -> list[dict[str, Any]]:
+    response = await platform.client.get(f"/fleet/bots/{bot_id}/updates")
+    assert response.status_code == 200, response.text
+    return list(response.json()["updates"])
+
+
+async def rollouts(platform: Platform) -> list[dict[str, Any]]:
+    response = await platform.client.get("/fleet/rollouts")
+    assert response.status_code == 200, response.text
+    return list(response.json()["rollouts"])
+
+
+async def running_message(docker: aiodocker.Docker, platform: Platform, bot_id: str) -> str:
+    """The STUB_MESSAGE the bot's container really runs with (the image variant: v1, v2, ...)."""
+    bot = await platform.bot(bot_id)
+    container = await docker.containers.get(bot["containerId"])
+    env = dict(item.split("=", 1) for item in container["Config"]["Env"])
+    return env.get("STUB_MESSAGE", "")
+
+
+def repo_name() -> str:
+    return "wopr-" + uuid.uuid4().hex[:8]
+
+
+async def test_policies_decide_when_a_new_digest_is_applied(
+    make_platform: PlatformFactory, registry: Registry, docker: aiodocker.Docker
+) -> None:
+    """v2 pushed under the same tag: on-push bots move to it, manual bots are only flagged, nightly and cron
+    bots wait for their time and move when the clock reaches it."""
+    repo = repo_name()
+    d1 = await registry.push(repo, "stable", message="v1")
+    clock = MovableClock(datetime(2026, 11, 25, 12, 0, tzinfo=UTC))
+    platform = await make_platform(clock=clock, **update_settings(registry))
+    image = f"{registry.host}/{repo}:stable"
+    bots = {
+        policy: (await platform.create_bot(image=image, updatePolicy=policy))["id"]
+        for policy in ("on-push", "manual", "nightly", "cron:30 4 * * *")
+    }
+    for bot_id in bots.values():
+        assert (await platform.bot(bot_id))["imageDigest"] == d1
+        await wait_status(platform, bot_id, availableDigest=d1, updateAvailable=False)
+
+    d2 = await registry.push(repo, "stable", message="v2")
+    assert d2 != d1
+    await wait_status(platform, bots["on-push"], currentDigest=d2, updateAvailable=False)
+    await platform.wait_for(bots["on-push"], state="running", health="healthy")
+    assert await running_message(docker, platform, bots["on-push"]) == "v2"
+    [record] = await history(platform, bots["on-push"])
+    assert record["outcome"] == "updated" and record["trigger"] == "on-push"
+    assert (record["fromDigest"], record["toDigest"], record["rolledBack"]) == (d1, d2, False)
+
+    manual = await wait_status(platform, bots["manual"], availableDigest=d2, updateAvailable=True)
+    assert manual["currentDigest"] == d1 and manual["scheduledAt"] is None
+    nightly = await image_status(platform, bots["nightly"])
+    assert nightly["updateAvailable"] and nightly["scheduledAt"] == "2026-11-26T03:00:00Z"
+    cron = await image_status(platform, bots["cron:30 4 * * *"])
+    assert cron["scheduledAt"] == "2026-11-26T04:30:00Z"
+    await asyncio.sleep(2.5)  # several scheduler rounds: nobody else moves
+    for policy in ("manual", "nightly", "cron:30 4 * * *"):
+        assert (await image_status(platform, bots[policy]))["currentDigest"] == d1, policy
+        assert await running_message(docker, platform, bots[policy]) == "v1"
+
+    clock.move_to(datetime(2026, 11, 26, 3, 0, 5, tzinfo=UTC))
+    await wait_status(platform, bots["nightly"], currentDigest=d2)
+    assert (await image_status(platform, bots["cron:30 4 * * *"]))["currentDigest"] == d1
+    clock.move_to(datetime(2026, 11, 26, 4, 30, 5, tzinfo=UTC))
+    await wait_status(platform, bots["cron:30 4 * * *"], currentDigest=d2)
+    assert await running_message(docker, platform, bots["cron:30 4 * * *"]) == "v2"
+    assert (await image_status(platform, bots["manual"]))["currentDigest"] == d1
+
+    finished = await rollouts(platform)
+    assert {r["trigger"] for r in finished} == {"on-push", "nightly", "cron"}
+    assert all(r["state"] == "completed" and r["toDigest"] == d2 for r in finished)
+
+
+async def test_an_unhealthy_image_is_rolled_back_and_halts_the_rollout(
+    make_platform: PlatformFactory, registry: Registry, docker: aiodocker.Docker
+) -> None:
+    """v3 never becomes healthy: the first wave's bot is rolled back to v2 on the same volume, the rollout halts,
+    every bot ends on v2, running and healthy."""
+    repo = repo_name()
+    await registry.push(repo, "latest", message="v1")
+    platform = await make_platform(**update_settings(registry))
+    image = f"{registry.host}/{repo}:latest"
+    channels = ("stable", "canary", "staging")
+    bots = [
+        (await platform.create_bot(image=image, updatePolicy="on-push", releaseChannel=ch))["id"] for ch in channels
+    ]
+    for bot_id in bots:
+        await wait_status(platform, bot_id, updateAvailable=False, watched=True)
+    d2 = await registry.push(repo, "latest", message="v2")
+    for bot_id in bots:
+        await wait_status(platform, bot_id, currentDigest=d2)
+    [good] = await rollouts(platform)
+    assert good["state"] == "completed"
+    assert [len(w["botIds"]) for w in good["waves"]] == [1, 2]
+    assert good["waves"][0]["botIds"] == [bots[1]]  # the canary goes first
+    volumes_before = {}
+    for bot_id in bots:
+        await platform.wait_for(bot_id, state="running", health="healthy")
+        container = await docker.containers.get((await platform.bot(bot_id))["containerId"])
+        volumes_before[bot_id] = [m["Name"] for m in container["Mounts"]]
+
+    d3 = await registry.push(repo, "latest", message="v3", healthy=False)
+    deadline = time.monotonic() + 60
+    while (bad := (await rollouts(platform))[0])["toDigest"] != d3 or bad["state"] == "running":
+        assert time.monotonic() < deadline, bad
+        await asyncio.sleep(0.3)
+    assert bad["state"] == "halted", bad
+    assert bad["waves"][0]["botIds"] == [bots[1]]
+    assert (bad["waves"][0]["failed"], bad["waves"][0]["rolledBack"]) == (1, 1)
+    assert [w["state"] for w in bad["waves"][1:]] == ["cancelled"]
+    latest = (await history(platform, bots[1]))[0]
+    assert latest["outcome"] == "rolled_back" and latest["rolledBack"] is True
+    assert latest["toDigest"] == d3 and "not healthy" in latest["error"]
+    for bot_id in bots:
+        bot = await platform.wait_for(bot_id, state="running", health="healthy")
+        assert bot["imageDigest"] == d2
+        assert await running_message(docker, platform, bot_id) == "v2"
+        container = await docker.containers.get(bot["containerId"])
+        assert [m["Name"] for m in container["Mounts"]] == volumes_before[bot_id]
+    assert (await image_status(platform, bots[1]))["blockedBy"] == "rejected"
+    assert (await image_status(platform, bots[0]))["blockedBy"] == "rollout-halted"
+    await asyncio.sleep(2)  # the halted digest is not rolled out again by itself
+    assert len(await rollouts(platform)) == 2
+    for bot_id in (bots[0], bots[2]):  # the later waves never tried v3
+        assert [r["toDigest"] for r in await history(platform, bot_id)] == [d2]
+
+
+async def test_manual_update_now_is_gated_and_exclusive(
+    make_platform: PlatformFactory, registry: Registry, docker: aiodocker.Docker
+) -> None:
+    """POST /update moves a manual bot to the newest digest; a second update meanwhile is a 409; a failing
+    image is rolled back and reported in the result."""
+    repo = repo_name()
+    d1 = await registry.push(repo, "v", message="v1")
+    platform = await make_platform(**update_settings(registry))
+    bot = await platform.create_bot(image=f"{registry.host}/{repo}:v")
+    d2 = await registry.push(repo, "v", message="v2")
+    first, second = await asyncio.gather(
+        platform.client.post(f"/fleet/bots/{bot['id']}/update"),
+        platform.client.post(f"/fleet/bots/{bot['id']}/update"),
+    )
+    assert sorted([first.status_code, second.status_code]) == [200, 409]
+    done = first if first.status_code == 200 else second
+    busy = second if done is first else first
+    assert busy.json()["details"]["code"] == "conflict"
+    result = done.json()
+    assert result["success"] is True and result["rolledBack"] is False
+    assert (result["previousDigest"], result["newDigest"]) == (d1, d2)
+    assert result["newImage"] == f"{registry.host}/{repo}@{d2}"
+    assert await running_message(docker, platform, bot["id"]) == "v2"
+
+    again = await platform.client.post(f"/fleet/bots/{bot['id']}/update")
+    assert again.status_code == 200 and again.json()["outcome"] == "current"
+
+    d3 = await registry.push(repo, "v", message="v3", healthy=False)
+    before = await platform.bot(bot["id"])
+    response = await platform.client.post(f"/fleet/bots/{bot['id']}/update")
+    assert response.status_code == 200, response.text
+    failed = response.json()
+    assert (failed["success"], failed["rolledBack"], failed["newDigest"]) == (False, True, d3)
+    assert "not healthy" in failed["error"]
+    after = await platform.wait_for(bot["id"], state="running", health="healthy")
+    assert after["imageDigest"] == d2 and after["containerId"] == before["containerId"]
+    assert await running_message(docker, platform, bot["id"]) == "v2"
+    outcomes = [(r["outcome"], r["trigger"]) for r in await history(platform, bot["id"])]
+    assert outcomes == [("rolled_back", "manual"), ("updated", "manual")]
+
+
+async def test_registry_down_is_reported_and_backed_off(
+    make_platform: PlatformFactory, registry: Registry, docker: aiodocker.Docker
+) -> None:
+    """With the registry stopped: no crash, the status shows the error with growing waits, a manual update is a
+    clear 502 that leaves the container alone; with the registry back, checks succeed again."""
+    repo = repo_name()
+    d1 = await registry.push(repo, "x", message="v1")
+    platform = await make_platform(**update_settings(registry))
+    bot = await platform.create_bot(image=f"{registry.host}/{repo}:x", updatePolicy="on-push")
+    await wait_status(platform, bot["id"], availableDigest=d1)
+    await registry.stop()
+    try:
+        await asyncio.sleep(7)
+        status = await image_status(platform, bot["id"])
+        assert status["checkError"] is not None, status
+        assert status["checkError"]["code"] == "registry_unavailable"
+        # a check every second would have failed about 7 times; backing off (1, 2, 4 s) fails 2 to 4 times
+        assert 2 <= status["checkError"]["failures"] <= 4, status
+        assert status["availableDigest"] == d1  # the last known digest is kept
+        response = await platform.client.post(f"/fleet/bots/{bot['id']}/update")
+        assert response.status_code == 502
+        assert response.json()["details"]["code"] == "registry_unavailable"
+        assert (await platform.bot(bot["id"]))["containerId"] == bot["containerId"]
+        assert (await platform.client.get("/health")).status_code == 200
+    finally:
+        await registry.start()
+    await wait_status(platform, bot["id"], timeout=40, checkError=None, availableDigest=d1)
+
+
+async def test_one_poll_makes_one_request_per_reference(make_platform: PlatformFactory, registry: Registry) -> None:
+    """Six bots on two references (and channels): a poll asks the registry twice, not six times."""
+    repos = [repo_name(), repo_name()]
+    for repo in repos:
+        await registry.push(repo, "t", message="v1")
+    platform = await make_platform(
+        **{**update_settings(registry), "FLEET_UPDATE_INTERVAL_STABLE": 3600, "FLEET_UPDATE_INTERVAL_CANARY": 3600}
+    )
+    for index in range(6):
+        repo = repos[index % 2]
+        channel = "canary" if index < 3 else "stable"
+        await platform.create_bot(image=f"{registry.host}/{repo}:t", releaseChannel=channel)
+    await platform.create_bot(image=STUB_IMAGE)  # built locally: nothing to watch
+    await platform.create_bot(image=f"{registry.host}/{repos[0]}:t", releaseChannel="pinned")
+    watcher = platform.app.state.image_watcher
+    stats = platform.app.state.registry.stats
+    before = stats.manifest_requests
+    checked = await watcher.poll(force=True)
+    assert sorted(result.reference for result in checked) == sorted(f"{registry.host}/{r}:t" for r in repos)
+    assert stats.manifest_requests - before == 2
+    assert await watcher.poll() == []  # not due again within the interval
