@@ -60,6 +60,7 @@ class ProcessPlatforms:
     platform_id: str
     logs: Path
     started: list[PlatformProcess] = field(default_factory=list)
+    extra_env: dict[str, str] = field(default_factory=dict)  # settings every process of the group gets
 
     def environment(self, port: int, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in ("WOPR_CRASH_AT", "NODE_ENV")}
@@ -78,6 +79,8 @@ class ProcessPlatforms:
                 "FLEET_STOP_TIMEOUT": "5",
                 "FLEET_HEALTH_INTERVAL": "1",
                 "FLEET_STATS_INTERVAL": "1",
+                "PROXY_ENABLED": "false",  # tenant routing only where a test brings its own Caddy
+                **self.extra_env,
                 **extra,
             }
         )

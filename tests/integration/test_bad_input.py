@@ -22,6 +22,9 @@ PER_BOT_ROUTES = [
     ("POST", "/stop"),
     ("POST", "/restart"),
     ("GET", "/logs"),
+    ("POST", "/update"),
+    ("GET", "/image-status"),
+    ("GET", "/updates"),
 ]
 
 
@@ -473,3 +476,23 @@ async def test_delete_with_a_bad_remove_volumes_is_400(fleet: Fleet, value: str)
     """removeVolumes is a boolean; anything else refuses the delete and the bot stays."""
     await fleet.refused(400, "DELETE", f"/fleet/bots/{fleet.bot['id']}", params={"removeVolumes": value})
     assert (await fleet.platform.bot(fleet.bot["id"]))["containerId"] == fleet.bot["containerId"]
+
+
+# --- image updates --------------------------------------------------------------------------------------
+
+
+async def test_update_of_a_locally_built_image_is_409(fleet: Fleet) -> None:
+    """A bot whose image has no registry digest has nothing to update from: a clear 409, nothing touched."""
+    body = await fleet.refused(409, "POST", f"/fleet/bots/{fleet.bot['id']}/update")
+    assert "no registry digest" in body["error"]
+
+
+@pytest.mark.parametrize("rollout_id", ["nope", str(uuid.uuid4()), "x" * 65])
+async def test_unknown_rollouts_are_404(fleet: Fleet, rollout_id: str) -> None:
+    await fleet.refused(404, "GET", f"/fleet/rollouts/{rollout_id}")
+
+
+@pytest.mark.parametrize("limit", ["0", "501", "-1", "many", "1e3"])
+async def test_history_limits_out_of_range_are_400(fleet: Fleet, limit: str) -> None:
+    await fleet.refused(400, "GET", f"/fleet/rollouts?limit={limit}")
+    await fleet.refused(400, "GET", f"/fleet/bots/{fleet.bot['id']}/updates?limit={limit}")

@@ -23,6 +23,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.conftest import STUB_IMAGE
+from tests.fixtures.registry import Registry
 from tests.integration.process import PlatformProcess, ProcessPlatforms, process_platforms
 from wopr_platform.db.engine import create_engine
 from wopr_platform.db.models import Operation
@@ -314,3 +315,62 @@ async def test_interrupted_repair_is_adopted(platforms: ProcessPlatforms, docker
         assert {b["id"] for b in bots} == {bot["id"], bystander["id"]}
         assert containers[bot["id"]]["Id"] == rebuilt[0].id
         assert containers[bystander["id"]]["Id"] == bystander["containerId"]
+
+
+# --- image update ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("point", "outcome"),
+    [
+        ("update.after_pull", "old"),
+        ("update.after_parking", "old"),
+        ("update.after_container_started", "old"),
+        ("update.after_health_gate", "old"),  # healthy, but the new digest was not committed yet
+        ("update.after_commit", "new"),
+    ],
+)
+async def test_interrupted_update_is_all_old_or_all_new(
+    platforms: ProcessPlatforms, docker: aiodocker.Docker, registry: Registry, point: str, outcome: str
+) -> None:
+    """An update killed at any step leaves the bot on one container, running, on the old digest (the very
+    same container, on its volume) or on the new one; the update's record says what happened."""
+    repo = "crash-" + uuid.uuid4().hex[:8]
+    old_digest = await registry.push(repo, "t", message="v1")
+    platforms.extra_env.update(
+        {"FLEET_IMAGE_ALLOWLIST": f"localhost/wopr-stub,{registry.host}/", "FLEET_UPDATE_INTERVAL_STABLE": "3600"}
+    )
+    with platforms.reporting():
+        first = await platforms.start()
+        response = await first.client.post(
+            "/fleet/bots", json={"name": repo, "image": f"{registry.host}/{repo}:t", "env": OLD_ENV}
+        )
+        assert response.status_code == 201, response.text
+        bot = response.json()
+        await _wait_state(first.client, bot["id"], "running")
+        assert await first.terminate() in (0, -signal.SIGTERM)
+        new_digest = await registry.push(repo, "t", message="v2")
+
+        crashing = await platforms.start(crash_at=point)
+        await _killed_during(crashing, crashing.client.post(f"/fleet/bots/{bot['id']}/update"))
+
+        recovered = await platforms.start()
+        _, containers = await _settled(platforms, recovered, docker)
+        after = await _profile(recovered.client, bot["id"])
+        container = containers[bot["id"]]
+        expected = old_digest if outcome == "old" else new_digest
+        assert after["imageDigest"] == expected
+        assert container["Config"]["Image"] == f"{registry.host}/{repo}@{expected}"
+        if outcome == "old":
+            assert container["Id"] == bot["containerId"]
+        mounts = [m["Name"] for m in container["Mounts"] if m["Destination"] == "/data"]
+        assert mounts == [_volume(platforms, bot["volumeName"])]
+        deadline = time.monotonic() + SETTLE_TIMEOUT
+        while (records := (await recovered.client.get(f"/fleet/bots/{bot['id']}/updates")).json()["updates"])[0][
+            "outcome"
+        ] == "running":
+            assert time.monotonic() < deadline, records
+            await asyncio.sleep(0.1)
+        [record] = records
+        assert record["outcome"] == ("interrupted" if outcome == "old" else "updated")
+        assert record["rolledBack"] is (outcome == "old")

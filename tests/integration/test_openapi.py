@@ -22,6 +22,11 @@ ROUTES = [
     ("post", "/fleet/bots/{bot_id}/stop"),
     ("post", "/fleet/bots/{bot_id}/restart"),
     ("get", "/fleet/bots/{bot_id}/logs"),
+    ("post", "/fleet/bots/{bot_id}/update"),
+    ("get", "/fleet/bots/{bot_id}/image-status"),
+    ("get", "/fleet/bots/{bot_id}/updates"),
+    ("get", "/fleet/rollouts"),
+    ("get", "/fleet/rollouts/{rollout_id}"),
 ]
 
 
@@ -101,3 +106,31 @@ async def test_logs_and_delete_document_their_query_parameters(document: dict[st
     delete = document["paths"]["/fleet/bots/{bot_id}"]["delete"]["parameters"]
     assert {"tail"} <= {p["name"] for p in logs if p["in"] == "query"}
     assert {"removeVolumes"} <= {p["name"] for p in delete if p["in"] == "query"}
+
+
+async def test_update_answers_are_documented_in_camel_case(document: dict[str, Any]) -> None:
+    """UpdateResult and image status carry the field names of the API contract."""
+
+    def answer(path: str, method: str) -> set[str]:
+        content = document["paths"][path][method]["responses"]["200"]["content"]["application/json"]
+        return set(_schema(document, content["schema"])["properties"])
+
+    assert {
+        "botId",
+        "success",
+        "previousImage",
+        "newImage",
+        "previousDigest",
+        "newDigest",
+        "rolledBack",
+        "error",
+    } <= answer("/fleet/bots/{bot_id}/update", "post")
+    assert {
+        "botId",
+        "currentDigest",
+        "availableDigest",
+        "updateAvailable",
+        "releaseChannel",
+        "updatePolicy",
+        "lastCheckedAt",
+    } <= answer("/fleet/bots/{bot_id}/image-status", "get")

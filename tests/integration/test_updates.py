@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from datetime import UTC, datetime
@@ -278,3 +279,37 @@ async def test_one_poll_makes_one_request_per_reference(make_platform: PlatformF
     assert sorted(result.reference for result in checked) == sorted(f"{registry.host}/{r}:t" for r in repos)
     assert stats.manifest_requests - before == 2
     assert await watcher.poll() == []  # not due again within the interval
+
+
+async def test_private_registry_credentials_serve_checks_and_pulls(
+    make_platform: PlatformFactory, auth_registry: Registry, docker: aiodocker.Docker, tmp_path: Any
+) -> None:
+    """An image in a registry that requires a login: the configured credentials are used for the digest checks
+    and for the engine's pulls (the local copies are deleted first, so every pull really goes to the registry)."""
+    repo = repo_name()
+    await auth_registry.push(repo, "p", message="v1")
+    await auth_registry.delete_local()
+    credentials = tmp_path / "registry-auth.json"
+    credentials.write_text(json.dumps(auth_registry.docker_config()))
+    platform = await make_platform(**update_settings(auth_registry), FLEET_REGISTRY_CREDENTIALS=str(credentials))
+    bot = await platform.create_bot(image=f"{auth_registry.host}/{repo}:p", updatePolicy="on-push")
+    await wait_status(platform, bot["id"], updateAvailable=False, checkError=None, watched=True)
+    d2 = await auth_registry.push(repo, "p", message="v2")
+    await auth_registry.delete_local()
+    await wait_status(platform, bot["id"], currentDigest=d2)
+    assert await running_message(docker, platform, bot["id"]) == "v2"
+
+
+async def test_without_credentials_a_private_image_is_a_clear_error(
+    make_platform: PlatformFactory, auth_registry: Registry
+) -> None:
+    repo = repo_name()
+    await auth_registry.push(repo, "p", message="v1")
+    await auth_registry.delete_local()
+    platform = await make_platform(**update_settings(auth_registry))
+    response = await platform.client.post(
+        "/fleet/bots", json={"name": "private", "image": f"{auth_registry.host}/{repo}:p"}
+    )
+    assert response.status_code == 502, response.text
+    assert response.json()["details"]["code"] == "image_unavailable"
+    assert (await platform.client.get("/fleet/bots")).json()["bots"] == []

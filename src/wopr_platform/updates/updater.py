@@ -158,7 +158,7 @@ class Updater:
         await self._containers.require_engine()
         record_id = await self._record_start(bot, result, trigger=trigger, rollout_id=rollout_id)
         result.update_id = record_id
-        self._events.publish("update-started", bot.id, bot.tenant_id, image=target, trigger=trigger)
+        self._events.publish("update_started", bot.id, bot.tenant_id, image=target, trigger=trigger)
         log.info("updating bot", extra={"bot_id": bot.id, "image": target, "trigger": trigger})
         try:
             await self._containers.pull(target)
@@ -202,7 +202,9 @@ class Updater:
         if swap.old is not None:
             await self._containers.remove(swap.old.id)
         await self._journal.finish_now(op_id)
-        if before.image != target and await self._containers.remove_image(before.image):
+        # by id and without force: the engine keeps it while any container (another bot's) still uses it, and
+        # removing it with its stale local tag makes the next bot created on the tag pull the current build
+        if swap.old is not None and swap.old.image_id and await self._containers.remove_image(swap.old.image_id):
             log.info("previous image removed", extra={"image": before.image})
         return await self._finish(bot, result, "updated")
 
@@ -289,7 +291,7 @@ class Updater:
                 extra={"bot_id": bot.id, "image": result.new_image, "outcome": outcome, "reason": error},
             )
             self._events.publish(
-                "update-failed", bot.id, bot.tenant_id, image=result.new_image, rolledBack=result.rolled_back
+                "update_failed", bot.id, bot.tenant_id, image=result.new_image, rolledBack=result.rolled_back
             )
         return result
 
