@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+from wopr_platform.background import run_rounds
 from wopr_platform.docker.types import ContainerInfo
 from wopr_platform.fleet.events import EventBus
 from wopr_platform.fleet.observed import ObservedState
@@ -110,19 +111,13 @@ class HealthMonitor:
 
     async def run(self, stop: asyncio.Event) -> None:
         limit = asyncio.Semaphore(MAX_CONCURRENT_PROBES)
-        while not stop.is_set():
-            try:
-                due = self._due(time.monotonic())
-                if due:
-                    await asyncio.gather(*(self._probe(info, limit) for info in due))
-            except Exception:
-                log.exception("health probe round failed")
-            self._wake.clear()
-            try:
-                async with asyncio.timeout(TICK_SECONDS):
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
+
+        async def probe_due() -> None:
+            due = self._due(time.monotonic())
+            if due:
+                await asyncio.gather(*(self._probe(info, limit) for info in due))
+
+        await run_rounds(stop, self._wake, TICK_SECONDS, probe_due, "health probe round")
 
     def _due(self, now: float) -> list[ContainerInfo]:
         running = {c.id: c for c in self._observed.containers() if c.state == "running" and c.ip_address}

@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from wopr_platform.background import run_rounds
 from wopr_platform.db.models import Rollout
 from wopr_platform.errors import Conflict, NotFound, PlatformError
 from wopr_platform.fleet.events import EventBus
@@ -94,17 +95,7 @@ class RolloutScheduler:
             if not self._settled:
                 await self._settle_previous_run()
                 self._settled = True
-            while not stop.is_set():
-                try:
-                    await self.tick()
-                except Exception:
-                    log.exception("update round failed")
-                self._wake.clear()
-                try:
-                    async with asyncio.timeout(TICK_SECONDS):
-                        await self._wake.wait()
-                except TimeoutError:
-                    pass
+            await run_rounds(stop, self._wake, TICK_SECONDS, self.tick, "update round")
         finally:
             tasks = list(self._active.values())
             for task in tasks:

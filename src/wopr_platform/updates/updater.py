@@ -37,7 +37,9 @@ from wopr_platform.updates.repository import UpdateRepository
 
 log = logging.getLogger(__name__)
 
-PROBE_PAUSE_SECONDS = 0.5
+# the new instance is probed soon after its start (it usually answers within milliseconds), then less often
+FIRST_PROBE_PAUSE = 0.025
+MAX_PROBE_PAUSE = 0.5
 RUNNING_STATES = ("created", "running", "restarting")
 INTERRUPTED = "the platform stopped during the update; the previous container was restored"
 
@@ -213,6 +215,7 @@ class Updater:
         config = self._health.config(bot.id)
         deadline = time.monotonic() + self._health_timeout
         detail = "no answer yet"
+        pause = FIRST_PROBE_PAUSE
         while True:
             info = await self._containers.current(container_id)
             if info is None:
@@ -228,7 +231,8 @@ class Updater:
                 detail = probe.detail
             if time.monotonic() >= deadline:
                 return False, f"not healthy within {self._health_timeout:g} s ({detail})"
-            await asyncio.sleep(PROBE_PAUSE_SECONDS)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, MAX_PROBE_PAUSE)
 
     async def _commit(self, bot: Bot, digest: str, container_id: str, op_id: str) -> None:
         async with self._sessions() as session, session.begin():

@@ -12,6 +12,7 @@ from datetime import timedelta
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from wopr_platform.background import run_rounds
 from wopr_platform.db.models import ImageCheck
 from wopr_platform.errors import PlatformError, RegistryRateLimited
 from wopr_platform.images.reference import ImageReference, InvalidReference
@@ -71,17 +72,7 @@ class ImageWatcher:
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await self.poll()
-            except Exception:
-                log.exception("image check round failed")
-            self._wake.clear()
-            try:
-                async with asyncio.timeout(TICK_SECONDS):
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
+        await run_rounds(stop, self._wake, TICK_SECONDS, self.poll, "image check round")
 
     async def poll(self, *, force: bool = False) -> list[CheckResult]:
         """Check every reference whose time has come (every one with `force`); returns what was checked."""

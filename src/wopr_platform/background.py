@@ -1,0 +1,29 @@
+"""What the background loops share: rounds of work paced by an interval, started early by a kick."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+log = logging.getLogger(__name__)
+
+
+async def run_rounds(
+    stop: asyncio.Event, wake: asyncio.Event, interval: float, work: Callable[[], Awaitable[object]], what: str
+) -> None:
+    """Run `work` until `stop`, then again after `interval` seconds or as soon as `wake` is set.
+
+    A failing round is logged (as `what` failed) and the next one comes on schedule: a loop never dies of it.
+    """
+    while not stop.is_set():
+        try:
+            await work()
+        except Exception:
+            log.exception("%s failed", what)
+        wake.clear()
+        try:
+            async with asyncio.timeout(interval):
+                await wake.wait()
+        except TimeoutError:
+            pass
