@@ -207,7 +207,11 @@ async def _cleanup_engine(platform_id: str) -> None:
     try:
         label = f"wopr.platform={platform_id}"
         for container in await client.containers.list(all=True, filters={"label": [label]}):
-            await container.delete(force=True)
+            try:
+                await container.delete(force=True)
+            except aiodocker.DockerError as err:
+                if err.status != 404:  # gone meanwhile
+                    raise
         volumes = await client.volumes.list(filters={"label": [label]})
         for volume in volumes.get("Volumes") or []:
             await (await client.volumes.get(volume["Name"])).delete()
@@ -234,6 +238,7 @@ async def make_platform(stub_image: str, database_url: str) -> AsyncIterator[Pla
             "FLEET_STOP_TIMEOUT": 5,
             "FLEET_HEALTH_INTERVAL": 1,
             "FLEET_STATS_INTERVAL": 1,
+            "PROXY_ENABLED": False,  # tenant routing only where a test brings its own Caddy (tests.fixtures.caddy)
         }
         values.update(overrides)
         values = {k: v for k, v in values.items() if v is not None}

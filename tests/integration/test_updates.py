@@ -71,6 +71,18 @@ async def rollouts(platform: Platform) -> list[dict[str, Any]]:
     return list(response.json()["rollouts"])
 
 
+async def finished_rollouts(platform: Platform, count: int, timeout: float = 60.0) -> list[dict[str, Any]]:
+    """Wait until there are `count` rollouts and none is running (a bot's digest is stored before its rollout's
+    final state is)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = await rollouts(platform)
+        if len(found) == count and all(r["state"] != "running" for r in found):
+            return found
+        assert time.monotonic() < deadline, found
+        await asyncio.sleep(0.2)
+
+
 async def running_message(docker: aiodocker.Docker, platform: Platform, bot_id: str) -> str:
     """The STUB_MESSAGE the bot's container really runs with (the image variant: v1, v2, ...)."""
     bot = await platform.bot(bot_id)
@@ -129,7 +141,7 @@ async def test_policies_decide_when_a_new_digest_is_applied(
     assert await running_message(docker, platform, bots["cron:30 4 * * *"]) == "v2"
     assert (await image_status(platform, bots["manual"]))["currentDigest"] == d1
 
-    finished = await rollouts(platform)
+    finished = await finished_rollouts(platform, 3)
     assert {r["trigger"] for r in finished} == {"on-push", "nightly", "cron"}
     assert all(r["state"] == "completed" and r["toDigest"] == d2 for r in finished)
 
@@ -152,7 +164,7 @@ async def test_an_unhealthy_image_is_rolled_back_and_halts_the_rollout(
     d2 = await registry.push(repo, "latest", message="v2")
     for bot_id in bots:
         await wait_status(platform, bot_id, currentDigest=d2)
-    [good] = await rollouts(platform)
+    [good] = await finished_rollouts(platform, 1)
     assert good["state"] == "completed"
     assert [len(w["botIds"]) for w in good["waves"]] == [1, 2]
     assert good["waves"][0]["botIds"] == [bots[1]]  # the canary goes first
@@ -163,10 +175,8 @@ async def test_an_unhealthy_image_is_rolled_back_and_halts_the_rollout(
         volumes_before[bot_id] = [m["Name"] for m in container["Mounts"]]
 
     d3 = await registry.push(repo, "latest", message="v3", healthy=False)
-    deadline = time.monotonic() + 60
-    while (bad := (await rollouts(platform))[0])["toDigest"] != d3 or bad["state"] == "running":
-        assert time.monotonic() < deadline, bad
-        await asyncio.sleep(0.3)
+    bad = (await finished_rollouts(platform, 2))[0]
+    assert bad["toDigest"] == d3
     assert bad["state"] == "halted", bad
     assert bad["waves"][0]["botIds"] == [bots[1]]
     assert (bad["waves"][0]["failed"], bad["waves"][0]["rolledBack"]) == (1, 1)
