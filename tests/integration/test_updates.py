@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiodocker
+import httpx
 import pytest
 
 from tests.conftest import STUB_IMAGE, Platform, PlatformFactory
@@ -323,3 +324,58 @@ async def test_without_credentials_a_private_image_is_a_clear_error(
     assert response.status_code == 502, response.text
     assert response.json()["details"]["code"] == "image_unavailable"
     assert (await platform.client.get("/fleet/bots")).json()["bots"] == []
+
+
+async def test_a_failed_pull_leaves_the_running_container_alone(
+    make_platform: PlatformFactory, registry: Registry, docker: aiodocker.Docker
+) -> None:
+    """The registry names v2 but cannot serve it (its config blob was deleted): the update fails before the
+    running container is touched, and says so."""
+    repo = repo_name()
+    d1 = await registry.push(repo, "b", message="v1")
+    platform = await make_platform(**update_settings(registry))
+    bot = await platform.create_bot(image=f"{registry.host}/{repo}:b")
+    d2 = await registry.push(repo, "b", message="v2")
+    await registry.delete_local()
+    async with httpx.AsyncClient(base_url=registry.url, trust_env=False) as client:
+        manifest = await client.get(
+            f"/v2/{repo}/manifests/{d2}", headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"}
+        )
+        config_blob = manifest.json()["config"]["digest"]
+        assert (await client.delete(f"/v2/{repo}/blobs/{config_blob}")).status_code == 202
+    response = await platform.client.post(f"/fleet/bots/{bot['id']}/update")
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert (result["success"], result["outcome"], result["rolledBack"]) == (False, "failed", False)
+    assert result["error"].startswith("pull failed")
+    after = await platform.wait_for(bot["id"], state="running", health="healthy")
+    assert (after["containerId"], after["imageDigest"]) == (bot["containerId"], d1)
+    [record] = await history(platform, bot["id"])
+    assert (record["outcome"], record["toDigest"]) == ("failed", d2)
+
+
+async def test_image_status_survives_a_restart(make_platform: PlatformFactory, registry: Registry) -> None:
+    """The last check is stored: a new platform process shows it even while the registry is unreachable."""
+    repo = repo_name()
+    d1 = await registry.push(repo, "s", message="v1")
+    settings = {
+        **update_settings(registry),
+        "WOPR_PLATFORM_ID": "t-" + uuid.uuid4().hex[:10],
+        "FLEET_UPDATE_INTERVAL_STABLE": 3600,  # only the forced check below
+    }
+    first = await make_platform(**settings)
+    bot = await first.create_bot(image=f"{registry.host}/{repo}:s", updatePolicy="manual")
+    d2 = await registry.push(repo, "s", message="v2")
+    await first.app.state.image_watcher.poll(force=True)
+    before = await image_status(first, bot["id"])
+    assert (before["availableDigest"], before["updateAvailable"]) == (d2, True)
+    await first.stop()
+    await registry.stop()
+    try:
+        second = await make_platform(**settings)
+        after = await image_status(second, bot["id"])
+        for key in ("currentDigest", "availableDigest", "updateAvailable", "lastCheckedAt"):
+            assert after[key] == before[key], key
+        assert after["currentDigest"] == d1
+    finally:
+        await registry.start()
