@@ -31,7 +31,7 @@ BROKEN_IMAGE = "localhost/wopr-stub:broken"
 TOKEN = "test-token-" + uuid.uuid4().hex
 
 # the other real components, each in its own fixture module
-pytest_plugins = ["tests.fixtures.registry", "tests.fixtures.caddy"]
+pytest_plugins = ["tests.fixtures.registry", "tests.fixtures.token_registry", "tests.fixtures.caddy"]
 
 
 def free_port() -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -12,6 +13,7 @@ import pytest
 
 from tests.fakes.rate_limited_registry import FakeRateLimitedRegistry
 from tests.fixtures.registry import Registry
+from tests.fixtures.token_registry import TokenRegistry, TokenRequest
 from wopr_platform.errors import (
     ManifestUnknown,
     RegistryAuthFailed,
@@ -19,7 +21,7 @@ from wopr_platform.errors import (
     RegistryUnavailable,
 )
 from wopr_platform.images.reference import ImageReference
-from wopr_platform.images.registry import CredentialStore, RegistryClient, RegistryStats
+from wopr_platform.images.registry import TOKEN_EXPIRY_MARGIN, CredentialStore, RegistryClient, RegistryStats
 
 
 def unique(name: str) -> str:
@@ -175,3 +177,129 @@ async def test_rate_limit_blocks_the_registry_without_further_requests(
 
         # the block is per registry: another registry still answers
         assert await client.digest(ImageReference.parse(f"{registry.host}/{repo}:v1")) == pushed
+
+
+# --- distribution's token auth (the GHCR / Docker Hub scheme) against a real registry and token server -----
+
+
+async def test_token_auth_anonymous_lookup_of_a_public_repo_is_dockers_repo_digest(
+    token_registry: TokenRegistry, client: RegistryClient, docker: aiodocker.Docker
+) -> None:
+    tokens = token_registry.token_server
+    repo = unique("public/app")
+    pushed = await token_registry.push(repo, "v1", message="through tokens")
+    assert token_registry.credentials is not None
+    # the engine did the token dance itself with the X-Registry-Auth credentials
+    assert any(
+        request.account == token_registry.credentials.username and "push" in dict(request.access).get(repo, ())
+        for request in tokens.served(repo)
+    )
+    recorded = (await docker.images.inspect(f"{token_registry.host}/{repo}:v1"))["RepoDigests"]
+    assert recorded == [f"{token_registry.host}/{repo}@{pushed}"]
+
+    before = len(tokens.requests)
+    assert await client.digest(ImageReference.parse(f"{token_registry.host}/{repo}:v1")) == pushed
+    assert client.stats == RegistryStats(manifest_requests=2, get_requests=0, token_requests=1)  # 401, token, 200
+    assert tokens.requests[before:] == [
+        TokenRequest(
+            account=None,
+            service=tokens.service,
+            scopes=(f"repository:{repo}:pull",),
+            access=((repo, ("pull",)),),
+            status=200,
+        )
+    ]
+
+
+async def test_token_auth_token_is_reused_within_its_lifetime(
+    token_registry: TokenRegistry, client: RegistryClient
+) -> None:
+    tokens = token_registry.token_server
+    repo = unique("app")
+    pushed = await token_registry.push(repo, "v1", message="reuse")
+    reference = ImageReference.parse(f"{token_registry.host}/{repo}:v1")
+    pushes = tokens.count(repo)
+
+    assert await client.digest(reference) == pushed
+    assert await client.digest(reference) == pushed
+    assert tokens.count(repo) - pushes == 1
+    assert client.stats == RegistryStats(manifest_requests=3, get_requests=0, token_requests=1)  # the second: 1 HEAD
+
+
+async def test_token_auth_expired_token_is_renewed(token_registry: TokenRegistry, client: RegistryClient) -> None:
+    tokens = token_registry.token_server
+    repo = unique("app")
+    pushed = await token_registry.push(repo, "v1", message="short-lived")
+    reference = ImageReference.parse(f"{token_registry.host}/{repo}:v1")
+    pushes = tokens.count(repo)
+
+    with tokens.lifetime(int(TOKEN_EXPIRY_MARGIN) + 1):  # the client renews 1 s after the token is issued
+        assert await client.digest(reference) == pushed
+        assert await client.digest(reference) == pushed  # still within its lifetime
+        assert tokens.count(repo) - pushes == 1
+        await asyncio.sleep(1.1)
+        assert await client.digest(reference) == pushed
+    assert tokens.count(repo) - pushes == 2
+    # 401 + 200, a reused-token 200, then for the expired one: a HEAD without it (401), a new token, 200
+    assert client.stats == RegistryStats(manifest_requests=5, get_requests=0, token_requests=2)
+
+
+async def test_token_auth_token_the_registry_no_longer_trusts_is_renewed_once(
+    token_registry: TokenRegistry, client: RegistryClient
+) -> None:
+    tokens = token_registry.token_server
+    repo = unique("app")
+    pushed = await token_registry.push(repo, "v1", message="rotated")
+    reference = ImageReference.parse(f"{token_registry.host}/{repo}:v1")
+    pushes = tokens.count(repo)
+    assert await client.digest(reference) == pushed
+
+    await token_registry.rotate_signing_key()  # the cached token is still within its lifetime, but now untrusted
+    assert await client.digest(reference) == pushed
+    assert tokens.count(repo) - pushes == 2
+    assert client.stats == RegistryStats(manifest_requests=4, get_requests=0, token_requests=2)
+
+
+async def test_token_auth_private_repo_needs_credentials(token_registry: TokenRegistry, tmp_path: Path) -> None:
+    tokens = token_registry.token_server
+    assert token_registry.credentials is not None
+    repo = unique("private/app")
+    pushed = await token_registry.push(repo, "v1", message="secret")
+    reference = ImageReference.parse(f"{token_registry.host}/{repo}:v1")
+
+    anonymous = RegistryClient(credentials=CredentialStore())
+    try:
+        before = len(tokens.requests)
+        with pytest.raises(RegistryAuthFailed) as caught:
+            await anonymous.digest(reference)
+        assert caught.value.details["image"] == str(reference)
+        assert caught.value.details["status"] == 401  # the registry refused the token, which grants nothing
+        assert anonymous.stats == RegistryStats(manifest_requests=2, get_requests=0, token_requests=1)
+        assert [(r.account, r.access) for r in tokens.requests[before:]] == [(None, ((repo, ()),))]
+    finally:
+        await anonymous.close()
+
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(token_registry.docker_config()))
+    credentialed = RegistryClient(credentials=CredentialStore.from_file(config))
+    try:
+        before = len(tokens.requests)
+        assert await credentialed.digest(reference) == pushed
+        assert credentialed.stats == RegistryStats(manifest_requests=2, get_requests=0, token_requests=1)
+        assert [(r.account, r.access) for r in tokens.requests[before:]] == [
+            (token_registry.credentials.username, ((repo, ("pull",)),))
+        ]
+    finally:
+        await credentialed.close()
+
+    wrong = {"auths": {token_registry.host: {"username": token_registry.credentials.username, "password": "x"}}}
+    config.write_text(json.dumps(wrong))
+    refused = RegistryClient(credentials=CredentialStore.from_file(config))
+    try:
+        before = len(tokens.requests)
+        with pytest.raises(RegistryAuthFailed) as caught:
+            await refused.digest(reference)
+        assert "token service refused" in caught.value.message
+        assert [r.status for r in tokens.requests[before:]] == [401]
+    finally:
+        await refused.close()
