@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from wopr_platform.background import run_rounds
+from wopr_platform.background import first_set, run_rounds
 from wopr_platform.db.models import Rollout
 from wopr_platform.errors import Conflict, NotFound, PlatformError
 from wopr_platform.fleet.events import EventBus
@@ -83,7 +83,6 @@ class RolloutScheduler:
         self._ready = ready
         self._wake = asyncio.Event()
         self._active: dict[str, asyncio.Task[None]] = {}  # image reference → its running rollout
-        self._settled = False
 
     def kick(self) -> None:
         """Look for due updates now (a new digest was seen)."""
@@ -91,10 +90,10 @@ class RolloutScheduler:
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
-            await self._ready.wait()  # crash recovery first: it settles updates a crash interrupted
-            if not self._settled:
-                await self._settle_previous_run()
-                self._settled = True
+            await first_set(stop, self._ready)  # crash recovery first: it settles updates a crash interrupted
+            if stop.is_set():
+                return
+            await self._settle_previous_run()  # at the start of each term: this replica runs none yet
             await run_rounds(stop, self._wake, TICK_SECONDS, self.tick, "update round")
         finally:
             tasks = list(self._active.values())
@@ -184,6 +183,13 @@ class RolloutScheduler:
         return rollout.id
 
     async def _run_rollout(self, rollout_id: str, reference: str, digest: str, rows: list[Row[Any]]) -> None:
+        try:
+            await self._waves(rollout_id, reference, digest, rows)
+        except Exception as err:
+            log.exception("rollout failed", extra={"rollout_id": rollout_id})
+            await self._save(rollout_id, None, state="failed", reason=f"internal error: {type(err).__name__}")
+
+    async def _waves(self, rollout_id: str, reference: str, digest: str, rows: list[Row[Any]]) -> None:
         by_id = {row.id: row for row in rows}
         async with self._sessions() as session:
             rollout = await UpdateRepository(session).get_rollout(rollout_id)
@@ -239,13 +245,19 @@ class RolloutScheduler:
         )
 
     async def _save(
-        self, rollout_id: str, waves: list[dict[str, Any]], *, state: str | None = None, reason: str | None = None
+        self,
+        rollout_id: str,
+        waves: list[dict[str, Any]] | None,
+        *,
+        state: str | None = None,
+        reason: str | None = None,
     ) -> None:
         async with self._sessions() as session, session.begin():
             rollout = await UpdateRepository(session).get_rollout(rollout_id)
             if rollout is None:
                 return
-            rollout.waves = [dict(wave) for wave in waves]
+            if waves is not None:
+                rollout.waves = [dict(wave) for wave in waves]
             if state is not None:
                 rollout.state = state
                 rollout.reason = reason

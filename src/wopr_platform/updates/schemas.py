@@ -79,7 +79,7 @@ class RolloutOut(_Wire):
     id: str
     image: str
     to_digest: str
-    state: Literal["running", "completed", "halted", "interrupted"]
+    state: Literal["running", "completed", "halted", "interrupted", "failed"]
     trigger: str
     reason: str | None
     created_at: datetime
