@@ -27,3 +27,13 @@ async def run_rounds(
                 await wake.wait()
         except TimeoutError:
             pass
+
+
+async def first_set(*events: asyncio.Event) -> None:
+    """Return as soon as any of `events` is set."""
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiting in waits:
+            waiting.cancel()
