@@ -1,0 +1,1 @@
+"""Tenant routing: each bot reachable at `<subdomain>.<domain>` and `<domain>/instance/<id>/` through Caddy."""

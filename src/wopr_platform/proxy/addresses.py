@@ -1,0 +1,70 @@
+"""Checks of the proxy's settings: listen addresses, the base domain, Caddy's admin URL (pure functions)."""
+
+from __future__ import annotations
+
+import ipaddress
+from urllib.parse import urlsplit
+
+from wopr_platform.proxy.subdomains import LABEL_RE
+
+MAX_DOMAIN = 189  # so that `<63-character subdomain>.<domain>` stays within DNS's 253
+
+
+def split_hostport(value: str) -> tuple[str, int]:
+    """`host:port`, `[v6]:port` or `:port` as (host, port); ValueError when it is none of them."""
+    host, sep, port = value.strip().rpartition(":")
+    if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{value!r} is not host:port with a port from 1 to 65535")
+    if host.startswith("[") and host.endswith("]"):
+        ipaddress.IPv6Address(host[1:-1])
+    elif host and not _is_hostname(host):
+        ipaddress.IPv4Address(host)
+    return host, int(port)
+
+
+def _is_hostname(host: str) -> bool:
+    labels = host.lower().split(".")
+    return all(LABEL_RE.match(label) for label in labels) and not labels[-1].isdigit()
+
+
+def check_listen(values: list[str]) -> list[str]:
+    """Listen addresses of the proxy server block (at least one)."""
+    if not values:
+        raise ValueError("at least one listen address, e.g. :443")
+    for value in values:
+        try:
+            split_hostport(value)
+        except ValueError as err:
+            raise ValueError(f"{value!r} is not an address to listen on (host:port or :port)") from err
+    return values
+
+
+def check_domain(value: str) -> str:
+    """The base domain tenants' hosts live under: lowercase DNS labels, no trailing dot."""
+    domain = value.strip().lower().rstrip(".")
+    if not domain or len(domain) > MAX_DOMAIN or not _is_hostname(domain):
+        raise ValueError(f"must be a DNS name of at most {MAX_DOMAIN} characters, e.g. wopr.network")
+    return domain
+
+
+def check_admin_url(value: str) -> str:
+    """Caddy's admin API: an http(s) URL with a host."""
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL, e.g. http://127.0.0.1:2019")
+    return value.strip().rstrip("/")
+
+
+def check_dns_listen(value: str) -> str:
+    """Where the route DNS responder binds: an IPv4 address and a port."""
+    host, _ = split_hostport(value)
+    ipaddress.IPv4Address(host)
+    return value.strip()
+
+
+def check_status_ip(value: str) -> str:
+    """The first of the three loopback addresses Caddy's status server listens on."""
+    address = ipaddress.IPv4Address(value.strip())
+    if not address.is_loopback or int(address) & 0xFF > 253:
+        raise ValueError("must be a 127.x.y.z address with z at most 253 (three addresses from it are used)")
+    return str(address)
