@@ -105,6 +105,13 @@ async def cleanup_engine(platform_ids: Iterable[str], concurrency: int = 8) -> t
             await asyncio.gather(
                 *(drop(1, lambda n=v["Name"]: client._query_json(f"volumes/{n}", method="DELETE")) for v in volumes)
             )
+            # the tenant networks too (not counted): the engine has room for only a few dozen bridges
+            for network in await client.networks.list(filters={"label": [label]}):
+                try:
+                    await client._query_json(f"networks/{network['Id']}", method="DELETE")
+                except aiodocker.DockerError as err:
+                    if err.status != 404:
+                        log(f"cleanup: {err}")
     finally:
         await client.close()
     return removed[0], removed[1]
@@ -336,6 +343,7 @@ async def running_platform(**overrides: Any) -> AsyncIterator[Platform]:
         "DATABASE_URL": f"sqlite+aiosqlite:///{data_dir / 'platform.db'}",
         "WOPR_PLATFORM_ID": new_platform_id(),
         "FLEET_IMAGE_ALLOWLIST": "localhost/wopr-stub",
+        "PROXY_ENABLED": "false",  # tenant routing only in benchmarks that start their own Caddy
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     settings = Settings(**values)

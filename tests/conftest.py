@@ -215,8 +215,19 @@ async def _cleanup_engine(platform_id: str) -> None:
         volumes = await client.volumes.list(filters={"label": [label]})
         for volume in volumes.get("Volumes") or []:
             await (await client.volumes.get(volume["Name"])).delete()
+        await remove_networks(client, label)
     finally:
         await client.close()
+
+
+async def remove_networks(client: aiodocker.Docker, label: str) -> None:
+    """Remove the (tenant) networks carrying `label`: the engine has room for only a few dozen bridges."""
+    for network in await client.networks.list(filters={"label": [label]}):
+        try:
+            await client._query_json(f"networks/{network['Id']}", method="DELETE")
+        except aiodocker.DockerError as err:
+            if err.status != 404:
+                raise
 
 
 @pytest.fixture

@@ -85,6 +85,12 @@ class EngineConflict(Conflict):
     code = "engine_conflict"
 
 
+class UnsafeContainerSpec(PlatformError):
+    """The Docker adapter refused a container spec that would break the hardening (a platform bug, never input)."""
+
+    code = "unsafe_container_spec"
+
+
 class ImageUnavailable(UpstreamFailed):
     """The image could not be found locally nor pulled."""
 
@@ -124,3 +130,15 @@ class ManifestUnknown(RegistryError):
     """The registry has no such tag, digest or repository."""
 
     code = "manifest_unknown"
+
+
+class ProxyUnavailable(ServiceUnavailable):
+    """Caddy's admin API cannot be reached."""
+
+    code = "proxy_unavailable"
+
+
+class ProxyRejected(UpstreamFailed):
+    """Caddy refused or failed a config change."""
+
+    code = "proxy_rejected"

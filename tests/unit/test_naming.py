@@ -7,9 +7,11 @@ import random
 import re
 import string
 import uuid
+from typing import Any
 
 import pytest
 
+from wopr_platform.docker.types import Limits
 from wopr_platform.fleet import naming
 from wopr_platform.fleet.schemas import VOLUME_RE
 
@@ -103,27 +105,51 @@ def test_default_volume_is_a_valid_volume_name_per_bot() -> None:
 
 def test_labels_scope_containers_to_platform_tenant_and_bot() -> None:
     """The labels carry what list filters and event filters select on."""
-    labels = naming.labels("p1", "t1", "b1", "h1")
+    labels = naming.labels("p1", "t1", "b1", "h1", "n1")
     assert labels == {
         "wopr.managed": "true",
         "wopr.platform": "p1",
         "wopr.tenant": "t1",
         "wopr.bot-id": "b1",
         naming.LABEL_SPEC_HASH: "h1",
+        "wopr.network": "n1",
     }
     assert naming.volume_labels("p1", "t1") == {"wopr.managed": "true", "wopr.platform": "p1", "wopr.tenant": "t1"}
 
 
 def test_spec_hash_ignores_env_order_and_sees_every_field() -> None:
     """The drift stamp is the same for the same spec however env is ordered, and changes with any field."""
-    base = naming.spec_hash("img:1", {"A": "1", "B": "2"}, "vol", "always")
-    assert naming.spec_hash("img:1", {"B": "2", "A": "1"}, "vol", "always") == base
+    net, limits = "wopr.t1.net", Limits(memory_mb=512, cpus=1.0, pids=256)
+
+    def stamp(image: str, env: dict[str, str], volume: str, restart: str, **extra: Any) -> str:
+        return naming.spec_hash(image, env, volume, restart, **{"network": net, "limits": limits, **extra})
+
+    base = stamp("img:1", {"A": "1", "B": "2"}, "vol", "always")
+    assert stamp("img:1", {"B": "2", "A": "1"}, "vol", "always") == base
     changed = [
-        naming.spec_hash("img:2", {"A": "1", "B": "2"}, "vol", "always"),
-        naming.spec_hash("img:1", {"A": "1", "B": "3"}, "vol", "always"),
-        naming.spec_hash("img:1", {"A": "1"}, "vol", "always"),
-        naming.spec_hash("img:1", {"A": "1", "B": "2"}, "vol2", "always"),
-        naming.spec_hash("img:1", {"A": "1", "B": "2"}, "vol", "no"),
+        stamp("img:2", {"A": "1", "B": "2"}, "vol", "always"),
+        stamp("img:1", {"A": "1", "B": "3"}, "vol", "always"),
+        stamp("img:1", {"A": "1"}, "vol", "always"),
+        stamp("img:1", {"A": "1", "B": "2"}, "vol2", "always"),
+        stamp("img:1", {"A": "1", "B": "2"}, "vol", "no"),
+        stamp("img:1", {"A": "1", "B": "2"}, "vol", "always", network="wopr.t2.net"),
+        stamp("img:1", {"A": "1", "B": "2"}, "vol", "always", limits=Limits(memory_mb=1024, cpus=1.0, pids=256)),
+        stamp("img:1", {"A": "1", "B": "2"}, "vol", "always", limits=Limits(memory_mb=512, cpus=0.5, pids=256)),
+        stamp("img:1", {"A": "1", "B": "2"}, "vol", "always", limits=Limits(memory_mb=512, cpus=1.0, pids=128)),
     ]
     assert base not in changed
     assert len(set(changed)) == len(changed)
+
+
+def test_network_names_are_per_platform_and_tenant_valid_and_never_dockers_own() -> None:
+    """Each tenant of each platform gets its own bridge network, with a valid name Docker does not use itself."""
+    seen: dict[str, tuple[str, str]] = {}
+    for platform, tenant, _ in _triples():
+        name = naming.network_name(platform, tenant)
+        assert seen.setdefault(name, (platform, tenant)) == (platform, tenant), f"{name} is shared"
+        assert DOCKER_NAME.match(name) and name not in ("bridge", "host", "none", "default"), name
+    assert naming.network_name("default", "acme") == "wopr.acme.net"
+    assert naming.network_name("p1", "acme") == "wopr-p1.acme.net"
+    with pytest.raises(ValueError, match="tenant"):
+        naming.network_name("default", "a.b")
+    assert naming.network_labels("p1", "t1") == {"wopr.managed": "true", "wopr.platform": "p1", "wopr.tenant": "t1"}

@@ -9,16 +9,26 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from wopr_platform import __version__
 from wopr_platform.api.errors import install_error_handlers
+from wopr_platform.api.headers import ResponseHeaders
 from wopr_platform.api.health import router as health_router
 from wopr_platform.api.limits import BodySizeLimit
+from wopr_platform.api.openapi import document_errors
+from wopr_platform.api.ratelimit import RateLimit
+from wopr_platform.audit.middleware import AuditMiddleware
+from wopr_platform.audit.routes import router as audit_router
+from wopr_platform.audit.service import AuditService
+from wopr_platform.audit.writer import AuditWriter
+from wopr_platform.background import first_set
 from wopr_platform.config.settings import Settings
 from wopr_platform.db.engine import CommitCounter, create_engine, create_sessionmaker
+from wopr_platform.db.leadership import Leadership
 from wopr_platform.db.migrate import upgrade
 from wopr_platform.docker.engine import DockerEngine
 from wopr_platform.fleet.containers import BotContainers
@@ -36,6 +46,9 @@ from wopr_platform.fleet.stats import StatsCollector
 from wopr_platform.fleet.watcher import EngineWatcher
 from wopr_platform.images.registry import CredentialStore, RegistryClient
 from wopr_platform.instance.client import InstanceClient
+from wopr_platform.proxy.caddy import CaddyAdmin
+from wopr_platform.proxy.routes import router as proxy_router
+from wopr_platform.proxy.sync import ProxySync
 from wopr_platform.templates.loader import packaged_directory
 from wopr_platform.templates.routes import router as templates_router
 from wopr_platform.templates.secrets import SecretStore
@@ -70,6 +83,40 @@ async def _supervise(loop: Loop, stop: asyncio.Event) -> None:
             await asyncio.sleep(1)
 
 
+async def _set_when_any(target: asyncio.Event, *events: asyncio.Event) -> None:
+    await first_set(*events)
+    target.set()
+
+
+async def _supervise_while_leading(loop: Loop, stop: asyncio.Event, leadership: Leadership) -> None:
+    """Run a loop only during this replica's terms as leader; it is stopped when a term ends."""
+    while not stop.is_set():
+        await first_set(stop, leadership.leading)
+        if stop.is_set():
+            return
+        ended = asyncio.Event()
+        relaying = asyncio.create_task(_set_when_any(ended, stop, leadership.term_over))
+        try:
+            await _supervise(loop, ended)
+        finally:
+            relaying.cancel()
+
+
+class PlatformAPI(FastAPI):
+    """FastAPI with the response headers as the outermost layer, so even the last-resort 500 carries them, and an
+    OpenAPI document that shows the API's own error answers."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        settings: Settings = self.state.settings
+        docs = [path for path in (self.docs_url, self.redoc_url, self.swagger_ui_oauth2_redirect_url) if path]
+        return ResponseHeaders(super().build_middleware_stack(), https=settings.https, docs_paths=docs)
+
+    def openapi(self) -> dict[str, Any]:
+        if self.openapi_schema is None:
+            self.openapi_schema = document_errors(super().openapi())
+        return self.openapi_schema
+
+
 def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     """Build the ASGI app; services are created in its lifespan, not at import time.
 
@@ -82,6 +129,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         db = create_engine(settings.database_url)
         await upgrade(db)
         sessions = create_sessionmaker(db)
+        audit.start(sessions)
+        app.state.audit = AuditService(sessions=sessions, writer=audit)
         docker = DockerEngine(settings.docker_host, timeout=settings.docker_timeout, platform_id=settings.platform_id)
         instances = InstanceClient(timeout=settings.health_timeout)
         observed = ObservedState()
@@ -206,15 +255,41 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
             window=window,
         )
         stop = asyncio.Event()
-        loops: tuple[Loop, ...] = (watcher, health, stats, reconciler, images, scheduler)
+        leadership = Leadership(settings.database_url, settings.platform_id)
+        app.state.leadership = leadership
+        # tenant routing: the routing table and the DNS that Caddy asks (every replica), Caddy's config (put back
+        # by the leader); a missing Caddy is reported in /health/ready and retried, never a reason not to start
+        caddy = CaddyAdmin(settings.caddy_admin_url) if settings.proxy_enabled else None
+        proxy = None
+        if caddy is not None:
+            proxy = ProxySync(
+                settings=settings,
+                sessions=sessions,
+                commits=CommitCounter(db),
+                observed=observed,
+                health_of=health.status,
+                caddy=caddy,
+                may_write=lambda: leadership.is_leader,
+            )
+        app.state.proxy = proxy
+        # every replica keeps its own view of the engine; only the leader changes the fleet
+        loops: tuple[Loop, ...] = (leadership, watcher, health, stats)
+        if proxy is not None:
+            loops += (proxy,)
         tasks = [asyncio.create_task(_supervise(loop, stop), name=loop.name) for loop in loops]
+        tasks += [
+            asyncio.create_task(_supervise_while_leading(loop, stop, leadership), name=loop.name)
+            for loop in (reconciler, images, scheduler)
+        ]
         # give the first resync a moment so the first requests see containers, without blocking on a dead engine
         try:
             async with asyncio.timeout(5):
                 await watcher.connected.wait()
-            # settle what a crash interrupted before the first request (the reconciler retries if this fails)
-            async with asyncio.timeout(60):
-                await reconciler.recovered.wait()
+                await leadership.decided.wait()
+            # the leader settles what a crash interrupted before the first request (retried if this fails)
+            if leadership.is_leader:
+                async with asyncio.timeout(60):
+                    await reconciler.recovered.wait()
         except TimeoutError:
             log.warning(
                 "Docker engine not reachable at start-up; will keep trying",
@@ -236,24 +311,34 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await instances.close()
+            if caddy is not None:
+                await caddy.close()
             await registry.close()
             await docker.close()
+            await audit.close()  # after the last request: every audit record is stored
             await db.dispose()
             log.info("wopr-platform stopped")
 
-    app = FastAPI(
+    app = PlatformAPI(
         title="wopr-platform",
         version=__version__,
         description="Control plane for fleets of WOPR bot instances.",
         lifespan=lifespan,
     )
     events = EventBus()
+    audit = AuditWriter()
     app.state.settings = settings
     app.state.events = events
+    app.state.proxy = None  # the routing loop, once the lifespan has built it (when PROXY_ENABLED)
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(fleet_router)
     app.include_router(templates_router)
     app.include_router(updates_router)
+    app.include_router(proxy_router)
+    app.include_router(audit_router)
+    app.add_middleware(AuditMiddleware, writer=audit)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    token = settings.fleet_api_token.get_secret_value() if settings.fleet_api_token else None
+    app.add_middleware(RateLimit, limit=settings.rate_limit, window=settings.rate_window, token=token)
     return app

@@ -1,4 +1,4 @@
-"""Bearer-token authentication of the operator on `/fleet/*`."""
+"""Bearer-token authentication of the operator on `/fleet/*`, and the tenant it acts for (`X-Tenant-Id`)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ import hmac
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 
-from wopr_platform.errors import Unauthorized
-from wopr_platform.fleet.naming import DEFAULT_TENANT
+from wopr_platform.errors import Unauthorized, ValidationFailed
+from wopr_platform.fleet.naming import DEFAULT_TENANT, TENANT_RE
+
+TENANT_HEADER = "X-Tenant-Id"
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,8 +22,21 @@ class Principal:
     tenant_id: str
 
 
-def require_operator(request: Request) -> Principal:
-    """Accept only `Authorization: Bearer <FLEET_API_TOKEN>`; with no token configured, refuse everyone."""
+def require_operator(
+    request: Request,
+    tenant: Annotated[
+        str | None,
+        Header(
+            alias=TENANT_HEADER,
+            description="the tenant the operator acts for (default: `default`); another tenant's bots are 404",
+        ),
+    ] = None,
+) -> Principal:
+    """Accept only `Authorization: Bearer <FLEET_API_TOKEN>`; with no token configured, refuse everyone.
+
+    The operator acts for the `default` tenant, or for the one `X-Tenant-Id` names (checked only once the
+    token is, so an anonymous caller learns nothing from it).
+    """
     configured = request.app.state.settings.fleet_api_token
     if configured is None or not configured.get_secret_value():
         raise Unauthorized(
@@ -33,7 +48,15 @@ def require_operator(request: Request) -> Principal:
         raise Unauthorized("missing bearer token")
     if not hmac.compare_digest(token.strip().encode(), configured.get_secret_value().encode()):
         raise Unauthorized("invalid bearer token")
-    return Principal(subject="operator", tenant_id=DEFAULT_TENANT)
+    if tenant is not None and not TENANT_RE.match(tenant):
+        raise ValidationFailed(
+            f"{TENANT_HEADER} must be a tenant id: 1-63 lowercase letters, digits or '-', "
+            "starting and ending with a letter or digit",
+            details={"header": TENANT_HEADER},
+        )
+    principal = Principal(subject="operator", tenant_id=tenant or DEFAULT_TENANT)
+    request.state.principal = principal  # for the audit log, which records who made each change
+    return principal
 
 
 Operator = Annotated[Principal, Depends(require_operator)]

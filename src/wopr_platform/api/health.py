@@ -21,7 +21,7 @@ async def health() -> dict[str, str]:
 
 @router.get("/health/ready")
 async def ready(request: Request) -> JSONResponse:
-    """200 when the database and the Docker engine both answer; 503 naming what does not."""
+    """200 when the database, the Docker engine and (with tenant routing on) Caddy answer; 503 naming what does not."""
     state = request.app.state
     checks: dict[str, Any] = {}
     try:
@@ -37,8 +37,21 @@ async def ready(request: Request) -> JSONResponse:
         checks["docker"] = {"ok": False, "reason": err.message}
     observed = state.observed
     checks["observedState"] = {"ok": observed.stale_reason is None, "reason": observed.stale_reason}
+    proxy = state.proxy
+    if proxy is None:
+        checks["proxy"] = {"ok": True, "enabled": False}
+    else:
+        routable, reason = proxy.readiness()
+        checks["proxy"] = {"ok": routable, "enabled": True, "reason": reason, "adminUrl": proxy.status()["adminUrl"]}
     ok = all(check["ok"] for check in checks.values())
+    leadership = getattr(state, "leadership", None)
     return JSONResponse(
-        {"status": "ready" if ok else "not_ready", "service": "wopr-platform", "checks": checks},
+        {
+            "status": "ready" if ok else "not_ready",
+            "service": "wopr-platform",
+            "checks": checks,
+            # the leader runs the reconciler, registry checks and rollouts; every replica serves the API
+            "leader": leadership.is_leader if leadership is not None else False,
+        },
         status_code=200 if ok else 503,
     )

@@ -10,9 +10,11 @@ import uvicorn
 
 class PlatformServer(uvicorn.Server):
     """uvicorn waits for open connections before the app's shutdown runs; event streams would hold it up,
-    so `before_shutdown` (closing the event bus) runs first."""
+    so `before_shutdown` (closing the event bus) runs first. Answers carry no `Server` header (it names the
+    server software, which tells an attacker which advisories to try)."""
 
     def __init__(self, config: uvicorn.Config, before_shutdown: Callable[[], None]) -> None:
+        config.server_header = False
         super().__init__(config)
         self._before_shutdown = before_shutdown
 

@@ -6,13 +6,16 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from wopr_platform.docker.types import Limits
+from wopr_platform.fleet import resources
 from wopr_platform.images.reference import ImageReference, InvalidReference
 from wopr_platform.images.registry import CredentialStore
+from wopr_platform.proxy import addresses as proxy_addresses
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 DATABASE_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
@@ -51,6 +54,22 @@ class Settings(BaseSettings):
     crash_at: str | None = Field(None, validation_alias="WOPR_CRASH_AT")
     stats_interval: float = Field(10.0, gt=0, le=3600, validation_alias="FLEET_STATS_INTERVAL")
     resync_interval: float = Field(30.0, gt=0, le=3600, validation_alias="FLEET_RESYNC_INTERVAL")
+    # resource limits of each bot container (see fleet/resources.py): the bounds of a bot's own `resources`,
+    # then the defaults of a bot without them (each within its bound; checked in that order)
+    max_memory_mb: int = Field(
+        8192, ge=resources.MIN_MEMORY_MB, le=resources.CEILING_MEMORY_MB, validation_alias="FLEET_MAX_MEMORY_MB"
+    )
+    max_cpus: float = Field(4.0, ge=resources.MIN_CPUS, le=resources.CEILING_CPUS, validation_alias="FLEET_MAX_CPUS")
+    max_pids: int = Field(4096, ge=resources.MIN_PIDS, le=resources.CEILING_PIDS, validation_alias="FLEET_MAX_PIDS")
+    default_memory_mb: int = Field(
+        512, ge=resources.MIN_MEMORY_MB, le=resources.CEILING_MEMORY_MB, validation_alias="FLEET_DEFAULT_MEMORY_MB"
+    )
+    default_cpus: float = Field(
+        1.0, ge=resources.MIN_CPUS, le=resources.CEILING_CPUS, validation_alias="FLEET_DEFAULT_CPUS"
+    )
+    default_pids: int = Field(
+        256, ge=resources.MIN_PIDS, le=resources.CEILING_PIDS, validation_alias="FLEET_DEFAULT_PIDS"
+    )
     # profile templates (None: the packaged standard templates) and the file of values for their ${VAR}s
     templates_dir: Path | None = Field(None, validation_alias="FLEET_TEMPLATES_DIR")
     template_secrets_file: Path | None = Field(None, validation_alias="FLEET_TEMPLATE_SECRETS")
@@ -79,6 +98,36 @@ class Settings(BaseSettings):
         default_factory=list, validation_alias="FLEET_REGISTRY_INSECURE"
     )
     registry_timeout: float = Field(10.0, gt=0, le=300, validation_alias="FLEET_REGISTRY_TIMEOUT")
+    # tenant routing (see proxy/): whether the platform keeps Caddy in step, Caddy's admin API, the base domain and
+    # listen addresses of the server block it owns, TLS automation (left to Caddy, or off), where the platform
+    # answers Caddy's route lookups, how long Caddy keeps an answer, how often Caddy's config is checked, and the
+    # first of three loopback addresses on which Caddy answers for unreachable bots (default: from the platform id)
+    proxy_enabled: bool = Field(True, validation_alias="PROXY_ENABLED")
+    caddy_admin_url: str = Field("http://127.0.0.1:2019", validation_alias="CADDY_ADMIN_URL")
+    proxy_domain: str = Field("wopr.network", validation_alias="PROXY_DOMAIN")
+    proxy_listen: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: [":443"], validation_alias="PROXY_LISTEN"
+    )
+    proxy_tls: Literal["auto", "off"] = Field("auto", validation_alias="PROXY_TLS")
+    proxy_dns_listen: str = Field("127.0.0.1:2053", validation_alias="PROXY_DNS_LISTEN")
+    proxy_dns_refresh: float = Field(1.0, ge=0.05, le=300, validation_alias="PROXY_DNS_REFRESH")
+    proxy_check_interval: float = Field(2.0, gt=0, le=3600, validation_alias="PROXY_CHECK_INTERVAL")
+    proxy_status_ip: str | None = Field(None, validation_alias="PROXY_STATUS_IP")
+    # API protection (see api/ratelimit.py, api/headers.py): requests per window for each bearer token (and for each
+    # client address that presents no valid token; 0 turns the limit off), and whether the API is reached over HTTPS
+    # (answers then carry Strict-Transport-Security)
+    rate_limit: int = Field(600, ge=0, le=1_000_000, validation_alias="FLEET_RATE_LIMIT")
+    rate_window: float = Field(60.0, gt=0, le=86400, validation_alias="FLEET_RATE_WINDOW")
+    https: bool = Field(False, validation_alias="PLATFORM_HTTPS")
+
+    @field_validator("default_memory_mb", "default_cpus", "default_pids")
+    @classmethod
+    def _within_bound(cls, value: float, info: ValidationInfo) -> float:
+        bound_field = str(info.field_name).replace("default_", "max_")
+        bound = info.data.get(bound_field)
+        if bound is not None and value > bound:
+            raise ValueError(f"must not exceed FLEET_{bound_field.upper()} ({bound})")
+        return value
 
     @field_validator("templates_dir", "template_secrets_file", "registry_credentials_file", mode="before")
     @classmethod
@@ -140,6 +189,40 @@ class Settings(BaseSettings):
                     raise ValueError(f"{text!r}: a wave is a count of bots (1, 5) or a percentage (25%)")
         return value
 
+    @field_validator("proxy_listen", mode="before")
+    @classmethod
+    def _split_listen(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        return proxy_addresses.check_listen(value) if isinstance(value, list) else value
+
+    @field_validator("proxy_domain")
+    @classmethod
+    def _check_proxy_domain(cls, value: str) -> str:
+        return proxy_addresses.check_domain(value)
+
+    @field_validator("caddy_admin_url")
+    @classmethod
+    def _check_caddy_url(cls, value: str) -> str:
+        return proxy_addresses.check_admin_url(value)
+
+    @field_validator("proxy_dns_listen")
+    @classmethod
+    def _check_dns_listen(cls, value: str) -> str:
+        return proxy_addresses.check_dns_listen(value)
+
+    @field_validator("proxy_tls", mode="before")
+    @classmethod
+    def _lower_tls(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("proxy_status_ip", mode="before")
+    @classmethod
+    def _check_status_ip(cls, value: object) -> object:
+        if isinstance(value, str):
+            return proxy_addresses.check_status_ip(value) if value.strip() else None
+        return value
+
     @field_validator("database_url_setting")
     @classmethod
     def _check_database_url(cls, value: str | None) -> str | None:
@@ -151,6 +234,16 @@ class Settings(BaseSettings):
             if driver not in DATABASE_DRIVERS:
                 raise ValueError(f"the driver must be one of {', '.join(DATABASE_DRIVERS)}, not {driver}")
         return value
+
+    @property
+    def default_limits(self) -> Limits:
+        """The resource limits of a bot that sets none of its own."""
+        return Limits(memory_mb=self.default_memory_mb, cpus=self.default_cpus, pids=self.default_pids)
+
+    @property
+    def max_limits(self) -> Limits:
+        """The most a bot's own `resources` may ask for."""
+        return Limits(memory_mb=self.max_memory_mb, cpus=self.max_cpus, pids=self.max_pids)
 
     @property
     def database_url(self) -> str:

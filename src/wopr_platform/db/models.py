@@ -5,7 +5,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Dialect, Integer, String, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -31,6 +43,11 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON()}
 
 
+def _id_as_subdomain(context: Any) -> str:
+    """A bot stored without a subdomain gets its id: always a valid DNS label, and unique."""
+    return str(context.get_current_parameters()["id"])
+
+
 class Bot(Base):
     """A bot's profile and desired state; the container is derived from it."""
 
@@ -38,6 +55,7 @@ class Bot(Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "name", name="uq_bots_tenant_name"),
         UniqueConstraint("tenant_id", "volume_name", name="uq_bots_tenant_volume"),
+        UniqueConstraint("subdomain", name="uq_bots_subdomain"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -63,6 +81,10 @@ class Bot(Base):
     # and a digest whose update failed its health gate on this bot (never applied again automatically)
     image_digest: Mapped[str | None] = mapped_column(String(100), default=None)
     rejected_digest: Mapped[str | None] = mapped_column(String(100), default=None)
+    # the bot's public host label (`<subdomain>.<PROXY_DOMAIN>`): unique across every tenant; its id when not given
+    subdomain: Mapped[str] = mapped_column(String(63), default=_id_as_subdomain)
+    # the bot's own resource limits (`memoryMb`, `cpus`, `pids`; see fleet/resources.py); None: the defaults
+    resources: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 
 
 class Operation(Base):
@@ -146,3 +168,30 @@ class ImageUpdate(Base):
     error: Mapped[str | None] = mapped_column(Text, default=None)
     started_at: Mapped[datetime]
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class AuditEvent(Base):
+    """One mutating API call: who, for which tenant, what on what, and how it ended (never a request body)."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        Index("ix_audit_events_tenant", "tenant_id", "id"),
+        Index("ix_audit_events_tenant_target", "tenant_id", "target_id", "id"),
+    )
+
+    # increasing in the order events were written: the newest-first order and the `before` cursor of GET /audit
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    at: Mapped[datetime]
+    tenant_id: Mapped[str] = mapped_column(String(63))
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(220))
+    target_kind: Mapped[str | None] = mapped_column(String(20), default=None)
+    target_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    status: Mapped[int] = mapped_column(Integer)
+    error_code: Mapped[str | None] = mapped_column(String(60), default=None)
+    fields: Mapped[list[str] | None] = mapped_column(JSON, default=None)
+    request_id: Mapped[str] = mapped_column(String(64))
+    client_address: Mapped[str | None] = mapped_column(String(64), default=None)
+    duration_ms: Mapped[int] = mapped_column(Integer)

@@ -2,6 +2,11 @@
 
 Engine errors are translated into the project's own: unreachable → EngineUnavailable, 404 → EngineNotFound,
 409 → EngineConflict, slow → EngineTimeout.
+
+Every bot container is hardened here, whatever its spec: no new privileges, every capability dropped but the
+four the WOPR entrypoint needs to chown `/data` and drop to its own user, a read-only root filesystem with a
+small noexec tmpfs at `/tmp`, memory/CPU/process limits, its tenant's bridge network only, and no host path,
+device or Docker socket. `create` refuses (UnsafeContainerSpec) a config that would break any of that.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +29,7 @@ from wopr_platform.docker.types import (
     INSTANCE_PORT,
     LABEL_BOT_ID,
     LABEL_MANAGED,
+    LABEL_NETWORK,
     LABEL_PLATFORM,
     LABEL_TENANT,
     ContainerInfo,
@@ -38,6 +44,7 @@ from wopr_platform.errors import (
     EngineTimeout,
     EngineUnavailable,
     ImageUnavailable,
+    UnsafeContainerSpec,
 )
 
 log = logging.getLogger(__name__)
@@ -48,6 +55,18 @@ ON_FAILURE_RETRIES = 5
 _UNREACHABLE = 900  # aiodocker's status for "cannot connect"
 _FRACTION = re.compile(r"\.(\d+)")
 _HOST_PATH = re.compile(r"(?<![\w.-])/(?:[\w.@+-]+/)*[\w.@+-]+")
+
+# what the WOPR entrypoint needs as root before it drops to its own user: chown /data, read and write it, switch ids
+KEPT_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "SETUID", "SETGID")
+NO_NEW_PRIVILEGES = "no-new-privileges:true"
+TMP_MOUNT = "/tmp"  # noqa: S108 - a tmpfs inside the container, not a host path
+TMP_OPTIONS = "rw,noexec,nosuid,nodev,size=64m,mode=1777"
+MIB = 1_048_576
+# a named volume or a user-defined network: never a path (a bind mount, the Docker socket) or `container:<id>`
+_OBJECT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}\Z")
+_SHARED_NETWORKS = frozenset({"bridge", "default", "host", "none"})
+_NAMESPACE_MODES = ("PidMode", "IpcMode", "UTSMode", "UsernsMode", "CgroupnsMode")
+_HOST_ACCESS = ("Binds", "Devices", "DeviceRequests", "DeviceCgroupRules", "VolumesFrom", "Links", "PortBindings")
 
 
 def _reason(message: object) -> str:
@@ -87,12 +106,91 @@ def _translate(what: str) -> Iterator[None]:
         ) from err
 
 
-def _ip_of(networks: dict[str, Any] | None) -> str | None:
-    for network in (networks or {}).values():
+def _ip_of(networks: dict[str, Any] | None, preferred: str | None) -> str | None:
+    """The container's address on `preferred` (its tenant network), else on any network it is attached to."""
+    networks = networks or {}
+    ordered = [networks[preferred]] if preferred in networks else []
+    for network in [*ordered, *networks.values()]:
         address = network.get("IPAddress")
         if address:
             return str(address)
     return None
+
+
+def _networks_of(settings: dict[str, Any] | None) -> tuple[str, ...] | None:
+    networks = (settings or {}).get("Networks")
+    return tuple(sorted(networks)) if isinstance(networks, dict) else None
+
+
+def container_config(spec: ContainerSpec) -> dict[str, Any]:
+    """The engine's create body for `spec`, hardened (see the module docstring)."""
+    restart: dict[str, Any] = {"Name": spec.restart_policy}
+    if spec.restart_policy == "on-failure":
+        restart["MaximumRetryCount"] = ON_FAILURE_RETRIES
+    memory = spec.limits.memory_mb * MIB
+    return {
+        "Image": spec.image,
+        "Env": [f"{key}={value}" for key, value in spec.env.items()],
+        "Labels": spec.labels,
+        "ExposedPorts": {f"{INSTANCE_PORT}/tcp": {}},
+        "StopTimeout": spec.stop_timeout,
+        "HostConfig": {
+            "Init": True,
+            "RestartPolicy": restart,
+            "Mounts": [{"Type": "volume", "Source": spec.volume, "Target": DATA_MOUNT}],
+            "LogConfig": {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
+            "NetworkMode": spec.network,
+            "Privileged": False,
+            "SecurityOpt": [NO_NEW_PRIVILEGES],
+            "CapDrop": ["ALL"],
+            "CapAdd": list(KEPT_CAPABILITIES),
+            "ReadonlyRootfs": True,
+            "Tmpfs": {TMP_MOUNT: TMP_OPTIONS},
+            "Memory": memory,
+            "MemorySwap": memory,  # no swap on top of the memory limit
+            "NanoCpus": round(spec.limits.cpus * 1_000_000_000),
+            "PidsLimit": spec.limits.pids,
+        },
+        "NetworkingConfig": {"EndpointsConfig": {spec.network: {}}},
+    }
+
+
+def check_hardened(config: dict[str, Any]) -> None:
+    """Refuse a create body that is privileged, reaches the host (paths, devices, the Docker socket, its
+    namespaces, a shared network) or lacks any of the hardening; raises UnsafeContainerSpec naming each problem."""
+    host = config.get("HostConfig") or {}
+    problems: list[str] = []
+    if host.get("Privileged") is not False:
+        problems.append("a privileged container")
+    problems += [f"{key} (host access)" for key in _HOST_ACCESS if host.get(key)]
+    for mount in host.get("Mounts") or []:
+        source = str(mount.get("Source", ""))
+        if mount.get("Type") != "volume" or not _OBJECT_NAME.match(source):
+            problems.append(f"a mount that is not a named volume ({_reason(source)[:100]!r}): no host path or socket")
+    for mode in _NAMESPACE_MODES:
+        value = str(host.get(mode) or "")
+        if value == "host" or value.startswith("container:"):
+            problems.append(f"{mode}={value}")
+    network = str(host.get("NetworkMode") or "")
+    if not _OBJECT_NAME.match(network) or network in _SHARED_NETWORKS:
+        problems.append(f"network {network[:100]!r}: a bot joins its tenant's own network only")
+    endpoints = set(((config.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}).keys())
+    if endpoints - {network}:
+        problems.append("more than the tenant network")
+    if host.get("CapDrop") != ["ALL"] or not set(host.get("CapAdd") or []) <= set(KEPT_CAPABILITIES):
+        problems.append(f"capabilities beyond {', '.join(KEPT_CAPABILITIES)}")
+    if NO_NEW_PRIVILEGES not in (host.get("SecurityOpt") or []):
+        problems.append("no no-new-privileges")
+    if host.get("ReadonlyRootfs") is not True:
+        problems.append("a writable root filesystem")
+    if set(host.get("Tmpfs") or {}) - {TMP_MOUNT}:
+        problems.append("a tmpfs other than /tmp")
+    for limit in ("Memory", "NanoCpus", "PidsLimit"):
+        amount = host.get(limit)
+        if not isinstance(amount, int) or amount <= 0:
+            problems.append(f"no {limit} limit")
+    if problems:
+        raise UnsafeContainerSpec("container spec refused: " + "; ".join(problems), details={"problems": problems})
 
 
 class DockerEngine:
@@ -104,6 +202,8 @@ class DockerEngine:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._request_seconds = timeout
         self._client: aiodocker.Docker | None = None
+        self._cpus: int | None = None
+        self._networks = asyncio.Lock()  # one create-or-check at a time: never two networks of one name
 
     @property
     def client(self) -> aiodocker.Docker:
@@ -122,6 +222,14 @@ class DockerEngine:
         with _translate("ping"):
             async with asyncio.timeout(5):
                 await self.client._query_json("_ping", versioned_api=False)
+
+    async def cpu_count(self) -> int:
+        """How many CPUs the engine's host has (asked once): no container may be given more."""
+        if self._cpus is None:
+            with _translate("engine info"):
+                info = await self.client._query_json("info")
+            self._cpus = max(int(info.get("NCPU") or 1), 1)
+        return self._cpus
 
     # images -------------------------------------------------------------------------------------------
 
@@ -188,26 +296,78 @@ class DockerEngine:
             return False
         return True
 
+    # networks -----------------------------------------------------------------------------------------
+
+    async def ensure_network(self, name: str, labels: dict[str, str]) -> None:
+        """Create the bridge network `name` with `labels` unless it exists (idempotent); an existing network of
+        that name must carry the labels, else EngineError (bots never join a network someone else made)."""
+        async with self._networks:
+            data = await self._network(name)
+            if data is None:
+                body = {
+                    "Name": name,
+                    "Driver": "bridge",
+                    "CheckDuplicate": True,
+                    "Internal": False,  # bots reach their chat services and model APIs outside
+                    "Attachable": False,
+                    "Labels": labels,
+                    # containers of the network talk to each other; other bridge networks are cut off by the
+                    # engine's isolation rules, and no port is published
+                    "Options": {"com.docker.network.bridge.enable_icc": "true"},
+                }
+                try:
+                    with _translate("create network"):
+                        await self.client._query_json("networks/create", method="POST", data=body)
+                    return
+                except EngineConflict:  # another replica made it meanwhile
+                    data = await self._network(name)
+            found = (data or {}).get("Labels") or {}
+            if data is None or data.get("Driver") != "bridge" or any(found.get(k) != v for k, v in labels.items()):
+                raise EngineError(
+                    f"network {name} exists but is not this platform's tenant network", details={"network": name}
+                )
+
+    async def _network(self, name: str) -> dict[str, Any] | None:
+        try:
+            with _translate("inspect network"):
+                data = await self.client._query_json(f"networks/{name}")
+        except EngineNotFound:
+            return None
+        return data if isinstance(data, dict) and data.get("Name") == name else None
+
+    async def list_networks(self) -> dict[str, str | None]:
+        """The networks this platform made, by name, with the tenant each belongs to (one call)."""
+        filters = json.dumps({"label": self._scope})
+        with _translate("list networks"):
+            rows = await self.client._query_json("networks", params={"filters": filters})
+        return {str(row["Name"]): (row.get("Labels") or {}).get(LABEL_TENANT) for row in rows}
+
+    async def remove_network(self, name: str, unused: Callable[[], Awaitable[bool]]) -> bool:
+        """Remove the network if `unused()` still says so and no running container is attached; True when it
+        is gone. `unused` is asked under the lock `ensure_network` takes, so a bot being created in this process
+        either is seen by it or finds the network gone and makes it again."""
+        async with self._networks:
+            if not await unused():
+                return False
+            try:
+                with _translate("remove network"):
+                    await self.client._query_json(f"networks/{name}", method="DELETE")
+            except EngineNotFound:
+                return True
+            except EngineConflict:
+                return False
+            except EngineError as err:
+                if err.details.get("status") == 403:  # "has active endpoints"
+                    return False
+                raise
+            return True
+
     # containers ---------------------------------------------------------------------------------------
 
     async def create(self, spec: ContainerSpec) -> str:
-        """Create (not start) a container from `spec`; returns its id."""
-        restart: dict[str, Any] = {"Name": spec.restart_policy}
-        if spec.restart_policy == "on-failure":
-            restart["MaximumRetryCount"] = ON_FAILURE_RETRIES
-        config: dict[str, Any] = {
-            "Image": spec.image,
-            "Env": [f"{key}={value}" for key, value in spec.env.items()],
-            "Labels": spec.labels,
-            "ExposedPorts": {f"{INSTANCE_PORT}/tcp": {}},
-            "StopTimeout": spec.stop_timeout,
-            "HostConfig": {
-                "Init": True,
-                "RestartPolicy": restart,
-                "Mounts": [{"Type": "volume", "Source": spec.volume, "Target": DATA_MOUNT}],
-                "LogConfig": {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
-            },
-        }
+        """Create (not start) a hardened container from `spec`; returns its id. An unsafe config is refused."""
+        config = container_config(spec)
+        check_hardened(config)
         with _translate("create container"):
             container = await self.client.containers.create(config, name=spec.name)
         return str(container.id)
@@ -356,7 +516,8 @@ class DockerEngine:
             exit_code=state.get("ExitCode"),
             oom_killed=bool(state.get("OOMKilled")),
             restart_count=int(data.get("RestartCount") or 0),
-            ip_address=_ip_of((data.get("NetworkSettings") or {}).get("Networks")),
+            ip_address=_ip_of((data.get("NetworkSettings") or {}).get("Networks"), labels.get(LABEL_NETWORK)),
+            networks=_networks_of(data.get("NetworkSettings")),
             labels=dict(labels),
             env=list(config.get("Env") or []),
             detailed=True,
@@ -376,6 +537,7 @@ class DockerEngine:
             image=str(row.get("Image", "")),
             image_id=str(row.get("ImageID", "")),
             created_at=datetime.fromtimestamp(created, UTC) if created else None,
-            ip_address=_ip_of((row.get("NetworkSettings") or {}).get("Networks")),
+            ip_address=_ip_of((row.get("NetworkSettings") or {}).get("Networks"), labels.get(LABEL_NETWORK)),
+            networks=_networks_of(row.get("NetworkSettings")),
             labels=dict(labels),
         )

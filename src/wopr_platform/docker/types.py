@@ -9,8 +9,21 @@ LABEL_MANAGED = "wopr.managed"
 LABEL_BOT_ID = "wopr.bot-id"
 LABEL_TENANT = "wopr.tenant"
 LABEL_PLATFORM = "wopr.platform"
+LABEL_NETWORK = "wopr.network"
 INSTANCE_PORT = 7437
 DATA_MOUNT = "/data"
+# the security settings every bot container gets (see DockerEngine.create); bump when they change, so the
+# spec hash changes and the reconciler recreates the containers made under the old ones
+HARDENING_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Resource limits of one container: memory (MiB, no swap beyond it), CPUs, processes."""
+
+    memory_mb: int
+    cpus: float
+    pids: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +37,8 @@ class ContainerSpec:
     volume: str
     restart_policy: str
     stop_timeout: int
+    network: str
+    limits: Limits
 
 
 @dataclass(slots=True)
@@ -44,6 +59,7 @@ class ContainerInfo:
     oom_killed: bool = False
     restart_count: int = 0
     ip_address: str | None = None
+    networks: tuple[str, ...] | None = None  # the networks it is attached to (None: not known)
     labels: dict[str, str] = field(default_factory=dict)
     env: list[str] = field(default_factory=list)
     detailed: bool = False

@@ -6,7 +6,7 @@ callers hold the bot's lock.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,8 +14,8 @@ from wopr_platform.config.settings import Settings
 from wopr_platform.db.models import Bot
 from wopr_platform.docker.engine import DockerEngine
 from wopr_platform.docker.types import ContainerInfo, ContainerSpec
-from wopr_platform.errors import EngineNotFound
-from wopr_platform.fleet import naming
+from wopr_platform.errors import EngineNotFound, ValidationFailed
+from wopr_platform.fleet import naming, resources
 from wopr_platform.fleet.faults import CrashPoints
 from wopr_platform.fleet.health import HealthMonitor
 from wopr_platform.fleet.observed import ObservedState
@@ -26,17 +26,27 @@ RegistryAuth = Callable[[str], dict[str, str] | None]
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """The container-relevant part of a profile, to build from and to roll back to."""
+    """The container-relevant part of a profile, to build from and to roll back to.
+
+    `resources` holds the bot's own limit overrides as stored (the defaults are applied when a spec is built).
+    """
 
     image: str
     env: dict[str, str]
     volume_name: str
     restart_policy: str
+    resources: dict[str, Any]
 
     @classmethod
     def of(cls, bot: Any) -> Snapshot:
         """The bot's container as it should be: its image pinned to the deployed digest when there is one."""
-        return cls(pinned(bot.image, bot.image_digest), dict(bot.env), bot.volume_name, bot.restart_policy)
+        return cls(
+            pinned(bot.image, bot.image_digest),
+            dict(bot.env),
+            bot.volume_name,
+            bot.restart_policy,
+            dict(bot.resources or {}),
+        )
 
     def wire(self) -> dict[str, Any]:
         return {
@@ -44,11 +54,18 @@ class Snapshot:
             "env": self.env,
             "volumeName": self.volume_name,
             "restartPolicy": self.restart_policy,
+            "resources": self.resources,
         }
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> Snapshot:
-        return cls(str(data["image"]), dict(data["env"]), str(data["volumeName"]), str(data["restartPolicy"]))
+        return cls(
+            str(data["image"]),
+            dict(data["env"]),
+            str(data["volumeName"]),
+            str(data["restartPolicy"]),
+            dict(data.get("resources") or {}),  # journal rows written before resources existed have none
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +99,7 @@ class BotContainers:
         self._health = health
         self._settings = settings
         self._crash = crash
-        self._expected: dict[tuple[str, Any], tuple[str, str, frozenset[str]]] = {}
+        self._expected: dict[tuple[str, Any], tuple[str, str, frozenset[str], str]] = {}
 
     def auth_for(self, image: str) -> dict[str, str] | None:
         """Registry credentials for pulling `image`, if any are configured for its registry."""
@@ -119,25 +136,30 @@ class BotContainers:
     def volume(self, bot: Any, volume_name: str | None = None) -> str:
         return naming.volume_name(self._settings.platform_id, bot.tenant_id, volume_name or bot.volume_name)
 
+    def network(self, bot: Any) -> str:
+        """The bridge network of the bot's tenant: the only one its container joins."""
+        return naming.network_name(self._settings.platform_id, bot.tenant_id)
+
     def spec(self, bot: Any, snap: Snapshot, name: str | None = None) -> ContainerSpec:
         volume = self.volume(bot, snap.volume_name)
+        network = self.network(bot)
+        limits = resources.effective(snap.resources, self._settings.default_limits)
+        spec_hash = naming.spec_hash(snap.image, snap.env, volume, snap.restart_policy, network=network, limits=limits)
         return ContainerSpec(
             name=name or naming.container_name(bot.id),
             image=snap.image,
             env={**snap.env, "WOPR_HOME": "/data"},
-            labels=naming.labels(
-                self._settings.platform_id,
-                bot.tenant_id,
-                bot.id,
-                naming.spec_hash(snap.image, snap.env, volume, snap.restart_policy),
-            ),
+            labels=naming.labels(self._settings.platform_id, bot.tenant_id, bot.id, spec_hash, network),
             volume=volume,
             restart_policy=snap.restart_policy,
             stop_timeout=self._settings.stop_timeout,
+            network=network,
+            limits=limits,
         )
 
     def matches(self, bot: Any, info: ContainerInfo) -> bool:
-        """Does the container still carry what the profile asks for (image, env, volume, restart policy)?"""
+        """Does the container still carry what the profile asks for (image, env, volume, restart policy, limits,
+        hardening, network) and sit on its tenant's network alone?"""
         key = (bot.id, bot.updated_at)
         expected = self._expected.get(key)
         if expected is None:
@@ -146,14 +168,45 @@ class BotContainers:
                 spec.labels[naming.LABEL_SPEC_HASH],
                 spec.image,
                 frozenset(f"{k}={v}" for k, v in spec.env.items()),
+                spec.network,
             )
             if len(self._expected) > EXPECTED_CACHE_SIZE:
                 self._expected.clear()
             self._expected[key] = expected
-        spec_hash, image, wanted_env = expected
+        spec_hash, image, wanted_env, network = expected
         if info.labels.get(naming.LABEL_SPEC_HASH) != spec_hash or info.image != image:
             return False
+        if info.networks is not None and info.networks != (network,):
+            return False  # joined to another network (another tenant's?) behind our back
         return not info.detailed or wanted_env <= set(info.env)
+
+    async def check_limits(self, overrides: Mapping[str, Any] | None) -> None:
+        """Refuse (400) a bot's own limits above the platform's bounds or the engine host's CPUs."""
+        if not overrides:
+            return
+        resources.check(overrides, self._settings.max_limits)
+        cpus = overrides.get("cpus")
+        if cpus is not None:
+            available = await self._engine.cpu_count()
+            if cpus > available:
+                raise ValidationFailed(
+                    f"resources.cpus must be at most {available}: the engine host has {available} CPUs",
+                    details={"field": "resources.cpus", "value": cpus, "maximum": available},
+                )
+
+    async def ensure_network(self, bot: Any) -> str:
+        """Make sure the bot's tenant network exists (idempotent); returns its name."""
+        network = self.network(bot)
+        await self._engine.ensure_network(network, naming.network_labels(self._settings.platform_id, bot.tenant_id))
+        return network
+
+    async def tenant_networks(self) -> dict[str, str | None]:
+        """This platform's tenant networks by name, with their tenant."""
+        return await self._engine.list_networks()
+
+    async def remove_network(self, name: str, unused: Callable[[], Awaitable[bool]]) -> bool:
+        """Remove a tenant network if `unused()` confirms it and no running container uses it; True when gone."""
+        return await self._engine.remove_network(name, unused)
 
     async def build(
         self,
@@ -167,13 +220,19 @@ class BotContainers:
         """Create (and start) a container for `snap`; undo every step of it if a later one fails."""
         spec = self.spec(bot, snap)
         await self._engine.ensure_image(spec.image, self.auth_for(spec.image))
+        await self.ensure_network(bot)
         volume_is_new = not await self._engine.volume_exists(spec.volume)
         if volume_is_new and on_new_volume is not None:
             await on_new_volume()
         await self._engine.ensure_volume(spec.volume, naming.volume_labels(self._settings.platform_id, bot.tenant_id))
         container_id: str | None = None
         try:
-            container_id = await self._engine.create(spec)
+            try:
+                container_id = await self._engine.create(spec)
+            except EngineNotFound:
+                # the tenant network was swept as unused just now (see fleet.reconciler): make it again, once
+                await self.ensure_network(bot)
+                container_id = await self._engine.create(spec)
             self._crash.reached(f"{crash_prefix}.after_container_created")
             if start:
                 await self._engine.start(container_id)

@@ -6,7 +6,15 @@ import hashlib
 import json
 import re
 
-from wopr_platform.docker.types import LABEL_BOT_ID, LABEL_MANAGED, LABEL_PLATFORM, LABEL_TENANT
+from wopr_platform.docker.types import (
+    HARDENING_VERSION,
+    LABEL_BOT_ID,
+    LABEL_MANAGED,
+    LABEL_NETWORK,
+    LABEL_PLATFORM,
+    LABEL_TENANT,
+    Limits,
+)
 
 LABEL_SPEC_HASH = "wopr.spec-hash"
 TENANT_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
@@ -24,16 +32,28 @@ def parked_container_name(bot_id: str, container_id: str) -> str:
     return f"wopr-{bot_id}-prev-{container_id[:12]}"
 
 
+def _prefix(platform_id: str, tenant_id: str) -> str:
+    if not TENANT_RE.match(tenant_id):
+        raise ValueError(f"invalid tenant id {tenant_id!r}")
+    return "wopr" if platform_id == DEFAULT_PLATFORM else f"wopr-{platform_id}"
+
+
 def volume_name(platform_id: str, tenant_id: str, volume: str) -> str:
     """`wopr.<tenant>.<volume>` (`wopr-<platform>.` for a platform other than the default one).
 
     Platform and tenant ids hold no '.', so two tenants, or two platforms sharing an engine, can never
     derive the same volume name.
     """
-    if not TENANT_RE.match(tenant_id):
-        raise ValueError(f"invalid tenant id {tenant_id!r}")
-    prefix = "wopr" if platform_id == DEFAULT_PLATFORM else f"wopr-{platform_id}"
-    return f"{prefix}.{tenant_id}.{volume}"
+    return f"{_prefix(platform_id, tenant_id)}.{tenant_id}.{volume}"
+
+
+def network_name(platform_id: str, tenant_id: str) -> str:
+    """`wopr.<tenant>.net` (`wopr-<platform>.` for a platform other than the default one): the tenant's bridge.
+
+    Unique per platform and tenant for the same reason as volume names; never a name Docker gives a network
+    of its own (`bridge`, `host`, `none`).
+    """
+    return f"{_prefix(platform_id, tenant_id)}.{tenant_id}.net"
 
 
 def default_volume(bot_id: str) -> str:
@@ -44,17 +64,38 @@ def volume_labels(platform_id: str, tenant_id: str) -> dict[str, str]:
     return {LABEL_MANAGED: "true", LABEL_PLATFORM: platform_id, LABEL_TENANT: tenant_id}
 
 
-def labels(platform_id: str, tenant_id: str, bot_id: str, spec_hash: str) -> dict[str, str]:
+def network_labels(platform_id: str, tenant_id: str) -> dict[str, str]:
+    return volume_labels(platform_id, tenant_id)
+
+
+def labels(platform_id: str, tenant_id: str, bot_id: str, spec_hash: str, network: str) -> dict[str, str]:
     return {
         LABEL_MANAGED: "true",
         LABEL_PLATFORM: platform_id,
         LABEL_BOT_ID: bot_id,
         LABEL_TENANT: tenant_id,
         LABEL_SPEC_HASH: spec_hash,
+        LABEL_NETWORK: network,
     }
 
 
-def spec_hash(image: str, env: dict[str, str], volume: str, restart_policy: str) -> str:
-    """A digest of the container-relevant profile fields, stamped on the container to spot drift."""
-    payload = json.dumps({"image": image, "env": env, "volume": volume, "restart": restart_policy}, sort_keys=True)
+def spec_hash(
+    image: str, env: dict[str, str], volume: str, restart_policy: str, *, network: str, limits: Limits
+) -> str:
+    """A digest of everything a container is made from (profile fields, network, limits, the hardening's
+    version), stamped on the container to spot drift: a container made under other settings is recreated."""
+    payload = json.dumps(
+        {
+            "image": image,
+            "env": env,
+            "volume": volume,
+            "restart": restart_policy,
+            "network": network,
+            "memoryMb": limits.memory_mb,
+            "cpus": limits.cpus,
+            "pids": limits.pids,
+            "hardening": HARDENING_VERSION,
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(payload.encode()).hexdigest()[:16]

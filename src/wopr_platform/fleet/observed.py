@@ -71,6 +71,7 @@ class ObservedState:
             known = self._containers.get(info.id)
             if known is not None and known.detailed and known.state == info.state:
                 known.ip_address = info.ip_address or known.ip_address
+                known.networks = info.networks if info.networks is not None else known.networks
                 fresh[info.id] = known
             else:
                 fresh[info.id] = info

@@ -10,7 +10,8 @@ Drift it repairs, each under the bot's lock and with a per-bot back-off so nothi
 - `duplicate`: more than one container carries the bot's label → keep the profile's, remove the rest;
 - `adopt`: the profile names no live container but exactly one matching container carries its label (or one
   of several holds the bot's container name) → adopt it.
-Containers labelled as ours that belong to no bot are orphans, removed after a grace period.
+Containers labelled as ours that belong to no bot are orphans, removed after a grace period; so is the
+network of a tenant that has no bot left (bots of a tenant share one bridge network, see fleet.naming).
 """
 
 from __future__ import annotations
@@ -148,6 +149,7 @@ class Reconciler:
         self._wake = asyncio.Event()
         self._backoff: dict[str, _Backoff] = {}
         self._orphans: dict[str, _Orphan] = {}
+        self._idle_networks: dict[str, float] = {}
         self.recovered = asyncio.Event()
         self.current: list[Drift] = []
         self.history: deque[Repair] = deque(maxlen=HISTORY)
@@ -210,6 +212,7 @@ class Reconciler:
         self.current = [d for part in left for d in part]
         outstanding = self.current
         await self._orphans_pass({bot.id for bot in bots})
+        await self._networks_pass({bot.tenant_id for bot in bots})
         self.last_run_at = _now()
         self.last_run_ms = round((time.monotonic() - started) * 1000, 1)
         return outstanding
@@ -305,6 +308,33 @@ class Reconciler:
             seen.discard(info.id)
         for gone in set(self._orphans) - seen:
             del self._orphans[gone]
+
+    async def _networks_pass(self, tenants: set[str]) -> None:
+        """Remove the network of a tenant without bots once it has been so for the orphan grace."""
+        now = time.monotonic()
+        idle = {
+            name: tenant
+            for name, tenant in (await self._containers.tenant_networks()).items()
+            if tenant is not None and tenant not in tenants
+        }
+        for gone in set(self._idle_networks) - set(idle):
+            del self._idle_networks[gone]
+        for name, tenant in idle.items():
+            if now - self._idle_networks.setdefault(name, now) < self._orphan_grace:
+                continue
+
+            async def unused(tenant: str = tenant) -> bool:
+                async with self._sessions() as session:
+                    return not await BotRepository(session).list(tenant)
+
+            try:
+                removed = await self._containers.remove_network(name, unused)
+            except PlatformError as err:
+                log.warning("could not remove a tenant network", extra={"network": name, "reason": err.message})
+                continue
+            if removed:
+                del self._idle_networks[name]
+                log.info("unused tenant network removed", extra={"network": name, "tenant": tenant})
 
     def report(self, tenant_id: str) -> dict[str, Any]:
         """GET /fleet/drift: what differs now, the orphans waiting out their grace, and the latest repairs."""

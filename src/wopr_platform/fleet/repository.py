@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -34,12 +34,19 @@ RECONCILE_COLUMNS = (
     Bot.image_digest,
     Bot.env,
     Bot.volume_name,
+    Bot.resources,
     Bot.updated_at,
 )
 
 
+ROUTE_COLUMNS = (Bot.id, Bot.tenant_id, Bot.name, Bot.subdomain, Bot.desired_state, Bot.container_id)
+
+
 def _conflict(err: IntegrityError) -> Conflict:
     text = str(err.orig).lower()
+    # the constraint (PostgreSQL) or column (SQLite) is named on the first line; later lines may quote values
+    if "uq_bots_subdomain" in text.partition("\n")[0] or "bots.subdomain" in text:
+        return Conflict("subdomain is already used by another bot", details={"field": "subdomain"})
     if "volume" in text:
         return Conflict("volumeName is already used by another bot", details={"field": "volumeName"})
     return Conflict("a bot with this name already exists", details={"field": "name"})
@@ -67,6 +74,21 @@ class BotRepository:
         """What the reconciler compares, for every bot, as plain rows."""
         result = await self._session.execute(select(*RECONCILE_COLUMNS).order_by(Bot.created_at, Bot.id))
         return result.all()
+
+    async def list_routes(self) -> Sequence[Any]:
+        """What tenant routing needs of every bot of every tenant, as plain rows (background work only)."""
+        result = await self._session.execute(select(*ROUTE_COLUMNS).order_by(Bot.created_at, Bot.id))
+        return result.all()
+
+    async def routes_fingerprint(self) -> tuple[Any, ...]:
+        """How many bots there are and when one last changed: a cheap sign that routing columns may have changed."""
+        result = await self._session.execute(select(func.count(), func.max(Bot.updated_at)))
+        return tuple(result.one())
+
+    async def subdomain_taken(self, subdomain: str, bot_id: str) -> bool:
+        """Whether another bot, of any tenant, already has `subdomain`."""
+        found = await self._session.execute(select(Bot.id).where(Bot.subdomain == subdomain, Bot.id != bot_id))
+        return found.first() is not None
 
     async def get(self, tenant_id: str, bot_id: str) -> Bot | None:
         result = await self._session.execute(select(Bot).where(Bot.tenant_id == tenant_id, Bot.id == bot_id))

@@ -9,7 +9,9 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from wopr_platform.fleet import resources
 from wopr_platform.fleet.cron import InvalidCron, validate_cron
+from wopr_platform.proxy import subdomains
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,62}\Z")
 VOLUME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}\Z")
@@ -80,6 +82,8 @@ EnvMap = Annotated[dict[str, str], AfterValidator(_check_env)]
 UpdatePolicy = Annotated[str, Field(max_length=200), AfterValidator(_check_policy)]
 Image = Annotated[str, AfterValidator(_check_image)]
 Description = Annotated[str, Field(max_length=2000)]
+# one lowercase RFC 1123 label, not reserved; unique across every tenant (checked when stored)
+Subdomain = Annotated[str, Field(max_length=63), AfterValidator(subdomains.check)]
 
 
 class _Wire(BaseModel):
@@ -100,6 +104,27 @@ class HealthCheck(_Wire):
         return self.model_dump(by_alias=True, exclude_none=True)
 
 
+class Resources(_Wire):
+    """A bot's own resource limits; unset fields take the platform's defaults (`FLEET_DEFAULT_*`), and no field
+    may exceed its bound (`FLEET_MAX_*`). In a PATCH, given fields change, null ones return to the default."""
+
+    memory_mb: Annotated[int, Field(ge=resources.MIN_MEMORY_MB, le=resources.CEILING_MEMORY_MB)] | None = None
+    cpus: Annotated[float, Field(ge=resources.MIN_CPUS, le=resources.CEILING_CPUS)] | None = None
+    pids: Annotated[int, Field(ge=resources.MIN_PIDS, le=resources.CEILING_PIDS)] | None = None
+
+    def stored(self) -> dict[str, Any] | None:
+        """The overrides as kept in the profile (camelCase keys, unset ones left out); None when there are none."""
+        return self.model_dump(by_alias=True, exclude_none=True) or None
+
+
+class Limits(_Wire):
+    """The limits a bot's container runs with: its own `resources` over the platform's defaults."""
+
+    memory_mb: int
+    cpus: float
+    pids: int
+
+
 class BotCreate(_Wire):
     """POST /fleet/bots."""
 
@@ -112,6 +137,8 @@ class BotCreate(_Wire):
     release_channel: ReleaseChannel = "stable"
     update_policy: UpdatePolicy = "manual"
     health_check: HealthCheck | None = None
+    subdomain: Subdomain | None = None
+    resources: Resources | None = None
 
 
 class BotPatch(_Wire):
@@ -126,12 +153,16 @@ class BotPatch(_Wire):
     release_channel: ReleaseChannel | None = None
     update_policy: UpdatePolicy | None = None
     health_check: HealthCheck | None = None
+    subdomain: Subdomain | None = None
+    resources: Resources | None = None
 
     def changes(self) -> dict[str, Any]:
         """The fields the request actually set, by attribute name (null counts as not set)."""
         changes = {k: v for k, v in self.model_dump(exclude_unset=True).items() if v is not None}
         if self.health_check is not None:
             changes["health_check"] = self.health_check.stored()
+        if self.resources is not None:  # keys given as null stay: they drop that override (fleet.resources.merge)
+            changes["resources"] = self.resources.model_dump(by_alias=True, exclude_unset=True)
         return changes
 
 
@@ -164,7 +195,10 @@ class BotProfile(_Wire):
     update_policy: str
     health_check: HealthCheck | None
     template: BotTemplate | None = None
+    subdomain: str
+    resources: Limits
     desired_state: Literal["running", "stopped"]
+    container_id: str | None
     created_at: datetime
     updated_at: datetime
 
@@ -184,11 +218,21 @@ class BotStatus(_Wire):
     created_at: datetime
     updated_at: datetime
     desired_state: Literal["running", "stopped"]
+    restart_count: int
+    crash_looping: bool
+    stale: bool
     stats: Stats | None
 
 
+class PublicUrls(_Wire):
+    """Where tenants reach a bot through the proxy."""
+
+    host: str
+    path: str
+
+
 class BotDetail(BotStatus):
-    """GET /fleet/bots/{id}: the status plus the rest of the profile."""
+    """GET /fleet/bots/{id}: the status plus the rest of the profile; `urls` is null when routing is off."""
 
     env: dict[str, str]
     restart_policy: str
@@ -198,6 +242,9 @@ class BotDetail(BotStatus):
     update_policy: str
     health_check: HealthCheck | None
     template: BotTemplate | None = None
+    subdomain: str
+    resources: Limits
+    urls: PublicUrls | None = None
 
 
 class BotList(_Wire):

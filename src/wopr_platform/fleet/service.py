@@ -25,7 +25,7 @@ from wopr_platform.db.engine import CommitCounter
 from wopr_platform.db.models import Bot
 from wopr_platform.docker.types import ContainerInfo
 from wopr_platform.errors import Conflict, EngineNotFound, NotFound, PlatformError, ValidationFailed
-from wopr_platform.fleet import naming
+from wopr_platform.fleet import naming, resources
 from wopr_platform.fleet.containers import BotContainers, Snapshot
 from wopr_platform.fleet.events import EventBus
 from wopr_platform.fleet.faults import CrashPoints
@@ -38,10 +38,12 @@ from wopr_platform.fleet.repository import BotRepository
 from wopr_platform.fleet.schemas import BotCreate, BotPatch
 from wopr_platform.fleet.stats import StatsCollector
 from wopr_platform.images.reference import ImageReference, InvalidReference, is_allowed, pinned
+from wopr_platform.proxy import subdomains
+from wopr_platform.proxy.table import PublicAddress
 
 log = logging.getLogger(__name__)
 
-CONTAINER_FIELDS = ("image", "env", "volume_name")
+CONTAINER_FIELDS = ("image", "env", "volume_name", "resources")
 MAX_LOG_TAIL = 10_000
 LIST_CACHE_SECONDS = 5.0
 
@@ -122,7 +124,7 @@ class FleetService:
     async def get_bot(self, tenant_id: str, bot_id: str) -> dict[str, Any]:
         """One bot's profile and live status; no Docker call."""
         bot = await self._load(tenant_id, bot_id)
-        return {**self._status(bot, _now()), **self._profile_extra(bot)}
+        return {**self._status(bot, _now()), **self._profile_extra(bot), "urls": self._urls(bot)}
 
     async def logs(self, tenant_id: str, bot_id: str, tail: int) -> str:
         """The last `tail` lines the bot's container wrote."""
@@ -152,7 +154,10 @@ class FleetService:
         `reserve` runs in the transaction that stores the new bot (templates record the bot's origin there).
         """
         self._check_image(request.image)
+        own_limits = request.resources.stored() if request.resources else None
+        await self._containers.check_limits(own_limits)
         bot_id = str(uuid.uuid4())
+        subdomain = request.subdomain or await self._default_subdomain(request.name, bot_id)
         now = _now()
         bot = Bot(
             id=bot_id,
@@ -166,6 +171,8 @@ class FleetService:
             release_channel=request.release_channel,
             update_policy=request.update_policy,
             health_check=request.health_check.stored() if request.health_check else None,
+            subdomain=subdomain,
+            resources=own_limits,
             desired_state="running",
             container_id=None,
             created_at=now,
@@ -220,6 +227,9 @@ class FleetService:
             bot = await self._load(tenant_id, bot_id)
             if "env" in changes:
                 changes["env"] = keep_redacted(changes["env"], bot.env, bot.secret_env_keys)
+            if "resources" in changes:
+                changes["resources"] = resources.merge(bot.resources, changes["resources"])
+                await self._containers.check_limits(changes["resources"])
             changes = {k: v for k, v in changes.items() if getattr(bot, k) != v}
             if not changes:
                 return self._profile(bot)
@@ -229,6 +239,8 @@ class FleetService:
                 )
             if clash:
                 raise Conflict(f"{clash} is already used by another bot", details={"field": clash})
+            if "subdomain" in changes and await self._subdomain_taken(changes["subdomain"], bot_id):
+                raise Conflict("subdomain is already used by another bot", details={"field": "subdomain"})
             if "image" in changes:
                 # a new reference: run it pinned to the digest it has now; a digest rejected before no longer applies
                 await self._containers.require_engine()
@@ -240,6 +252,7 @@ class FleetService:
                 env=dict(changes.get("env", bot.env)),
                 volume_name=changes.get("volume_name", bot.volume_name),
                 restart_policy=changes.get("restart_policy", bot.restart_policy),
+                resources=dict(changes.get("resources", bot.resources) or {}),
             )
             recreate = any(field in changes for field in CONTAINER_FIELDS)
             if recreate:
@@ -397,6 +410,27 @@ class FleetService:
                 details={"field": "image", "image": image, "allowed": self._settings.image_allowlist},
             )
 
+    async def _subdomain_taken(self, subdomain: str, bot_id: str) -> bool:
+        async with self._sessions() as session:
+            return await BotRepository(session).subdomain_taken(subdomain, bot_id)
+
+    async def _default_subdomain(self, name: str, bot_id: str) -> str:
+        """The bot's name as subdomain when it is a valid and free one, else its id (a valid, unique label)."""
+        candidate = subdomains.from_name(name)
+        if candidate is not None and not await self._subdomain_taken(candidate, bot_id):
+            return candidate
+        return bot_id
+
+    def _urls(self, bot: Bot) -> dict[str, str] | None:
+        """The bot's public URLs through the proxy (None when tenant routing is off)."""
+        settings = self._settings
+        if not settings.proxy_enabled:
+            return None
+        address = PublicAddress.of(
+            domain=settings.proxy_domain, listen=settings.proxy_listen, tls=settings.proxy_tls == "auto"
+        )
+        return address.urls(bot.subdomain, bot.id)
+
     async def _load(self, tenant_id: str, bot_id: str) -> Bot:
         async with self._sessions() as session:  # read-only: rolled back, so it counts as no commit
             bot = await BotRepository(session).get(tenant_id, bot_id)
@@ -449,8 +483,8 @@ class FleetService:
             ),
         }
 
-    @staticmethod
-    def _profile_extra(bot: Bot) -> dict[str, Any]:
+    def _profile_extra(self, bot: Bot) -> dict[str, Any]:
+        limits = resources.effective(bot.resources, self._settings.default_limits)
         return {
             "env": redact_env(bot.env, bot.secret_env_keys),
             "restartPolicy": bot.restart_policy,
@@ -460,16 +494,17 @@ class FleetService:
             "updatePolicy": bot.update_policy,
             "healthCheck": bot.health_check,
             "template": {"name": bot.template_name, "version": bot.template_version} if bot.template_name else None,
+            "subdomain": bot.subdomain,
+            "resources": resources.wire(limits),
         }
 
-    @classmethod
-    def _profile(cls, bot: Bot) -> dict[str, Any]:
+    def _profile(self, bot: Bot) -> dict[str, Any]:
         return {
             "id": bot.id,
             "name": bot.name,
             "description": bot.description,
             "image": bot.image,
-            **cls._profile_extra(bot),
+            **self._profile_extra(bot),
             "desiredState": bot.desired_state,
             "containerId": bot.container_id,
             "createdAt": iso(bot.created_at),

@@ -20,7 +20,9 @@ from wopr_platform.fleet.schemas import (
     HealthCheck,
     Image,
     ReleaseChannel,
+    Resources,
     RestartPolicy,
+    Subdomain,
     UpdatePolicy,
     VolumeName,
 )
@@ -191,6 +193,8 @@ class TemplateBotCreate(_Wire):
     release_channel: ReleaseChannel | None = None
     update_policy: UpdatePolicy | None = None
     health_check: HealthCheck | None = None
+    subdomain: Subdomain | None = None
+    resources: Resources | None = None
 
 
 class SeedRequest(_Wire):

@@ -249,6 +249,8 @@ class TemplateService:
                     "releaseChannel": overrides.release_channel or template.release,
                     "updatePolicy": overrides.update_policy or template.update_policy,
                     "healthCheck": _health_check(template, overrides.health_check),
+                    "subdomain": overrides.subdomain,
+                    "resources": overrides.resources,
                 }
             )
         except ValidationError as err:

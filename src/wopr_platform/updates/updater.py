@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -168,7 +168,7 @@ class Updater:
             # nothing was touched: the running container is the old one
             return await self._finish(bot, result, "failed", error=f"pull failed: {err.message}")
         self._crash.reached("update.after_pull")
-        after = Snapshot(target, before.env, before.volume_name, before.restart_policy)
+        after = replace(before, image=target)  # only the image changes: env, volume, limits stay
         async with self._sessions() as session, session.begin():
             op_id = self._journal.begin(
                 session, "patch", bot.id, bot.tenant_id, {"before": before.wire(), "after": after.wire()}

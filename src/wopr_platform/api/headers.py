@@ -1,0 +1,79 @@
+"""Security headers and a request id on every answer: successes, errors, 404s, 413s, 429s and the last-resort 500."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Collection
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+# An API answer is data, never a page: it may load nothing, be framed by nothing, and is never cached.
+API_POLICY = b"default-src 'none'; frame-ancestors 'none'"
+# FastAPI's /docs (Swagger UI) and /redoc pages load their scripts, styles, fonts and favicon from public CDNs and
+# start with an inline script (fixed text: it holds no request data), then fetch /openapi.json.
+DOCS_POLICY = (
+    b"default-src 'none'; "
+    b"script-src 'unsafe-inline' https://cdn.jsdelivr.net; "
+    b"style-src 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
+    b"font-src https://fonts.gstatic.com; "
+    b"img-src data: https://fastapi.tiangolo.com https://cdn.redoc.ly; "
+    b"connect-src 'self'; "
+    b"worker-src blob:; "
+    b"base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+HSTS = b"max-age=31536000"
+FIXED = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cache-control", b"no-store"),
+)
+# headers this layer owns: a value the app set for one of them is replaced (e.g. an event stream's `no-cache`)
+OWNED = frozenset(
+    {name for name, _ in FIXED}
+    | {b"content-security-policy", b"strict-transport-security", b"server", b"x-powered-by", b"x-request-id"}
+)
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+def request_id_of(scope: Scope) -> str:
+    """The caller's `X-Request-ID` when it is a short plain token, else a new random one."""
+    for name, value in scope.get("headers", ()):
+        if name.lower() == b"x-request-id":
+            given: str = value.decode("latin-1")
+            if REQUEST_ID.match(given):
+                return given
+            break
+    return uuid.uuid4().hex
+
+
+class ResponseHeaders:
+    """ASGI middleware: adds the security headers and `X-Request-ID` to every response start.
+
+    The request id is also put in the request's state (`request.state.request_id`) for the audit log.
+    HSTS is sent only when the platform says it is reached over HTTPS (`PLATFORM_HTTPS`): over plain HTTP the
+    header means nothing, and sent by mistake it would lock browsers out of a host that has no certificate.
+    """
+
+    def __init__(self, app: ASGIApp, *, https: bool, docs_paths: Collection[str]) -> None:
+        self._app = app
+        self._docs_paths = frozenset(docs_paths)
+        self._common = [*FIXED, *([(b"strict-transport-security", HSTS)] if https else [])]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        request_id = request_id_of(scope)
+        scope.setdefault("state", {})["request_id"] = request_id
+        policy = DOCS_POLICY if scope["path"] in self._docs_paths else API_POLICY
+        added = [*self._common, (b"content-security-policy", policy), (b"x-request-id", request_id.encode())]
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                kept = [(k, v) for k, v in message.get("headers", ()) if k.lower() not in OWNED]
+                message = {**message, "headers": kept + added}
+            await send(message)
+
+        await self._app(scope, receive, send_with_headers)

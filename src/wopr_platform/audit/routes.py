@@ -1,0 +1,68 @@
+"""HTTP route of the audit log: parse the filters, call the service, shape the answer."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BeforeValidator
+
+from wopr_platform.api.auth import Operator
+from wopr_platform.audit.schemas import AuditPage, AuditQuery
+from wopr_platform.audit.service import AuditService
+from wopr_platform.fleet.routes import UUID_RE
+
+router = APIRouter(tags=["audit"])
+# a whole action ("PATCH /fleet/bots/{bot_id}") or only its method ("DELETE")
+ACTION_PATTERN = r"^(POST|PATCH|PUT|DELETE)( /[A-Za-z0-9_{}/.-]{0,200})?$"
+MAX_CURSOR = 2**63 - 1
+ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+
+
+def _service(request: Request) -> AuditService:
+    service: AuditService = request.app.state.audit
+    return service
+
+
+def _iso_8601(value: object) -> object:
+    """Only ISO 8601 text is a time here (pydantic would also read `0.0` or `1700000000` as one)."""
+    if isinstance(value, str) and not ISO_DATE.match(value):
+        raise ValueError("expected an ISO 8601 date and time, e.g. 2026-01-31T12:00:00Z")
+    return value
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """A time without an offset is UTC."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+Audit = Annotated[AuditService, Depends(_service)]
+Time = Annotated[datetime | None, BeforeValidator(_iso_8601)]
+
+
+@router.get("/audit", response_model=AuditPage)
+async def list_audit_events(
+    principal: Operator,
+    audit: Audit,
+    bot_id: Annotated[str | None, Query(alias="botId", pattern=UUID_RE.pattern)] = None,
+    action: Annotated[str | None, Query(max_length=220, pattern=ACTION_PATTERN)] = None,
+    since: Annotated[Time, Query(description="ISO 8601; events at or after it")] = None,
+    until: Annotated[Time, Query(description="ISO 8601; events before it")] = None,
+    before: Annotated[int | None, Query(ge=1, le=MAX_CURSOR, description="the previous page's nextBefore")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> JSONResponse:
+    """The caller's tenant's mutating calls (who, what, on what, outcome), newest first."""
+    query = AuditQuery(
+        bot_id=bot_id.lower() if bot_id else None,
+        action=action,
+        since=_utc(since),
+        until=_utc(until),
+        before=before,
+        limit=limit,
+    )
+    return JSONResponse(await audit.events(principal.tenant_id, query))

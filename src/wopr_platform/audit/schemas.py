@@ -1,0 +1,69 @@
+"""What the audit log records (never a request body or a token), and the shapes GET /audit answers with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+TargetKind = Literal["bot", "template", "rollout"]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """One mutating call as it is recorded."""
+
+    at: datetime
+    actor: str
+    tenant_id: str
+    action: str  # method and route template: "PATCH /fleet/bots/{bot_id}"
+    target_kind: TargetKind | None
+    target_id: str | None
+    status: int
+    error_code: str | None
+    fields: tuple[str, ...] | None  # the names of the fields a PATCH/PUT changed, never their values
+    request_id: str
+    client_address: str | None
+    duration_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class AuditQuery:
+    """Filters and page of GET /audit (already validated)."""
+
+    bot_id: str | None = None
+    action: str | None = None  # a whole action, or only its method
+    since: datetime | None = None  # inclusive
+    until: datetime | None = None  # exclusive
+    before: int | None = None  # only events with a smaller id (the previous page's `nextBefore`)
+    limit: int = 100
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class AuditEventOut(_Wire):
+    id: int
+    at: datetime
+    actor: str
+    tenant_id: str
+    action: str
+    target_kind: TargetKind | None
+    target_id: str | None
+    status: int
+    error_code: str | None
+    fields: list[str] | None
+    request_id: str
+    client_address: str | None
+    duration_ms: int
+
+
+class AuditPage(_Wire):
+    """GET /audit: newest first; `nextBefore` is the `before` of the next (older) page, null on the last one."""
+
+    events: list[AuditEventOut]
+    next_before: int | None

@@ -1,0 +1,37 @@
+"""Reading the audit log: a tenant's events, filtered and paged."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from wopr_platform.audit.repository import AuditRepository
+from wopr_platform.audit.schemas import AuditEventOut, AuditQuery
+from wopr_platform.audit.writer import AuditWriter
+from wopr_platform.db.models import AuditEvent
+from wopr_platform.errors import ValidationFailed
+
+
+def _wire(row: AuditEvent) -> dict[str, Any]:
+    return AuditEventOut.model_validate(row, from_attributes=True).model_dump(mode="json", by_alias=True)
+
+
+class AuditService:
+    """The audit log as the API shows it."""
+
+    def __init__(self, *, sessions: async_sessionmaker[AsyncSession], writer: AuditWriter) -> None:
+        self._sessions = sessions
+        self._writer = writer
+
+    async def events(self, tenant_id: str, query: AuditQuery) -> dict[str, Any]:
+        """The tenant's events matching `query`, newest first, with the cursor of the next page."""
+        if query.since is not None and query.until is not None and query.since >= query.until:
+            raise ValidationFailed("since must be before until", details={"field": "since"})
+        await self._writer.flush()  # the caller's own changes, just answered, are in the answer
+        async with self._sessions() as session:
+            rows = await AuditRepository(session).page(tenant_id, query)
+        return {
+            "events": [_wire(row) for row in rows],
+            "nextBefore": rows[-1].id if len(rows) == query.limit else None,
+        }
