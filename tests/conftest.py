@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 STUB_IMAGE = "localhost/wopr-stub:latest"
 BROKEN_IMAGE = "localhost/wopr-stub:broken"
 TOKEN = "test-token-" + uuid.uuid4().hex
+TEST_PLATFORM_SECRET = "test-platform-secret-" + uuid.uuid4().hex
 
 # the other real components, each in its own fixture module
 pytest_plugins = ["tests.fixtures.registry", "tests.fixtures.token_registry", "tests.fixtures.caddy"]
@@ -250,6 +251,7 @@ async def make_platform(stub_image: str, database_url: str) -> AsyncIterator[Pla
             "FLEET_HEALTH_INTERVAL": 1,
             "FLEET_STATS_INTERVAL": 1,
             "PROXY_ENABLED": False,  # tenant routing only where a test brings its own Caddy (tests.fixtures.caddy)
+            "PLATFORM_SECRET": TEST_PLATFORM_SECRET,
         }
         values.update(overrides)
         values = {k: v for k, v in values.items() if v is not None}

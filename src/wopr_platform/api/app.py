@@ -27,6 +27,7 @@ from wopr_platform.audit.service import AuditService
 from wopr_platform.audit.writer import AuditWriter
 from wopr_platform.background import first_set
 from wopr_platform.config.settings import Settings
+from wopr_platform.crypto.keys import secret_box
 from wopr_platform.db.engine import CommitCounter, create_engine, create_sessionmaker
 from wopr_platform.db.leadership import Leadership
 from wopr_platform.db.migrate import upgrade
@@ -41,6 +42,7 @@ from wopr_platform.fleet.observed import ObservedState
 from wopr_platform.fleet.reconciler import Reconciler
 from wopr_platform.fleet.recovery import Recovery
 from wopr_platform.fleet.routes import router as fleet_router
+from wopr_platform.fleet.secret_env import SecretEnv
 from wopr_platform.fleet.service import FleetService
 from wopr_platform.fleet.stats import StatsCollector
 from wopr_platform.fleet.watcher import EngineWatcher
@@ -154,12 +156,14 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         registry = RegistryClient(
             credentials=credentials, insecure_hosts=settings.registry_insecure, timeout=settings.registry_timeout
         )
+        secret_env = SecretEnv(await asyncio.to_thread(secret_box, settings))
         containers = BotContainers(
             engine=docker,
             observed=observed,
             health=health,
             settings=settings,
             crash=crash,
+            secrets=secret_env,
             registry_auth=credentials.engine_auth,
         )
         recovery = Recovery(
@@ -195,6 +199,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
             crash=crash,
             commits=CommitCounter(db),
             settings=settings,
+            secrets=secret_env,
         )
         await app.state.fleet.load()
         app.state.templates = TemplateService(

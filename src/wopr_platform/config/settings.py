@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from wopr_platform.crypto.secretbox import MIN_SECRET_BYTES
 from wopr_platform.docker.types import Limits
 from wopr_platform.fleet import resources
 from wopr_platform.images.reference import ImageReference, InvalidReference
@@ -119,6 +120,12 @@ class Settings(BaseSettings):
     rate_limit: int = Field(600, ge=0, le=1_000_000, validation_alias="FLEET_RATE_LIMIT")
     rate_window: float = Field(60.0, gt=0, le=86400, validation_alias="FLEET_RATE_WINDOW")
     https: bool = Field(False, validation_alias="PLATFORM_HTTPS")
+    # secrets at rest (see crypto/keys.py): the key material that seals secret env values in the database, and
+    # earlier key material still accepted for reading (comma-separated) while values move to the current key
+    platform_secret: SecretStr | None = Field(None, validation_alias="PLATFORM_SECRET")
+    platform_secret_previous: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, validation_alias="PLATFORM_SECRET_PREVIOUS"
+    )
 
     @field_validator("default_memory_mb", "default_cpus", "default_pids")
     @classmethod
@@ -127,6 +134,27 @@ class Settings(BaseSettings):
         bound = info.data.get(bound_field)
         if bound is not None and value > bound:
             raise ValueError(f"must not exceed FLEET_{bound_field.upper()} ({bound})")
+        return value
+
+    @field_validator("platform_secret", mode="before")
+    @classmethod
+    def _secret_long_enough(cls, value: object) -> object:
+        if isinstance(value, str):
+            if not value.strip():
+                return None
+            if len(value.encode()) < MIN_SECRET_BYTES:
+                raise ValueError(f"must be at least {MIN_SECRET_BYTES} bytes (e.g. openssl rand -hex 32)")
+        return value
+
+    @field_validator("platform_secret_previous", mode="before")
+    @classmethod
+    def _split_previous(cls, value: object) -> object:
+        if isinstance(value, str):
+            items = [item.strip() for item in value.split(",") if item.strip()]
+            short = [item for item in items if len(item.encode()) < MIN_SECRET_BYTES]
+            if short:
+                raise ValueError(f"every entry must be at least {MIN_SECRET_BYTES} bytes")
+            return items
         return value
 
     @field_validator("templates_dir", "template_secrets_file", "registry_credentials_file", mode="before")

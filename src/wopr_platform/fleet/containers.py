@@ -19,6 +19,7 @@ from wopr_platform.fleet import naming, resources
 from wopr_platform.fleet.faults import CrashPoints
 from wopr_platform.fleet.health import HealthMonitor
 from wopr_platform.fleet.observed import ObservedState
+from wopr_platform.fleet.secret_env import SecretEnv, SecretsUnreadable
 from wopr_platform.images.reference import ImageReference, InvalidReference, pinned
 
 RegistryAuth = Callable[[str], dict[str, str] | None]
@@ -27,6 +28,8 @@ RegistryAuth = Callable[[str], dict[str, str] | None]
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """The container-relevant part of a profile, to build from and to roll back to.
+
+    `env` is the stored form: secret values stay sealed until a container spec is built from it.
 
     `resources` holds the bot's own limit overrides as stored (the defaults are applied when a spec is built).
     """
@@ -91,9 +94,11 @@ class BotContainers:
         health: HealthMonitor,
         settings: Settings,
         crash: CrashPoints,
+        secrets: SecretEnv,
         registry_auth: RegistryAuth | None = None,
     ) -> None:
         self._engine = engine
+        self._secrets = secrets
         self._registry_auth = registry_auth
         self._observed = observed
         self._health = health
@@ -144,11 +149,12 @@ class BotContainers:
         volume = self.volume(bot, snap.volume_name)
         network = self.network(bot)
         limits = resources.effective(snap.resources, self._settings.default_limits)
-        spec_hash = naming.spec_hash(snap.image, snap.env, volume, snap.restart_policy, network=network, limits=limits)
+        env = self._secrets.open(bot.id, snap.env)  # the only place secret values are in the clear
+        spec_hash = naming.spec_hash(snap.image, env, volume, snap.restart_policy, network=network, limits=limits)
         return ContainerSpec(
             name=name or naming.container_name(bot.id),
             image=snap.image,
-            env={**snap.env, "WOPR_HOME": "/data"},
+            env={**env, "WOPR_HOME": "/data"},
             labels=naming.labels(self._settings.platform_id, bot.tenant_id, bot.id, spec_hash, network),
             volume=volume,
             restart_policy=snap.restart_policy,
@@ -163,7 +169,10 @@ class BotContainers:
         key = (bot.id, bot.updated_at)
         expected = self._expected.get(key)
         if expected is None:
-            spec = self.spec(bot, Snapshot.of(bot))
+            try:
+                spec = self.spec(bot, Snapshot.of(bot))
+            except SecretsUnreadable:
+                return True  # what it should be cannot be known (nor built): leave the container as it is
             expected = (
                 spec.labels[naming.LABEL_SPEC_HASH],
                 spec.image,

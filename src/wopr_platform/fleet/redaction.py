@@ -1,8 +1,10 @@
-"""Secret env values: the keys filled from `${VAR}` placeholders are shown as `***`, never their values."""
+"""Secret env values in answers: the values of a bot's secret keys (and any sealed value) are shown as `***`."""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+
+from wopr_platform.crypto.secretbox import SecretBox
 
 REDACTED = "***"
 
@@ -10,7 +12,7 @@ REDACTED = "***"
 def redact_env(env: Mapping[str, str], secret_keys: Collection[str] | None) -> dict[str, str]:
     """`env` as an answer may show it: the value of every secret key replaced by `***`."""
     secret = set(secret_keys or ())
-    return {key: REDACTED if key in secret else value for key, value in env.items()}
+    return {key: REDACTED if key in secret or SecretBox.is_sealed(value) else value for key, value in env.items()}
 
 
 def keep_redacted(

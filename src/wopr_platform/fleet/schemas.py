@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from wopr_platform.crypto.secretbox import PREFIX as SEALED_PREFIX
 from wopr_platform.fleet import resources
 from wopr_platform.fleet.cron import InvalidCron, validate_cron
 from wopr_platform.proxy import subdomains
@@ -53,9 +54,20 @@ def _check_env(value: dict[str, str]) -> dict[str, str]:
             raise ValueError(f"env key {key} is set by the platform")
         if "\x00" in item:
             raise ValueError(f"env value of {key} contains a NUL byte")
+        if item.startswith(SEALED_PREFIX):
+            raise ValueError(
+                f"env value of {key} starts with {SEALED_PREFIX!r}, the platform's mark of a sealed secret"
+            )
         if len(item) > MAX_ENV_VALUE:
             raise ValueError(f"env value of {key} is longer than {MAX_ENV_VALUE} characters")
     return value
+
+
+def _check_secret_keys(value: list[str]) -> list[str]:
+    for key in value:
+        if not ENV_KEY_RE.match(key):
+            raise ValueError(f"secretEnv key {key[:64]!r} is not a valid variable name ([A-Za-z_][A-Za-z0-9_]*)")
+    return sorted(set(value))
 
 
 def _check_policy(value: str) -> str:
@@ -79,6 +91,8 @@ def _check_image(value: str) -> str:
 BotName = Annotated[str, BeforeValidator(_trim), Field(max_length=63), AfterValidator(_check_name)]
 VolumeName = Annotated[str, Field(max_length=63), AfterValidator(_check_volume)]
 EnvMap = Annotated[dict[str, str], AfterValidator(_check_env)]
+# the env keys whose values are secret: sealed at rest, `***` in every answer (checked against env when stored)
+SecretKeys = Annotated[list[str], Field(max_length=MAX_ENV_ENTRIES), AfterValidator(_check_secret_keys)]
 UpdatePolicy = Annotated[str, Field(max_length=200), AfterValidator(_check_policy)]
 Image = Annotated[str, AfterValidator(_check_image)]
 Description = Annotated[str, Field(max_length=2000)]
@@ -132,6 +146,7 @@ class BotCreate(_Wire):
     image: Image
     description: Description = ""
     env: EnvMap = Field(default_factory=dict)
+    secret_env: SecretKeys = Field(default_factory=list)
     restart_policy: RestartPolicy = "unless-stopped"
     volume_name: VolumeName | None = None
     release_channel: ReleaseChannel = "stable"
@@ -148,6 +163,7 @@ class BotPatch(_Wire):
     image: Image | None = None
     description: Description | None = None
     env: EnvMap | None = None
+    secret_env: SecretKeys | None = None
     restart_policy: RestartPolicy | None = None
     volume_name: VolumeName | None = None
     release_channel: ReleaseChannel | None = None
@@ -181,13 +197,14 @@ class BotTemplate(_Wire):
 
 
 class BotProfile(_Wire):
-    """A bot's desired state as stored; `env` shows values filled from template variables as `***`."""
+    """A bot's desired state as stored; `env` shows the values of its secret keys as `***`."""
 
     id: str
     name: str
     description: str
     image: str
     env: dict[str, str]
+    secret_env: list[str] = Field(description="the env keys whose values are secret (sealed at rest, shown as ***)")
     restart_policy: str
     volume_name: str
     image_digest: str | None = Field(None, description="the registry digest the container runs, pinned")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +21,7 @@ from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from wopr_platform.config.settings import Settings
+from wopr_platform.crypto.secretbox import SecretUnreadable
 from wopr_platform.db.engine import CommitCounter
 from wopr_platform.db.models import Bot
 from wopr_platform.docker.types import ContainerInfo
@@ -36,6 +37,7 @@ from wopr_platform.fleet.observed import ObservedState
 from wopr_platform.fleet.redaction import keep_redacted, redact_env
 from wopr_platform.fleet.repository import BotRepository
 from wopr_platform.fleet.schemas import BotCreate, BotPatch
+from wopr_platform.fleet.secret_env import SecretEnv
 from wopr_platform.fleet.stats import StatsCollector
 from wopr_platform.images.reference import ImageReference, InvalidReference, is_allowed, pinned
 from wopr_platform.proxy import subdomains
@@ -46,6 +48,15 @@ log = logging.getLogger(__name__)
 CONTAINER_FIELDS = ("image", "env", "volume_name", "resources")
 MAX_LOG_TAIL = 10_000
 LIST_CACHE_SECONDS = 5.0
+
+
+def _check_secret_keys(keys: Collection[str], env: Mapping[str, str]) -> None:
+    """Every key named secret must be in the env (400 otherwise)."""
+    unknown = sorted(set(keys) - env.keys())
+    if unknown:
+        raise ValidationFailed(
+            "secretEnv names keys that are not in env", details={"field": "secretEnv", "keys": unknown[:20]}
+        )
 
 
 def _now() -> datetime:
@@ -73,8 +84,10 @@ class FleetService:
         crash: CrashPoints,
         commits: CommitCounter,
         settings: Settings,
+        secrets: SecretEnv,
     ) -> None:
         self._commits = commits
+        self._secrets = secrets
         self._list_cache: dict[str, tuple[int, float, Sequence[Any]]] = {}
         self._sessions = sessions
         self._containers = containers
@@ -93,10 +106,24 @@ class FleetService:
             yield session
 
     async def load(self) -> None:
-        """At start-up: give the health monitor every bot's probe settings."""
+        """At start-up: give the health monitor every bot's probe settings, and seal secret values stored in the
+        clear (by an older platform) or with a previous key (after PLATFORM_SECRET changed)."""
+        resealed = 0
         async with self._session() as session:
             for bot in await BotRepository(session).list_all():
                 self._health.configure(bot.id, bot.health_check)
+                try:
+                    env = self._secrets.refreshed(bot.id, bot.env, bot.secret_env_keys or ())
+                except SecretUnreadable as err:
+                    log.error(
+                        "a bot's secret env values cannot be opened", extra={"bot_id": bot.id, "reason": str(err)}
+                    )
+                    continue
+                if env is not None:
+                    bot.env = env
+                    resealed += 1
+        if resealed:
+            log.info("secret env values sealed with the current key", extra={"bots": resealed})
 
     # reads ----------------------------------------------------------------------------------------------
 
@@ -154,6 +181,7 @@ class FleetService:
         `reserve` runs in the transaction that stores the new bot (templates record the bot's origin there).
         """
         self._check_image(request.image)
+        _check_secret_keys(request.secret_env, request.env)
         own_limits = request.resources.stored() if request.resources else None
         await self._containers.check_limits(own_limits)
         bot_id = str(uuid.uuid4())
@@ -165,7 +193,8 @@ class FleetService:
             name=request.name,
             description=request.description,
             image=request.image,
-            env=dict(request.env),
+            env=self._secrets.seal(bot_id, request.env, request.secret_env),
+            secret_env_keys=request.secret_env or None,
             restart_policy=request.restart_policy,
             volume_name=request.volume_name or naming.default_volume(bot_id),
             release_channel=request.release_channel,
@@ -182,13 +211,13 @@ class FleetService:
         # the image is pulled first: the container runs pinned to the digest it came with (see fleet.containers)
         bot.image_digest = await self._containers.resolve_digest(bot.image)
         async with self._locks.hold(bot_id):
-            async with self._session() as session:
-                await BotRepository(session).add(bot)
-                if reserve is not None:
-                    await reserve(session, bot)
-                op_id = self._journal.begin(
-                    session, "create", bot_id, tenant_id, {"volume": self._containers.volume(bot)}
-                )
+            try:
+                op_id = await self._store_new(bot, reserve)
+            except Conflict as err:
+                if request.subdomain is not None or err.details.get("field") != "subdomain":
+                    raise
+                bot.subdomain = bot_id  # the name's subdomain was taken meanwhile: the id is always free
+                op_id = await self._store_new(bot, reserve)
             self._crash.reached("create.after_intent")
             self._health.configure(bot_id, bot.health_check)
             try:
@@ -216,6 +245,16 @@ class FleetService:
         log.info("bot created", extra={"bot_id": bot_id, "tenant": tenant_id, "bot_name": bot.name})
         return self._profile(bot)
 
+    async def _store_new(self, bot: Bot, reserve: Callable[[AsyncSession, Bot], Awaitable[None]] | None) -> str:
+        """Store a new bot with its create intent in the journal; returns the journal row's id."""
+        async with self._session() as session:
+            await BotRepository(session).add(bot)
+            if reserve is not None:
+                await reserve(session, bot)
+            return self._journal.begin(
+                session, "create", bot.id, bot.tenant_id, {"volume": self._containers.volume(bot)}
+            )
+
     async def patch_bot(self, tenant_id: str, bot_id: str, request: BotPatch) -> dict[str, Any]:
         """Change a profile; recreate the container only if a container field changed, rolling back on failure."""
         changes = request.changes()
@@ -225,13 +264,13 @@ class FleetService:
             self._check_image(changes["image"])
         async with self._locks.hold(bot_id):
             bot = await self._load(tenant_id, bot_id)
-            if "env" in changes:
-                changes["env"] = keep_redacted(changes["env"], bot.env, bot.secret_env_keys)
+            # a stored-form-only env change (a value newly marked secret gets sealed) recreates nothing
+            quiet_env = self._env_changes(bot, changes)
             if "resources" in changes:
                 changes["resources"] = resources.merge(bot.resources, changes["resources"])
                 await self._containers.check_limits(changes["resources"])
             changes = {k: v for k, v in changes.items() if getattr(bot, k) != v}
-            if not changes:
+            if not changes and quiet_env is None:
                 return self._profile(bot)
             async with self._session() as session:
                 clash = await BotRepository(session).taken(
@@ -255,6 +294,8 @@ class FleetService:
                 resources=dict(changes.get("resources", bot.resources) or {}),
             )
             recreate = any(field in changes for field in CONTAINER_FIELDS)
+            if quiet_env is not None:
+                changes["env"] = quiet_env
             if recreate:
                 updated = await self._patch_with_recreate(bot, changes, before, after)
             else:
@@ -265,6 +306,30 @@ class FleetService:
         if recreate:
             self._events.publish("recreated", bot_id, tenant_id, containerId=updated.container_id)
         return self._profile(updated)
+
+    def _env_changes(self, bot: Bot, changes: dict[str, Any]) -> dict[str, str] | None:
+        """Turn PATCHed `env`/`secretEnv` into the stored forms in `changes`: `env` (sealed) when the container's
+        env changes, `secret_env_keys` when the set of secret keys does. Returns the new stored env when only its
+        stored form changed (a value newly marked secret), else None. Raises 400 before anything is touched."""
+        if "env" not in changes and "secret_env" not in changes:
+            return None
+        old_keys = set(bot.secret_env_keys or ())
+        keys = set(changes.pop("secret_env", old_keys))
+        env = keep_redacted(changes.pop("env", bot.env), bot.env, old_keys)
+        _check_secret_keys(keys, env)
+        kept_hidden = sorted(key for key in old_keys - keys if key in env and env[key] == bot.env.get(key))
+        if kept_hidden:
+            raise ValidationFailed(
+                "a key leaves secretEnv only with a new value in env (a stored secret is never revealed)",
+                details={"field": "secretEnv", "keys": kept_hidden},
+            )
+        if keys != old_keys:
+            changes["secret_env_keys"] = sorted(keys) or None
+        stored = self._secrets.seal(bot.id, env, keys)
+        if self._secrets.open(bot.id, stored) != self._secrets.open(bot.id, bot.env):
+            changes["env"] = stored
+            return None
+        return stored if stored != bot.env else None
 
     async def _patch_in_place(self, bot: Bot, changes: dict[str, Any], before: Snapshot, after: Snapshot) -> Bot:
         policy_changed = "restart_policy" in changes and bot.container_id is not None
@@ -487,6 +552,7 @@ class FleetService:
         limits = resources.effective(bot.resources, self._settings.default_limits)
         return {
             "env": redact_env(bot.env, bot.secret_env_keys),
+            "secretEnv": list(bot.secret_env_keys or ()),
             "restartPolicy": bot.restart_policy,
             "volumeName": bot.volume_name,
             "imageDigest": bot.image_digest,

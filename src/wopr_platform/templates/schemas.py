@@ -22,6 +22,7 @@ from wopr_platform.fleet.schemas import (
     ReleaseChannel,
     Resources,
     RestartPolicy,
+    SecretKeys,
     Subdomain,
     UpdatePolicy,
     VolumeName,
@@ -187,6 +188,7 @@ class TemplateBotCreate(_Wire):
     image: Image | None = None
     description: Description | None = None
     env: EnvMap = Field(default_factory=dict)
+    secret_env: SecretKeys = Field(default_factory=list)
     variables: Variables = Field(default_factory=dict)
     restart_policy: RestartPolicy | None = None
     volume_name: VolumeName | None = None

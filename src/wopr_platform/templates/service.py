@@ -47,7 +47,6 @@ class Rendered:
     """A template with its overrides applied and its variables resolved, ready for the fleet."""
 
     request: BotCreate
-    secret_env_keys: list[str]
 
 
 def plugin_env(template: Template) -> dict[str, str]:
@@ -236,6 +235,10 @@ class TemplateService:
         env = {key: placeholders.substitute(value, values) for key, value in raw.items()}
         env.update(plugin_env(template))
         env.update(overrides.env)
+        # values filled from variables are secrets (they may come from the platform's own secrets)
+        secret_keys = sorted(
+            {key for key, value in raw.items() if placeholders.names(value)} | set(overrides.secret_env)
+        )
         volume = overrides.volume_name or (template.volumes[0].name if template.volumes else None)
         try:
             request = BotCreate.model_validate(
@@ -244,6 +247,7 @@ class TemplateService:
                     "image": overrides.image or template.image,
                     "description": template.description if overrides.description is None else overrides.description,
                     "env": env,
+                    "secretEnv": secret_keys,
                     "restartPolicy": overrides.restart_policy or template.restart_policy,
                     "volumeName": volume,
                     "releaseChannel": overrides.release_channel or template.release,
@@ -266,8 +270,7 @@ class TemplateService:
                 f"template {template.name} makes an invalid bot: {problems[0]['field']}: {problems[0]['message']}",
                 details={"template": template.name, "errors": problems},
             ) from None
-        secret_keys = sorted(key for key, value in raw.items() if placeholders.names(value))
-        return Rendered(request, secret_keys)
+        return Rendered(request)
 
     @staticmethod
     def _reserve(template: Template, rendered: Rendered, *, seed: tuple[str | None, list[str]] | None) -> Reserve:
@@ -276,7 +279,6 @@ class TemplateService:
         async def reserve(session: AsyncSession, bot: Bot) -> None:
             bot.template_name = template.name
             bot.template_version = template.version
-            bot.secret_env_keys = list(rendered.secret_env_keys)
             if seed is not None:
                 stale, claimed = seed
                 await SeedRepository(session).claim(
