@@ -100,6 +100,9 @@ Description = Annotated[str, Field(max_length=2000)]
 Subdomain = Annotated[str, Field(max_length=63), AfterValidator(subdomains.check)]
 
 
+SECRET_ENV_DESCRIPTION = "the env keys whose values are secret (sealed at rest, shown as ***)"  # noqa: S105 (a description)
+
+
 class _Wire(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, strict=True, extra="forbid")
 
@@ -204,7 +207,7 @@ class BotProfile(_Wire):
     description: str
     image: str
     env: dict[str, str]
-    secret_env: list[str] = Field(description="the env keys whose values are secret (sealed at rest, shown as ***)")
+    secret_env: list[str] = Field(description=SECRET_ENV_DESCRIPTION)
     restart_policy: str
     volume_name: str
     image_digest: str | None = Field(None, description="the registry digest the container runs, pinned")
@@ -252,6 +255,7 @@ class BotDetail(BotStatus):
     """GET /fleet/bots/{id}: the status plus the rest of the profile; `urls` is null when routing is off."""
 
     env: dict[str, str]
+    secret_env: list[str] = Field(description=SECRET_ENV_DESCRIPTION)
     restart_policy: str
     volume_name: str
     image_digest: str | None = Field(None, description="the registry digest the container runs, pinned")
