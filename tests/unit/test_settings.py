@@ -122,6 +122,8 @@ def test_values_are_read_and_normalised(env: pytest.MonkeyPatch) -> None:
         ("FLEET_HEALTH_RETRIES", "0"),
         ("FLEET_STATS_INTERVAL", "often"),
         ("FLEET_RESYNC_INTERVAL", "-5"),
+        ("PLATFORM_SECRET", "too-short"),
+        ("PLATFORM_SECRET_PREVIOUS", "a-long-enough-old-secret,short"),
     ],
     ids=repr,
 )
