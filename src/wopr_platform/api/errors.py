@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.types import Send
 
 from wopr_platform.errors import PlatformError
 
@@ -17,6 +20,16 @@ log = logging.getLogger(__name__)
 
 def error_body(message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"error": message, "details": details or {}}
+
+
+async def send_error(
+    send: Send, status: int, message: str, details: dict[str, Any], headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
+    """Answer `{"error", "details"}` straight from an ASGI middleware (before the app has seen the request)."""
+    body = json.dumps(error_body(message, details)).encode()
+    start_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers]
+    await send({"type": "http.response.start", "status": status, "headers": start_headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _field(loc: tuple[Any, ...]) -> str:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from wopr_platform.api.errors import send_error
 
 # A refused body is read and dropped up to this many bytes before the answer: closing a connection with unread
 # input makes the kernel reset it, and the reset can destroy the 413 before the client has read it.
@@ -76,21 +76,10 @@ class BodySizeLimit:
         await self._app(scope, counting_receive, tracking_send)
 
     async def _refuse(self, send: Send) -> None:
-        body = json.dumps(
-            {
-                "error": f"request body is larger than {self._max} bytes",
-                "details": {"code": "payload_too_large", "limit": self._max},
-            }
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
+        await send_error(
+            send,
+            413,
+            f"request body is larger than {self._max} bytes",
+            {"code": "payload_too_large", "limit": self._max},
+            [(b"connection", b"close")],
         )
-        await send({"type": "http.response.body", "body": body})

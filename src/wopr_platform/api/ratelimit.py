@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-import json
 import logging
 import math
 import time
@@ -14,7 +13,7 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from wopr_platform.api.errors import error_body
+from wopr_platform.api.errors import send_error
 
 log = logging.getLogger(__name__)
 
@@ -135,21 +134,10 @@ class RateLimit:
 
     @staticmethod
     async def _refuse(send: Send, retry_after: int) -> None:
-        body = json.dumps(
-            error_body(
-                f"too many requests; retry in {retry_after} s",
-                {"code": "rate_limited", "retryAfter": retry_after},
-            )
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 429,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"retry-after", str(retry_after).encode()),
-                ],
-            }
+        await send_error(
+            send,
+            429,
+            f"too many requests; retry in {retry_after} s",
+            {"code": "rate_limited", "retryAfter": retry_after},
+            [(b"retry-after", str(retry_after).encode())],
         )
-        await send({"type": "http.response.body", "body": body})
