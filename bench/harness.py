@@ -327,9 +327,9 @@ async def running_platform(**overrides: Any) -> AsyncIterator[Platform]:
     """
     import uvicorn
 
-    from wopr_platform.api.app import create_app
-    from wopr_platform.config.logging import configure_logging
-    from wopr_platform.config.settings import Settings
+    from wopr_platform.app.asgi import create_app
+    from wopr_platform.core.logging import configure_logging
+    from wopr_platform.core.settings import Settings
 
     data_dir = Path(tempfile.mkdtemp(prefix="wopr-bench-"))
     port = free_port()

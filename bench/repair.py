@@ -59,7 +59,7 @@ PRIMARY = {"rm": "new healthy", "stop": "exited"}
 
 def platform_defaults() -> dict[str, float]:
     """The platform's own defaults for the loop intervals (read from its settings, not copied)."""
-    from wopr_platform.config.settings import Settings
+    from wopr_platform.core.settings import Settings
 
     fields = Settings.model_fields
     return {

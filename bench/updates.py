@@ -234,13 +234,13 @@ class PollRun:
 async def poll_part(args: argparse.Namespace, registry: BenchRegistry, docker: aiodocker.Docker) -> dict[str, Any]:
     from sqlalchemy import select
 
-    from wopr_platform.config.settings import Settings
+    from wopr_platform.core import naming
+    from wopr_platform.core.reference import ImageReference
+    from wopr_platform.core.settings import Settings
     from wopr_platform.db.engine import create_engine, create_sessionmaker
     from wopr_platform.db.migrate import upgrade
     from wopr_platform.db.models import Bot
-    from wopr_platform.fleet import naming
-    from wopr_platform.images.reference import ImageReference
-    from wopr_platform.images.registry import CredentialStore, RegistryClient
+    from wopr_platform.registry.client import CredentialStore, RegistryClient
     from wopr_platform.updates.watcher import ImageWatcher
 
     repos = [f"bench-poll-{i}" for i in range(args.references)]

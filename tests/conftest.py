@@ -20,9 +20,9 @@ import httpx
 import pytest
 import uvicorn
 
-from wopr_platform.api.app import create_app
-from wopr_platform.api.server import PlatformServer
-from wopr_platform.config.settings import Settings
+from wopr_platform.app.asgi import create_app
+from wopr_platform.app.server import PlatformServer
+from wopr_platform.core.settings import Settings
 from wopr_platform.updates.clock import Clock
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,8 +7,8 @@ import asyncio
 import sys
 
 from wopr_platform import __version__
-from wopr_platform.config.logging import configure_logging
-from wopr_platform.config.settings import Settings, SettingsError, load_settings
+from wopr_platform.core.logging import configure_logging
+from wopr_platform.core.settings import Settings, SettingsError, load_settings
 
 
 def _settings_or_exit() -> Settings:
@@ -22,10 +22,16 @@ def _settings_or_exit() -> Settings:
 def _serve() -> int:
     import uvicorn
 
-    from wopr_platform.api.app import create_app
-    from wopr_platform.api.server import PlatformServer
+    from wopr_platform.app.asgi import create_app
+    from wopr_platform.app.build import check_settings
+    from wopr_platform.app.server import PlatformServer
 
     settings = _settings_or_exit()
+    try:
+        check_settings(settings)
+    except SettingsError as err:
+        print(f"wopr-platform: {err}", file=sys.stderr)
+        return 2
     configure_logging(settings.log_level)
     app = create_app(settings)
     config = uvicorn.Config(

@@ -14,7 +14,7 @@ import pytest
 from aiodocker.containers import DockerContainer
 
 from tests.conftest import STUB_IMAGE, Platform
-from wopr_platform.fleet import naming
+from wopr_platform.core import naming
 
 
 async def _platform_containers(docker: aiodocker.Docker, platform: Platform) -> list[DockerContainer]:

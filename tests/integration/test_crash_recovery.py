@@ -25,9 +25,9 @@ from sqlalchemy import func, select
 from tests.conftest import STUB_IMAGE
 from tests.fixtures.registry import Registry
 from tests.integration.process import PlatformProcess, ProcessPlatforms, process_platforms
+from wopr_platform.core import naming
 from wopr_platform.db.engine import create_engine
 from wopr_platform.db.models import Operation
-from wopr_platform.fleet import naming
 
 pytestmark = pytest.mark.slow
 

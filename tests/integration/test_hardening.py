@@ -17,9 +17,10 @@ import pytest
 from tests.conftest import STUB_IMAGE, Platform, PlatformFactory
 from tests.integration.test_lifecycle import _instance_get
 from tests.integration.test_reconciler import eventually, repairs_for, wait_for_passes, wait_for_repair
+from wopr_platform.core.errors import UnsafeContainerSpec
+from wopr_platform.core.limits import Limits
 from wopr_platform.docker.engine import KEPT_CAPABILITIES, DockerEngine, check_hardened, container_config
-from wopr_platform.docker.types import ContainerSpec, Limits
-from wopr_platform.errors import UnsafeContainerSpec
+from wopr_platform.docker.types import ContainerSpec
 
 MIB = 1_048_576
 

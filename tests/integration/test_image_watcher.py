@@ -6,11 +6,11 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from tests.fakes.rate_limited_registry import FakeRateLimitedRegistry
+from wopr_platform.core.errors import RegistryRateLimited
 from wopr_platform.db.engine import create_engine, create_sessionmaker
 from wopr_platform.db.migrate import upgrade
 from wopr_platform.db.models import Bot, ImageCheck
-from wopr_platform.errors import RegistryRateLimited
-from wopr_platform.images.registry import CredentialStore, RegistryClient
+from wopr_platform.registry.client import CredentialStore, RegistryClient
 from wopr_platform.updates.clock import SystemClock
 from wopr_platform.updates.watcher import ImageWatcher
 

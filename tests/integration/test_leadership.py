@@ -16,7 +16,7 @@ ON_POSTGRES = os.environ.get("WOPR_TEST_DATABASE", "sqlite") == "postgres"
 
 
 async def leaders(platforms: list[Platform]) -> list[Platform]:
-    return [p for p in platforms if p.app.state.leadership.is_leader]
+    return [p for p in platforms if p.app.state.platform.leadership.is_leader]
 
 
 async def wait_single_leader(platforms: list[Platform], timeout: float = 15.0) -> Platform:
@@ -49,7 +49,7 @@ async def repaired(platform: Platform, docker: aiodocker.Docker, bot_id: str, go
 
 async def test_a_single_replica_leads(platform: Platform) -> None:
     """The embedded default (and a lone PostgreSQL replica) leads at once and says so in readiness."""
-    assert platform.app.state.leadership.is_leader
+    assert platform.app.state.platform.leadership.is_leader
     ready = (await platform.client.get("/health/ready")).json()
     assert ready["leader"] is True
 

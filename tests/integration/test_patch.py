@@ -12,7 +12,7 @@ import pytest
 from aiodocker.containers import DockerContainer
 
 from tests.conftest import BROKEN_IMAGE, STUB_IMAGE, Platform
-from wopr_platform.fleet import naming
+from wopr_platform.core import naming
 
 MISSING_IMAGE = "localhost/wopr-stub:does-not-exist"
 

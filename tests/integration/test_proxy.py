@@ -19,7 +19,7 @@ from wopr_platform.fleet.schemas import BotCreate
 async def _other_tenant_bot(platform: Platform, tenant: str, **fields: object) -> dict[str, object]:
     """A bot of another tenant, made through the fleet service (the API has one tenant until issue 7)."""
     request = BotCreate.model_validate({"name": "bot-" + uuid.uuid4().hex[:8], "image": STUB_IMAGE, **fields})
-    return await platform.app.state.fleet.create_bot(tenant, request)
+    return await platform.app.state.services.fleet.create_bot(tenant, request)
 
 
 async def test_host_and_path_reach_the_right_bot_and_never_another_tenants(
@@ -39,7 +39,7 @@ async def test_host_and_path_reach_the_right_bot_and_never_another_tenants(
             (beta, "default", "beta"),
             (gamma, "tenant-b", "gamma"),
         ):
-            status = await platform.app.state.fleet.get_bot(tenant, bot["id"])
+            status = await platform.app.state.services.fleet.get_bot(tenant, bot["id"])
             expected = f"hello from {str(status['containerId'])[:12]} {message}"  # the stub's hostname
             by_host = await until_answer(client, host(str(bot["subdomain"])), "/hello", 200)
             assert by_host.text == expected

@@ -14,14 +14,14 @@ import pytest
 from tests.fakes.rate_limited_registry import FakeRateLimitedRegistry
 from tests.fixtures.registry import Registry
 from tests.fixtures.token_registry import TokenRegistry, TokenRequest
-from wopr_platform.errors import (
+from wopr_platform.core.errors import (
     ManifestUnknown,
     RegistryAuthFailed,
     RegistryRateLimited,
     RegistryUnavailable,
 )
-from wopr_platform.images.reference import ImageReference
-from wopr_platform.images.registry import TOKEN_EXPIRY_MARGIN, CredentialStore, RegistryClient, RegistryStats
+from wopr_platform.core.reference import ImageReference
+from wopr_platform.registry.client import TOKEN_EXPIRY_MARGIN, CredentialStore, RegistryClient, RegistryStats
 
 
 def unique(name: str) -> str:

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.conftest import STUB_IMAGE, Platform, PlatformFactory
-from wopr_platform.config.logging import JsonFormatter
+from wopr_platform.core.logging import JsonFormatter
 from wopr_platform.crypto.keys import KEY_FILE
 from wopr_platform.crypto.secretbox import PREFIX
 from wopr_platform.db.models import AuditEvent, Bot, Operation
@@ -29,14 +29,14 @@ def _token() -> str:
 
 
 async def _stored(platform: Platform, bot_id: str) -> tuple[dict[str, str], list[str] | None]:
-    async with platform.app.state.sessions() as session:
+    async with platform.app.state.services.sessions() as session:
         row = (await session.execute(select(Bot.env, Bot.secret_env_keys).where(Bot.id == bot_id))).one()
     return dict(row.env), row.secret_env_keys
 
 
 async def _everything_stored(platform: Platform) -> str:
     """Every row the platform keeps about bots, operations and calls, as text."""
-    async with platform.app.state.sessions() as session:
+    async with platform.app.state.services.sessions() as session:
         rows: list[Any] = []
         for model in (Bot, Operation, AuditEvent):
             rows += [vars(item) for item in (await session.execute(select(model))).scalars()]

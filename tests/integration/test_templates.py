@@ -13,7 +13,7 @@ import aiodocker
 import pytest
 
 from tests.conftest import STUB_IMAGE, Platform, PlatformFactory
-from wopr_platform.config.logging import JsonFormatter
+from wopr_platform.core.logging import JsonFormatter
 from wopr_platform.templates.loader import packaged_directory
 
 STANDARD = sorted(

@@ -94,7 +94,7 @@ async def test_a_bot_reaches_its_own_tenant_only_and_the_platform_reaches_every_
         assert network["Options"].get("com.docker.network.bridge.enable_icc") == "true"
 
     # the address the platform probes and routes to is the one on the tenant network
-    observed = platform.app.state.observed
+    observed = platform.app.state.services.observed
     for bot, info, network in ((a1, info_a1, net_a), (b1, info_b1, net_b)):
         assert observed.for_bot(bot["id"], bot["containerId"]).ip_address == address(info, network)
         assert (await _instance_get(docker, bot["containerId"], "/health")).json() == {"status": "ok"}

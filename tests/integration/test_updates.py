@@ -283,8 +283,8 @@ async def test_one_poll_makes_one_request_per_reference(make_platform: PlatformF
         await platform.create_bot(image=f"{registry.host}/{repo}:t", releaseChannel=channel)
     await platform.create_bot(image=STUB_IMAGE)  # built locally: nothing to watch
     await platform.create_bot(image=f"{registry.host}/{repos[0]}:t", releaseChannel="pinned")
-    watcher = platform.app.state.image_watcher
-    stats = platform.app.state.registry.stats
+    watcher = platform.app.state.platform.image_watcher
+    stats = platform.app.state.platform.registry.stats
     before = stats.manifest_requests
     checked = await watcher.poll(force=True)
     assert sorted(result.reference for result in checked) == sorted(f"{registry.host}/{r}:t" for r in repos)
@@ -366,7 +366,7 @@ async def test_image_status_survives_a_restart(make_platform: PlatformFactory, r
     first = await make_platform(**settings)
     bot = await first.create_bot(image=f"{registry.host}/{repo}:s", updatePolicy="manual")
     d2 = await registry.push(repo, "s", message="v2")
-    await first.app.state.image_watcher.poll(force=True)
+    await first.app.state.platform.image_watcher.poll(force=True)
     before = await image_status(first, bot["id"])
     assert (before["availableDigest"], before["updateAvailable"]) == (d2, True)
     await first.stop()

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from wopr_platform.fleet.cron import CronSchedule, InvalidCron, validate_cron
+from wopr_platform.core.cron import CronSchedule, InvalidCron, validate_cron
 
 
 @pytest.mark.parametrize(

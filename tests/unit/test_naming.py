@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from wopr_platform.docker.types import Limits
-from wopr_platform.fleet import naming
+from wopr_platform.core import naming
+from wopr_platform.core.limits import Limits
 from wopr_platform.fleet.schemas import VOLUME_RE
 
 # moby's RestrictedNamePattern, which container and local volume names must match

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from wopr_platform.config.settings import Settings, SettingsError, load_settings
+from wopr_platform.core.settings import Settings, SettingsError, load_settings
 from wopr_platform.proxy import config
 from wopr_platform.proxy.sync import layout_of
 

@@ -8,8 +8,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from wopr_platform.core.addresses import PublicAddress
 from wopr_platform.docker.types import ContainerInfo
-from wopr_platform.proxy.table import BotRoute, PublicAddress, RouteTable, decide, routes
+from wopr_platform.proxy.table import BotRoute, RouteTable, decide, routes
 
 
 def _bot(**fields: object) -> BotRoute:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wopr_platform.fleet.redaction import REDACTED, keep_redacted, redact_env
+from wopr_platform.fleet.secrets.redaction import REDACTED, keep_redacted, redact_env
 
 
 def test_secret_keys_are_redacted_and_others_shown() -> None:

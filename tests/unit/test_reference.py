@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from wopr_platform.images.reference import ImageReference, InvalidReference, is_allowed
+from wopr_platform.core.reference import ImageReference, InvalidReference, is_allowed
 
 DIGEST = "sha256:" + "ab" * 32
 

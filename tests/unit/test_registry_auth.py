@@ -15,15 +15,15 @@ from typing import Any
 import httpx
 import pytest
 
-from wopr_platform.errors import (
+from wopr_platform.core.errors import (
     ManifestUnknown,
     RegistryAuthFailed,
     RegistryError,
     RegistryRateLimited,
     RegistryUnavailable,
 )
-from wopr_platform.images.reference import ImageReference
-from wopr_platform.images.registry import (
+from wopr_platform.core.reference import ImageReference
+from wopr_platform.registry.client import (
     MANIFEST_MEDIA_TYPES,
     Challenge,
     CredentialStore,

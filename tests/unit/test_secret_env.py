@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from wopr_platform.crypto.secretbox import SecretBox
-from wopr_platform.fleet.secret_env import PlatformSecretMissing, SecretEnv, SecretsUnreadable
+from wopr_platform.fleet.secrets.sealed_env import PlatformSecretMissing, SecretEnv, SecretsUnreadable
 
 OLD = "an-old-platform-secret-0001"
 NEW = "a-new-platform-secret-0002"

@@ -13,7 +13,7 @@ import pytest
 from pydantic import AliasChoices
 
 from wopr_platform import __version__
-from wopr_platform.config.settings import Settings, SettingsError, load_settings
+from wopr_platform.core.settings import Settings, SettingsError, load_settings
 from wopr_platform.db.models import Bot
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from wopr_platform.docker.types import ContainerStats
-from wopr_platform.fleet.stats import Usage, usage_between
+from wopr_platform.fleet.observation.stats import Usage, usage_between
 
 MIB = 1_048_576
 SECOND = 1_000_000_000

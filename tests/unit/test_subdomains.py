@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from wopr_platform.core import subdomains
 from wopr_platform.fleet.schemas import BotCreate, BotPatch
-from wopr_platform.proxy import subdomains
 
 VALID = ["a", "0", "bot", "support-bot", "a-b-c", "9lives", "x" * 63, "3f2a9c1e-0b7d-4e59-9c1a-2d4e6f8a0b1c"]
 INVALID = [

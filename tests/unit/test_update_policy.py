@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from wopr_platform.updates.policy import UpdatePolicy
+from wopr_platform.core.policy import UpdatePolicy
 from wopr_platform.updates.rollouts import plan_waves
 
 HOUR = timedelta(hours=1)

@@ -8,8 +8,8 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
-from wopr_platform.errors import Unauthorized, ValidationFailed
-from wopr_platform.fleet.naming import DEFAULT_TENANT, TENANT_RE
+from wopr_platform.core.errors import Unauthorized, ValidationFailed
+from wopr_platform.core.naming import DEFAULT_TENANT, TENANT_RE
 
 TENANT_HEADER = "X-Tenant-Id"
 

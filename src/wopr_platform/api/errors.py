@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import Send
 
-from wopr_platform.errors import PlatformError
+from wopr_platform.core.errors import PlatformError
 
 log = logging.getLogger(__name__)
 

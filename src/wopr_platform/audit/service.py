@@ -9,8 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from wopr_platform.audit.repository import AuditRepository
 from wopr_platform.audit.schemas import AuditEventOut, AuditQuery
 from wopr_platform.audit.writer import AuditWriter
+from wopr_platform.core.errors import ValidationFailed
 from wopr_platform.db.models import AuditEvent
-from wopr_platform.errors import ValidationFailed
 
 
 def _wire(row: AuditEvent) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import os
 import secrets
 from pathlib import Path
 
-from wopr_platform.config.settings import Settings
+from wopr_platform.core.settings import Settings
 from wopr_platform.crypto.secretbox import SecretBox
 
 log = logging.getLogger(__name__)

@@ -17,9 +17,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from wopr_platform.core.settings import MIN_SECRET_BYTES
+
 PREFIX = "wopr:enc:v1:"
 NONCE_BYTES = 12
-MIN_SECRET_BYTES = 16
 
 
 class SecretUnreadable(ValueError):

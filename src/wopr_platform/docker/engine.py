@@ -24,20 +24,7 @@ import aiodocker
 import aiohttp
 from aiodocker.exceptions import DockerError
 
-from wopr_platform.docker.types import (
-    DATA_MOUNT,
-    INSTANCE_PORT,
-    LABEL_BOT_ID,
-    LABEL_MANAGED,
-    LABEL_NETWORK,
-    LABEL_PLATFORM,
-    LABEL_TENANT,
-    ContainerInfo,
-    ContainerSpec,
-    ContainerStats,
-    EngineEvent,
-)
-from wopr_platform.errors import (
+from wopr_platform.core.errors import (
     EngineConflict,
     EngineError,
     EngineNotFound,
@@ -46,6 +33,9 @@ from wopr_platform.errors import (
     ImageUnavailable,
     UnsafeContainerSpec,
 )
+from wopr_platform.core.instance import DATA_MOUNT, INSTANCE_PORT
+from wopr_platform.core.naming import LABEL_BOT_ID, LABEL_MANAGED, LABEL_NETWORK, LABEL_PLATFORM, LABEL_TENANT
+from wopr_platform.docker.types import ContainerInfo, ContainerSpec, ContainerStats, EngineEvent
 
 log = logging.getLogger(__name__)
 

@@ -5,25 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-LABEL_MANAGED = "wopr.managed"
-LABEL_BOT_ID = "wopr.bot-id"
-LABEL_TENANT = "wopr.tenant"
-LABEL_PLATFORM = "wopr.platform"
-LABEL_NETWORK = "wopr.network"
-INSTANCE_PORT = 7437
-DATA_MOUNT = "/data"
-# the security settings every bot container gets (see DockerEngine.create); bump when they change, so the
-# spec hash changes and the reconciler recreates the containers made under the old ones
-HARDENING_VERSION = 1
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """Resource limits of one container: memory (MiB, no swap beyond it), CPUs, processes."""
-
-    memory_mb: int
-    cpus: float
-    pids: int
+from wopr_platform.core.limits import Limits
 
 
 @dataclass(frozen=True, slots=True)

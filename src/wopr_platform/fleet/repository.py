@@ -9,8 +9,8 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from wopr_platform.core.errors import Conflict
 from wopr_platform.db.models import Bot
-from wopr_platform.errors import Conflict
 
 STATUS_COLUMNS = (
     Bot.id,

@@ -10,16 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from wopr_platform.docker.types import Limits
-from wopr_platform.errors import ValidationFailed
+from wopr_platform.core.errors import ValidationFailed
+from wopr_platform.core.limits import (
+    Limits,
+)
 
-# the least a bot may be given (what the engine accepts and an instance can start with), and an absolute ceiling
-MIN_MEMORY_MB = 32
-MIN_CPUS = 0.05
-MIN_PIDS = 16
-CEILING_MEMORY_MB = 1_048_576
-CEILING_CPUS = 1024.0
-CEILING_PIDS = 4_194_304
 KEYS = ("memoryMb", "cpus", "pids")
 
 

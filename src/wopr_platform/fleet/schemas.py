@@ -9,10 +9,9 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from wopr_platform.core import limits, subdomains
+from wopr_platform.core.cron import InvalidCron, validate_cron
 from wopr_platform.crypto.secretbox import PREFIX as SEALED_PREFIX
-from wopr_platform.fleet import resources
-from wopr_platform.fleet.cron import InvalidCron, validate_cron
-from wopr_platform.proxy import subdomains
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,62}\Z")
 VOLUME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}\Z")
@@ -125,9 +124,9 @@ class Resources(_Wire):
     """A bot's own resource limits; unset fields take the platform's defaults (`FLEET_DEFAULT_*`), and no field
     may exceed its bound (`FLEET_MAX_*`). In a PATCH, given fields change, null ones return to the default."""
 
-    memory_mb: Annotated[int, Field(ge=resources.MIN_MEMORY_MB, le=resources.CEILING_MEMORY_MB)] | None = None
-    cpus: Annotated[float, Field(ge=resources.MIN_CPUS, le=resources.CEILING_CPUS)] | None = None
-    pids: Annotated[int, Field(ge=resources.MIN_PIDS, le=resources.CEILING_PIDS)] | None = None
+    memory_mb: Annotated[int, Field(ge=limits.MIN_MEMORY_MB, le=limits.CEILING_MEMORY_MB)] | None = None
+    cpus: Annotated[float, Field(ge=limits.MIN_CPUS, le=limits.CEILING_CPUS)] | None = None
+    pids: Annotated[int, Field(ge=limits.MIN_PIDS, le=limits.CEILING_PIDS)] | None = None
 
     def stored(self) -> dict[str, Any] | None:
         """The overrides as kept in the profile (camelCase keys, unset ones left out); None when there are none."""

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from wopr_platform.docker.types import INSTANCE_PORT
+from wopr_platform.core.instance import INSTANCE_PORT
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
-from wopr_platform.docker.types import INSTANCE_PORT
+from wopr_platform.core.instance import INSTANCE_PORT
 
 ZONE = "wopr.internal"
 HOST_KIND = "h"

@@ -23,17 +23,17 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from wopr_platform.config.settings import Settings
+from wopr_platform.caddy.admin import CaddyAdmin
+from wopr_platform.core.addresses import PublicAddress, split_hostport
+from wopr_platform.core.errors import PlatformError
+from wopr_platform.core.settings import Settings
 from wopr_platform.db.engine import CommitCounter
 from wopr_platform.docker.types import ContainerInfo
-from wopr_platform.errors import PlatformError
-from wopr_platform.fleet.observed import ObservedState
+from wopr_platform.fleet.observation.observed import ObservedState
 from wopr_platform.fleet.repository import BotRepository
 from wopr_platform.proxy import config
-from wopr_platform.proxy.addresses import split_hostport
-from wopr_platform.proxy.caddy import CaddyAdmin
 from wopr_platform.proxy.dns import DnsResponder
-from wopr_platform.proxy.table import BotRoute, PublicAddress, Route, RouteTable, decide
+from wopr_platform.proxy.table import BotRoute, Route, RouteTable, decide
 
 log = logging.getLogger(__name__)
 

@@ -11,10 +11,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from wopr_platform.docker.types import INSTANCE_PORT, ContainerInfo
+from wopr_platform.core.instance import INSTANCE_PORT
+from wopr_platform.docker.types import ContainerInfo
 
 RouteState = Literal["up", "stopped", "unavailable"]
-PATH_PREFIX = "/instance/"
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,32 +111,3 @@ def routes(
         container = container_of(bot)
         result.append(decide(bot, container, health_of(container)))
     return result
-
-
-@dataclass(frozen=True, slots=True)
-class PublicAddress:
-    """How tenants reach the proxy: scheme, base domain and the port of its first listen address."""
-
-    scheme: Literal["http", "https"]
-    domain: str
-    port: int
-
-    @classmethod
-    def of(cls, *, domain: str, listen: list[str], tls: bool) -> PublicAddress:
-        scheme: Literal["http", "https"] = "https" if tls else "http"
-        port = int(listen[0].rsplit(":", 1)[1]) if listen else (443 if tls else 80)
-        return cls(scheme, domain, port)
-
-    def _origin(self, host: str) -> str:
-        default = 443 if self.scheme == "https" else 80
-        return f"{self.scheme}://{host}" + ("" if self.port == default else f":{self.port}")
-
-    def host(self, subdomain: str) -> str:
-        return f"{subdomain}.{self.domain}"
-
-    def urls(self, subdomain: str, bot_id: str) -> dict[str, str]:
-        """The bot's public URLs: by host and by path."""
-        return {
-            "host": self._origin(self.host(subdomain)) + "/",
-            "path": self._origin(self.domain) + f"{PATH_PREFIX}{bot_id}/",
-        }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wopr_platform.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed
+from wopr_platform.core.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed
 
 
 class TemplateNotFound(NotFound):

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from wopr_platform.core.reference import ImageReference, InvalidReference
 from wopr_platform.fleet.schemas import (
     ENV_KEY_RE,
     MAX_ENV_ENTRIES,
@@ -27,7 +28,6 @@ from wopr_platform.fleet.schemas import (
     UpdatePolicy,
     VolumeName,
 )
-from wopr_platform.images.reference import ImageReference, InvalidReference
 from wopr_platform.templates import placeholders
 
 # the env the WOPR runtime reads to know its plugins; set by the platform from the template's plugins

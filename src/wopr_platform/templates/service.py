@@ -19,10 +19,10 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from wopr_platform.core.errors import Conflict, PlatformError, ValidationFailed
 from wopr_platform.db.models import Bot
-from wopr_platform.errors import Conflict, PlatformError, ValidationFailed
+from wopr_platform.fleet.lifecycle.service import FleetService
 from wopr_platform.fleet.schemas import BotCreate, HealthCheck
-from wopr_platform.fleet.service import FleetService
 from wopr_platform.templates import placeholders
 from wopr_platform.templates.errors import AlreadySeeded, MissingVariables, TemplateNotFound
 from wopr_platform.templates.loader import Catalog, Loaded, load_directory

@@ -99,6 +99,16 @@ class UpdateRepository:
     def add_rollout(self, rollout: Rollout) -> None:
         self._session.add(rollout)
 
+    async def bot(self, tenant_id: str, bot_id: str) -> Bot | None:
+        """One of the tenant's bots (None when it is another tenant's or does not exist)."""
+        result = await self._session.execute(select(Bot).where(Bot.id == bot_id, Bot.tenant_id == tenant_id))
+        return result.scalar_one_or_none()
+
+    async def deployed_digest(self, bot_id: str) -> str | None:
+        """The digest a bot runs now (None when it has none, or no longer exists)."""
+        result = await self._session.execute(select(Bot.image_digest).where(Bot.id == bot_id))
+        return result.scalar_one_or_none()
+
     async def get_rollout(self, rollout_id: str) -> Rollout | None:
         return await self._session.get(Rollout, rollout_id)
 

@@ -22,12 +22,12 @@ from typing import Any
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from wopr_platform.background import first_set, run_rounds
+from wopr_platform.core.errors import Conflict, NotFound, PlatformError
+from wopr_platform.core.policy import UpdatePolicy
+from wopr_platform.core.rounds import first_set, run_rounds
 from wopr_platform.db.models import Rollout
-from wopr_platform.errors import Conflict, NotFound, PlatformError
-from wopr_platform.fleet.events import EventBus
+from wopr_platform.fleet.observation.events import EventBus
 from wopr_platform.updates.clock import Clock
-from wopr_platform.updates.policy import UpdatePolicy
 from wopr_platform.updates.repository import UpdateRepository
 from wopr_platform.updates.updater import Updater
 

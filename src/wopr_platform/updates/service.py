@@ -7,11 +7,10 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from wopr_platform.core.errors import Conflict, NotFound
+from wopr_platform.core.policy import UpdatePolicy
 from wopr_platform.db.models import Bot, ImageUpdate, Rollout
-from wopr_platform.errors import Conflict, NotFound
-from wopr_platform.fleet.repository import BotRepository
 from wopr_platform.updates.clock import Clock
-from wopr_platform.updates.policy import UpdatePolicy
 from wopr_platform.updates.repository import UpdateRepository
 from wopr_platform.updates.updater import Updater, UpdateResult
 from wopr_platform.updates.watcher import ImageWatcher
@@ -44,7 +43,7 @@ class UpdateService:
         self._window = window
 
     async def _bot(self, session: AsyncSession, tenant_id: str, bot_id: str) -> Bot:
-        bot = await BotRepository(session).get(tenant_id, bot_id)
+        bot = await UpdateRepository(session).bot(tenant_id, bot_id)
         if bot is None:
             raise NotFound("bot not found", details={"botId": bot_id})
         return bot

@@ -11,27 +11,19 @@ committed). Every attempt is recorded in `image_updates`.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from wopr_platform.core.errors import Conflict, PlatformError
+from wopr_platform.core.faults import CrashPoints
+from wopr_platform.core.reference import pinned
 from wopr_platform.db.models import Bot, ImageUpdate
-from wopr_platform.docker.types import ContainerInfo
-from wopr_platform.errors import Conflict, NotFound, PlatformError
-from wopr_platform.fleet.containers import BotContainers, Snapshot
-from wopr_platform.fleet.events import EventBus
-from wopr_platform.fleet.faults import CrashPoints
-from wopr_platform.fleet.health import HealthMonitor
-from wopr_platform.fleet.journal import Journal
-from wopr_platform.fleet.locks import BotLocks
-from wopr_platform.fleet.repository import BotRepository
-from wopr_platform.images.reference import pinned
-from wopr_platform.instance.client import InstanceClient
+from wopr_platform.fleet.lifecycle.service import FleetService
+from wopr_platform.fleet.observation.events import EventBus
 from wopr_platform.updates.clock import Clock
 from wopr_platform.updates.repository import UpdateRepository
 
@@ -78,31 +70,23 @@ class UpdateResult:
 
 
 class Updater:
-    """Runs health-gated updates, one per bot at a time."""
+    """Runs health-gated updates, one per bot at a time; the swap itself is the fleet's (`replace_image`)."""
 
     def __init__(
         self,
         *,
         sessions: async_sessionmaker[AsyncSession],
-        containers: BotContainers,
-        instances: InstanceClient,
-        health: HealthMonitor,
-        journal: Journal,
-        locks: BotLocks,
+        fleet: FleetService,
         events: EventBus,
-        crash: CrashPoints,
         clock: Clock,
+        crash: CrashPoints,
         health_timeout: float,
     ) -> None:
         self._sessions = sessions
-        self._containers = containers
-        self._instances = instances
-        self._health = health
-        self._journal = journal
-        self._locks = locks
+        self._fleet = fleet
         self._events = events
-        self._crash = crash
         self._clock = clock
+        self._crash = crash
         self._health_timeout = health_timeout
         self._busy: set[str] = set()
 
@@ -124,27 +108,18 @@ class Updater:
             raise Conflict("an update of this bot is already in progress", details={"botId": bot_id})
         self._busy.add(bot_id)
         try:
-            async with self._locks.hold(bot_id):
-                bot = await self._load(tenant_id, bot_id)
+            async with self._fleet.operation(tenant_id, bot_id, engine=False) as bot:
                 return await self._update(bot, digest, trigger=trigger, rollout_id=rollout_id)
         finally:
             self._busy.discard(bot_id)
 
-    async def _load(self, tenant_id: str | None, bot_id: str) -> Bot:
-        async with self._sessions() as session:
-            repo = BotRepository(session)
-            bot = await (repo.get(tenant_id, bot_id) if tenant_id is not None else repo.get_any(bot_id))
-        if bot is None:
-            raise NotFound("bot not found", details={"botId": bot_id})
-        return bot
-
     async def _update(self, bot: Bot, digest: str, *, trigger: str, rollout_id: str | None) -> UpdateResult:
-        before = Snapshot.of(bot)
+        previous = pinned(bot.image, bot.image_digest)
         target = pinned(bot.image, digest)
         result = UpdateResult(
             bot_id=bot.id,
             success=True,
-            previous_image=before.image,
+            previous_image=previous,
             new_image=target,
             previous_digest=bot.image_digest,
             new_digest=digest,
@@ -157,100 +132,31 @@ class Updater:
                 "the bot is stopped: start it first, so the update can be verified by its health",
                 details={"botId": bot.id},
             )
-        await self._containers.require_engine()
+        await self._fleet.require_engine()
         record_id = await self._record_start(bot, result, trigger=trigger, rollout_id=rollout_id)
         result.update_id = record_id
         self._events.publish("update_started", bot.id, bot.tenant_id, image=target, trigger=trigger)
         log.info("updating bot", extra={"bot_id": bot.id, "image": target, "trigger": trigger})
         try:
-            await self._containers.pull(target)
+            await self._fleet.pull(target)
         except PlatformError as err:
             # nothing was touched: the running container is the old one
             return await self._finish(bot, result, "failed", error=f"pull failed: {err.message}")
         self._crash.reached("update.after_pull")
-        after = replace(before, image=target)  # only the image changes: env, volume, limits stay
-        async with self._sessions() as session, session.begin():
-            op_id = self._journal.begin(
-                session, "patch", bot.id, bot.tenant_id, {"before": before.wire(), "after": after.wire()}
-            )
-
-        async def parked(old: ContainerInfo, was_running: bool) -> None:
-            await self._journal.note(op_id, oldContainer=old.id, wasRunning=was_running)
-
         try:
-            swap = await self._containers.replace(bot, after, on_parked=parked, crash_prefix="update")
+            replaced = await self._fleet.replace_image(bot, digest, health_timeout=self._health_timeout)
         except PlatformError as err:
-            await self._journal.finish_now(op_id)
+            if not err.details.get("rolledBack"):
+                raise
             return await self._finish(bot, result, "rolled_back", error=f"could not start the new image: {err.message}")
-        except BaseException:
-            await self._journal.finish_now(op_id)
-            raise
-        healthy, why = await self._wait_healthy(bot, swap.new_id)
-        self._crash.reached("update.after_health_gate")
-        if not healthy:
-            try:
-                await self._containers.restore(bot, swap)
-            finally:
-                await self._journal.finish_now(op_id)
-            await self._reject(bot, digest)
-            return await self._finish(bot, result, "rolled_back", error=why)
-        try:
-            await self._commit(bot, digest, swap.new_id, op_id)
-        except BaseException:
-            await self._containers.restore(bot, swap)
-            await self._journal.finish_now(op_id)
-            raise
-        self._crash.reached("update.after_commit")
-        if swap.old is not None:
-            await self._containers.remove(swap.old.id)
-        await self._journal.finish_now(op_id)
+        if not replaced.took:
+            await self._fleet.reject_digest(bot.id, digest)
+            return await self._finish(bot, result, "rolled_back", error=replaced.why)
         # by id and without force: the engine keeps it while any container (another bot's) still uses it, and
         # removing it with its stale local tag makes the next bot created on the tag pull the current build
-        if swap.old is not None and swap.old.image_id and await self._containers.remove_image(swap.old.image_id):
-            log.info("previous image removed", extra={"image": before.image})
+        if replaced.old_image_id and await self._fleet.remove_image(replaced.old_image_id):
+            log.info("previous image removed", extra={"image": previous})
         return await self._finish(bot, result, "updated")
-
-    async def _wait_healthy(self, bot: Bot, container_id: str) -> tuple[bool, str]:
-        """Probe the new container until it is healthy; False (with why) on exit, restart or timeout."""
-        config = self._health.config(bot.id)
-        deadline = time.monotonic() + self._health_timeout
-        detail = "no answer yet"
-        pause = FIRST_PROBE_PAUSE
-        while True:
-            info = await self._containers.current(container_id)
-            if info is None:
-                return False, "the new container disappeared"
-            if info.state not in RUNNING_STATES:
-                return False, f"the new container stopped (state {info.state}, exit code {info.exit_code})"
-            if info.restart_count > 0:
-                return False, f"the new container restarted {info.restart_count} time(s)"
-            if info.state == "running" and info.ip_address:
-                probe = await self._instances.probe(info.ip_address, config.endpoint, config.timeout)
-                if probe.ok:
-                    return True, "healthy"
-                detail = probe.detail
-            if time.monotonic() >= deadline:
-                return False, f"not healthy within {self._health_timeout:g} s ({detail})"
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, MAX_PROBE_PAUSE)
-
-    async def _commit(self, bot: Bot, digest: str, container_id: str, op_id: str) -> None:
-        async with self._sessions() as session, session.begin():
-            stored = await BotRepository(session).get_any(bot.id)
-            if stored is None:
-                raise NotFound("bot not found", details={"botId": bot.id})
-            stored.image_digest = bot.image_digest = digest
-            stored.rejected_digest = None
-            stored.container_id = bot.container_id = container_id
-            stored.updated_at = self._clock.now()
-            await self._journal.mark(session, op_id, "committed")
-
-    async def _reject(self, bot: Bot, digest: str) -> None:
-        """Remember that this digest failed on this bot, so no policy applies it again by itself."""
-        async with self._sessions() as session, session.begin():
-            stored = await BotRepository(session).get_any(bot.id)
-            if stored is not None:
-                stored.rejected_digest = digest
 
     async def _record_start(self, bot: Bot, result: UpdateResult, *, trigger: str, rollout_id: str | None) -> str:
         record_id = str(uuid.uuid4())
@@ -305,8 +211,8 @@ class Updater:
         async with self._sessions() as session, session.begin():
             records = await UpdateRepository(session).unfinished_updates()
             for record in records:
-                bot = await BotRepository(session).get_any(record.bot_id)
-                landed = bot is not None and record.to_digest is not None and bot.image_digest == record.to_digest
+                deployed = await UpdateRepository(session).deployed_digest(record.bot_id)
+                landed = record.to_digest is not None and deployed == record.to_digest
                 record.outcome = "updated" if landed else "interrupted"
                 record.rolled_back = not landed
                 record.error = (

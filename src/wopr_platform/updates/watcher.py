@@ -12,11 +12,11 @@ from datetime import timedelta
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from wopr_platform.background import run_rounds
+from wopr_platform.core.errors import PlatformError, RegistryRateLimited
+from wopr_platform.core.reference import ImageReference, InvalidReference
+from wopr_platform.core.rounds import run_rounds
 from wopr_platform.db.models import ImageCheck
-from wopr_platform.errors import PlatformError, RegistryRateLimited
-from wopr_platform.images.reference import ImageReference, InvalidReference
-from wopr_platform.images.registry import RegistryClient
+from wopr_platform.registry.client import RegistryClient
 from wopr_platform.updates.clock import Clock
 from wopr_platform.updates.repository import UpdateRepository
 

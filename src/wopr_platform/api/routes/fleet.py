@@ -2,40 +2,20 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from wopr_platform.api.auth import Operator
-from wopr_platform.errors import NotFound
-from wopr_platform.fleet.events import EventBus, sse_stream
-from wopr_platform.fleet.reconciler import Reconciler
+from wopr_platform.api.deps import AllServices, BotId, Fleet, Templates, checked_id
+from wopr_platform.api.routes.templates import CreateBotBody
+from wopr_platform.fleet.observation.events import sse_stream
 from wopr_platform.fleet.schemas import BotDetail, BotList, BotPatch, BotProfile, Ok
-from wopr_platform.fleet.service import FleetService
-from wopr_platform.templates.routes import CreateBotBody, Templates
 from wopr_platform.templates.schemas import TemplateBotCreate
 
 router = APIRouter(prefix="/fleet", tags=["fleet"])
-UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-
-
-def _service(request: Request) -> FleetService:
-    service: FleetService = request.app.state.fleet
-    return service
-
-
-def _bot_id(bot_id: Annotated[str, Path()]) -> str:
-    """A bot id must be a UUID; anything else cannot name a bot, so it is a 404."""
-    if not UUID_RE.match(bot_id):
-        raise NotFound("bot not found", details={"botId": bot_id[:64]})
-    return bot_id.lower()
-
-
-Fleet = Annotated[FleetService, Depends(_service)]
-BotId = Annotated[str, Depends(_bot_id)]
 _OK = {"ok": True}
 
 
@@ -96,24 +76,22 @@ async def restart_bot(bot_id: BotId, principal: Operator, fleet: Fleet) -> JSONR
 
 
 @router.get("/drift")
-async def drift(principal: Operator, request: Request) -> JSONResponse:
+async def drift(principal: Operator, services: AllServices) -> JSONResponse:
     """What differs between desired and observed state right now, and what the reconciler did about it."""
-    reconciler: Reconciler = request.app.state.reconciler
-    return JSONResponse(reconciler.report(principal.tenant_id))
+    return JSONResponse(services.reconciler.report(principal.tenant_id))
 
 
 @router.get("/events", response_class=StreamingResponse)
 async def events(
     principal: Operator,
-    request: Request,
+    services: AllServices,
     bot_id: Annotated[str | None, Query(alias="botId", max_length=64)] = None,
 ) -> StreamingResponse:
     """Server-sent events of bot state changes (`?botId=` for one bot); ends when the platform shuts down."""
     if bot_id is not None:
-        bot_id = _bot_id(bot_id)
-    bus: EventBus = request.app.state.events
+        bot_id = checked_id(bot_id, "bot")
     return StreamingResponse(
-        sse_stream(bus, bot_id=bot_id, tenant_id=principal.tenant_id),
+        sse_stream(services.events, bot_id=bot_id, tenant_id=principal.tenant_id),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

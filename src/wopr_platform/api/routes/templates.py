@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Path, Request
+from fastapi import APIRouter, Body, Path
 from fastapi.responses import JSONResponse
 from pydantic import PlainValidator
 
 from wopr_platform.api.auth import Operator
+from wopr_platform.api.deps import Templates
 from wopr_platform.fleet.schemas import BotCreate
 from wopr_platform.templates.schemas import (
     ReloadResult,
@@ -18,14 +19,8 @@ from wopr_platform.templates.schemas import (
     TemplateList,
     TemplateView,
 )
-from wopr_platform.templates.service import TemplateService
 
 router = APIRouter(prefix="/fleet", tags=["templates"])
-
-
-def _service(request: Request) -> TemplateService:
-    service: TemplateService = request.app.state.templates
-    return service
 
 
 def _create_body(value: Any) -> BotCreate | TemplateBotCreate:
@@ -35,7 +30,6 @@ def _create_body(value: Any) -> BotCreate | TemplateBotCreate:
     return BotCreate.model_validate(value)
 
 
-Templates = Annotated[TemplateService, Depends(_service)]
 # Documented as BotCreate (the seed's contract); the template form is shown as an example.
 CreateBotBody = Annotated[
     BotCreate | TemplateBotCreate,

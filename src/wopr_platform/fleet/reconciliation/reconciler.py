@@ -26,15 +26,15 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from wopr_platform.core import naming
+from wopr_platform.core.errors import PlatformError
 from wopr_platform.db.models import Bot
 from wopr_platform.docker.types import ContainerInfo
-from wopr_platform.errors import PlatformError
-from wopr_platform.fleet import naming
-from wopr_platform.fleet.containers import BotContainers, Snapshot
-from wopr_platform.fleet.events import EventBus
-from wopr_platform.fleet.locks import BotLocks
-from wopr_platform.fleet.observed import ObservedState
-from wopr_platform.fleet.recovery import Recovery
+from wopr_platform.fleet.lifecycle.containers import BotContainers, Snapshot
+from wopr_platform.fleet.lifecycle.locks import BotLocks
+from wopr_platform.fleet.observation.events import EventBus
+from wopr_platform.fleet.observation.observed import ObservedState
+from wopr_platform.fleet.reconciliation.recovery import Recovery
 from wopr_platform.fleet.repository import BotRepository
 
 log = logging.getLogger(__name__)

@@ -6,17 +6,17 @@ import hashlib
 import json
 import re
 
-from wopr_platform.docker.types import (
-    HARDENING_VERSION,
-    LABEL_BOT_ID,
-    LABEL_MANAGED,
-    LABEL_NETWORK,
-    LABEL_PLATFORM,
-    LABEL_TENANT,
-    Limits,
-)
+from wopr_platform.core.limits import Limits
 
+LABEL_MANAGED = "wopr.managed"
+LABEL_BOT_ID = "wopr.bot-id"
+LABEL_TENANT = "wopr.tenant"
+LABEL_PLATFORM = "wopr.platform"
+LABEL_NETWORK = "wopr.network"
 LABEL_SPEC_HASH = "wopr.spec-hash"
+# the security settings every bot container gets (see DockerEngine.create); bump when they change, so the
+# spec hash changes and the reconciler recreates the containers made under the old ones
+HARDENING_VERSION = 1
 TENANT_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
 DEFAULT_TENANT = "default"
 DEFAULT_PLATFORM = "default"

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from wopr_platform.background import run_rounds
+from wopr_platform.core.rounds import run_rounds
 from wopr_platform.docker.types import ContainerInfo
-from wopr_platform.fleet.events import EventBus
-from wopr_platform.fleet.observed import ObservedState
+from wopr_platform.fleet.observation.events import EventBus
+from wopr_platform.fleet.observation.observed import ObservedState
 from wopr_platform.instance.client import InstanceClient
 
 log = logging.getLogger(__name__)

@@ -14,34 +14,35 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from wopr_platform.config.settings import Settings
+from wopr_platform.core import naming, subdomains
+from wopr_platform.core.addresses import PublicAddress
+from wopr_platform.core.errors import Conflict, EngineNotFound, NotFound, ValidationFailed
+from wopr_platform.core.faults import CrashPoints
+from wopr_platform.core.reference import ImageReference, InvalidReference, is_allowed, pinned
+from wopr_platform.core.settings import Settings
 from wopr_platform.crypto.secretbox import SecretUnreadable
 from wopr_platform.db.engine import CommitCounter
 from wopr_platform.db.models import Bot
-from wopr_platform.docker.types import ContainerInfo
-from wopr_platform.errors import Conflict, EngineNotFound, NotFound, PlatformError, ValidationFailed
-from wopr_platform.fleet import naming, resources
-from wopr_platform.fleet.containers import BotContainers, Snapshot
-from wopr_platform.fleet.events import EventBus
-from wopr_platform.fleet.faults import CrashPoints
-from wopr_platform.fleet.health import HealthMonitor
-from wopr_platform.fleet.journal import Journal
-from wopr_platform.fleet.locks import BotLocks
-from wopr_platform.fleet.observed import ObservedState
-from wopr_platform.fleet.redaction import keep_redacted, redact_env
+from wopr_platform.fleet import resources
+from wopr_platform.fleet.lifecycle.containers import BotContainers, Snapshot
+from wopr_platform.fleet.lifecycle.journal import Journal
+from wopr_platform.fleet.lifecycle.locks import BotLocks
+from wopr_platform.fleet.lifecycle.replace import Replaced, Replacer
+from wopr_platform.fleet.observation.events import EventBus
+from wopr_platform.fleet.observation.health import HealthMonitor
+from wopr_platform.fleet.observation.observed import ObservedState
+from wopr_platform.fleet.observation.stats import StatsCollector
 from wopr_platform.fleet.repository import BotRepository
 from wopr_platform.fleet.schemas import BotCreate, BotPatch
-from wopr_platform.fleet.secret_env import SecretEnv
-from wopr_platform.fleet.stats import StatsCollector
-from wopr_platform.images.reference import ImageReference, InvalidReference, is_allowed, pinned
-from wopr_platform.proxy import subdomains
-from wopr_platform.proxy.table import PublicAddress
+from wopr_platform.fleet.secrets.redaction import keep_redacted, redact_env
+from wopr_platform.fleet.secrets.sealed_env import SecretEnv
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,7 @@ class FleetService:
         *,
         sessions: async_sessionmaker[AsyncSession],
         containers: BotContainers,
+        replacer: Replacer,
         observed: ObservedState,
         health: HealthMonitor,
         stats: StatsCollector,
@@ -91,6 +93,7 @@ class FleetService:
         self._list_cache: dict[str, tuple[int, float, Sequence[Any]]] = {}
         self._sessions = sessions
         self._containers = containers
+        self._replacer = replacer
         self._observed = observed
         self._health = health
         self._stats = stats
@@ -104,6 +107,17 @@ class FleetService:
     async def _session(self) -> AsyncIterator[AsyncSession]:
         async with self._sessions() as session, session.begin():
             yield session
+
+    @asynccontextmanager
+    async def operation(self, tenant_id: str | None, bot_id: str, *, engine: bool = True) -> AsyncIterator[Bot]:
+        """One operation on one bot: its lock held throughout (operations on a bot are serialised), the bot loaded
+        (404 when it is not the tenant's; `None` for any tenant, for the platform's own jobs), and with `engine`
+        the Docker engine checked first (503 when it cannot be reached)."""
+        async with self._locks.hold(bot_id):
+            bot = await self._load(tenant_id, bot_id)
+            if engine:
+                await self._containers.require_engine()
+            yield bot
 
     async def load(self) -> None:
         """At start-up: give the health monitor every bot's probe settings, and seal secret values stored in the
@@ -262,8 +276,7 @@ class FleetService:
             raise ValidationFailed("PATCH needs at least one field to change")
         if "image" in changes:
             self._check_image(changes["image"])
-        async with self._locks.hold(bot_id):
-            bot = await self._load(tenant_id, bot_id)
+        async with self.operation(tenant_id, bot_id, engine=False) as bot:
             # a stored-form-only env change (a value newly marked secret gets sealed) recreates nothing
             quiet_env = self._env_changes(bot, changes)
             if "resources" in changes:
@@ -297,7 +310,9 @@ class FleetService:
             if quiet_env is not None:
                 changes["env"] = quiet_env
             if recreate:
-                updated = await self._patch_with_recreate(bot, changes, before, after)
+                replaced = await self._replacer.replace(bot, after, changes)
+                assert replaced.bot is not None  # no health gate: it took, or it raised
+                updated = replaced.bot
             else:
                 updated = await self._patch_in_place(bot, changes, before, after)
             if "health_check" in changes:
@@ -338,48 +353,15 @@ class FleetService:
             assert bot.container_id is not None
             await self._containers.set_restart_policy(bot.container_id, after.restart_policy)
         try:
-            return await self._store_changes(bot, changes, container_id=None)
+            return await self._store_changes(bot, changes)
         except BaseException:
             if policy_changed:
                 assert bot.container_id is not None
                 await self._containers.set_restart_policy(bot.container_id, before.restart_policy)
             raise
 
-    async def _patch_with_recreate(self, bot: Bot, changes: dict[str, Any], before: Snapshot, after: Snapshot) -> Bot:
-        await self._containers.require_engine()
-        async with self._session() as session:
-            op_id = self._journal.begin(
-                session, "patch", bot.id, bot.tenant_id, {"before": before.wire(), "after": after.wire()}
-            )
-
-        async def parked(old: ContainerInfo, was_running: bool) -> None:
-            await self._journal.note(op_id, oldContainer=old.id, wasRunning=was_running)
-
-        try:
-            swap = await self._containers.replace(bot, after, on_parked=parked)
-        except PlatformError as err:
-            err.details["rolledBack"] = True
-            await self._journal.finish_now(op_id)
-            raise
-        except BaseException:
-            await self._journal.finish_now(op_id)
-            raise
-        try:
-            updated = await self._store_changes(bot, changes, container_id=swap.new_id, op_id=op_id)
-        except BaseException:
-            await self._containers.restore(bot, swap)
-            await self._journal.finish_now(op_id)
-            raise
-        self._crash.reached("patch.after_commit")
-        if swap.old is not None:
-            await self._containers.remove(swap.old.id)
-        await self._journal.finish_now(op_id)
-        return updated
-
-    async def _store_changes(
-        self, bot: Bot, changes: dict[str, Any], *, container_id: str | None, op_id: str | None = None
-    ) -> Bot:
-        """Write the new profile (and mark the journal row committed in the same transaction)."""
+    async def _store_changes(self, bot: Bot, changes: dict[str, Any]) -> Bot:
+        """Write a profile change that leaves the container as it is."""
         async with self._session() as session:
             repo = BotRepository(session)
             stored = await repo.get(bot.tenant_id, bot.id)
@@ -388,18 +370,12 @@ class FleetService:
             for field, value in changes.items():
                 setattr(stored, field, value)
             stored.updated_at = _now()
-            if container_id is not None:
-                stored.container_id = container_id
-            if op_id is not None:
-                await self._journal.mark(session, op_id, "committed")
             await repo.flush()
             return stored
 
     async def delete_bot(self, tenant_id: str, bot_id: str, *, remove_volumes: bool) -> None:
         """Remove the bot's containers (and its volume if asked), then its profile."""
-        async with self._locks.hold(bot_id):
-            bot = await self._load(tenant_id, bot_id)
-            await self._containers.require_engine()
+        async with self.operation(tenant_id, bot_id) as bot:
             async with self._session() as session:
                 op_id = self._journal.begin(
                     session,
@@ -428,9 +404,7 @@ class FleetService:
 
     async def start_bot(self, tenant_id: str, bot_id: str) -> None:
         """Make it run (recreating a container removed behind our back), then want it running."""
-        async with self._locks.hold(bot_id):
-            bot = await self._load(tenant_id, bot_id)
-            await self._containers.require_engine()
+        async with self.operation(tenant_id, bot_id) as bot:
             container = await self._containers.existing(bot)
             if container is None:
                 new_id = await self._containers.build(bot, Snapshot.of(bot), start=True, crash_prefix="start")
@@ -441,9 +415,7 @@ class FleetService:
 
     async def stop_bot(self, tenant_id: str, bot_id: str) -> None:
         """Want it stopped and stop it (SIGTERM, then SIGKILL after the stop timeout)."""
-        async with self._locks.hold(bot_id):
-            bot = await self._load(tenant_id, bot_id)
-            await self._containers.require_engine()
+        async with self.operation(tenant_id, bot_id) as bot:
             await self._set_desired(bot, "stopped")
             container = await self._containers.existing(bot)
             if container is not None:
@@ -451,9 +423,7 @@ class FleetService:
 
     async def restart_bot(self, tenant_id: str, bot_id: str) -> None:
         """Restart it, then want it running."""
-        async with self._locks.hold(bot_id):
-            bot = await self._load(tenant_id, bot_id)
-            await self._containers.require_engine()
+        async with self.operation(tenant_id, bot_id) as bot:
             container = await self._containers.existing(bot)
             if container is None:
                 new_id = await self._containers.build(bot, Snapshot.of(bot), start=True, crash_prefix="start")
@@ -461,6 +431,34 @@ class FleetService:
                 return
             await self._containers.restart(container.id)
             await self._set_desired(bot, "running")
+
+    # image updates: what the updates domain asks of a bot it holds through `operation` ---------------------
+
+    async def require_engine(self) -> None:
+        """503 when the Docker engine cannot be reached."""
+        await self._containers.require_engine()
+
+    async def pull(self, image: str) -> None:
+        """Fetch an image before anything is touched (an update that cannot pull leaves the bot as it is)."""
+        await self._containers.pull(image)
+
+    async def replace_image(self, bot: Bot, digest: str, *, health_timeout: float) -> Replaced:
+        """Move a held bot to `digest` of its image reference, gated by its health; the old container comes back
+        (and the answer says why) when the new one does not turn healthy in time."""
+        after = replace(Snapshot.of(bot), image=pinned(bot.image, digest))  # only the image: env, volume, limits stay
+        changes = {"image_digest": digest, "rejected_digest": None}
+        return await self._replacer.replace(bot, after, changes, health_timeout=health_timeout, crash_prefix="update")
+
+    async def reject_digest(self, bot_id: str, digest: str) -> None:
+        """Remember that this digest failed on this bot, so no policy applies it again by itself."""
+        async with self._session() as session:
+            stored = await BotRepository(session).get_any(bot_id)
+            if stored is not None:
+                stored.rejected_digest = digest
+
+    async def remove_image(self, image_id: str) -> bool:
+        """Remove an image no container uses any more (the engine keeps one still in use)."""
+        return await self._containers.remove_image(image_id)
 
     # helpers --------------------------------------------------------------------------------------------
 
@@ -496,9 +494,10 @@ class FleetService:
         )
         return address.urls(bot.subdomain, bot.id)
 
-    async def _load(self, tenant_id: str, bot_id: str) -> Bot:
+    async def _load(self, tenant_id: str | None, bot_id: str) -> Bot:
         async with self._sessions() as session:  # read-only: rolled back, so it counts as no commit
-            bot = await BotRepository(session).get(tenant_id, bot_id)
+            repo = BotRepository(session)
+            bot = await (repo.get(tenant_id, bot_id) if tenant_id is not None else repo.get_any(bot_id))
         if bot is None:
             raise NotFound("bot not found", details={"botId": bot_id})
         return bot

@@ -10,17 +10,18 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from wopr_platform.config.settings import Settings
+from wopr_platform.core import naming
+from wopr_platform.core.errors import EngineNotFound, ValidationFailed
+from wopr_platform.core.faults import CrashPoints
+from wopr_platform.core.reference import ImageReference, InvalidReference, pinned
+from wopr_platform.core.settings import Settings
 from wopr_platform.db.models import Bot
 from wopr_platform.docker.engine import DockerEngine
 from wopr_platform.docker.types import ContainerInfo, ContainerSpec
-from wopr_platform.errors import EngineNotFound, ValidationFailed
-from wopr_platform.fleet import naming, resources
-from wopr_platform.fleet.faults import CrashPoints
-from wopr_platform.fleet.health import HealthMonitor
-from wopr_platform.fleet.observed import ObservedState
-from wopr_platform.fleet.secret_env import SecretEnv, SecretsUnreadable
-from wopr_platform.images.reference import ImageReference, InvalidReference, pinned
+from wopr_platform.fleet import resources
+from wopr_platform.fleet.observation.health import HealthMonitor
+from wopr_platform.fleet.observation.observed import ObservedState
+from wopr_platform.fleet.secrets.sealed_env import SecretEnv, SecretsUnreadable
 
 RegistryAuth = Callable[[str], dict[str, str] | None]
 

@@ -7,12 +7,13 @@ import logging
 import time
 from collections.abc import Callable
 
+from wopr_platform.core.errors import EngineNotFound, PlatformError
+from wopr_platform.core.naming import LABEL_TENANT
 from wopr_platform.docker.engine import DockerEngine
-from wopr_platform.docker.types import LABEL_TENANT, EngineEvent
-from wopr_platform.errors import EngineNotFound, PlatformError
-from wopr_platform.fleet.events import EventBus
-from wopr_platform.fleet.health import HealthMonitor
-from wopr_platform.fleet.observed import ObservedState
+from wopr_platform.docker.types import EngineEvent
+from wopr_platform.fleet.observation.events import EventBus
+from wopr_platform.fleet.observation.health import HealthMonitor
+from wopr_platform.fleet.observation.observed import ObservedState
 
 log = logging.getLogger(__name__)
 

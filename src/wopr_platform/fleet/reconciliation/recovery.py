@@ -10,14 +10,14 @@ import logging
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from wopr_platform.core import naming
+from wopr_platform.core.errors import EngineConflict, EngineNotFound
 from wopr_platform.db.models import Bot, Operation
 from wopr_platform.docker.engine import DockerEngine
-from wopr_platform.errors import EngineConflict, EngineNotFound
-from wopr_platform.fleet import naming
-from wopr_platform.fleet.containers import BotContainers
-from wopr_platform.fleet.events import EventBus
-from wopr_platform.fleet.journal import Journal
-from wopr_platform.fleet.locks import BotLocks
+from wopr_platform.fleet.lifecycle.containers import BotContainers
+from wopr_platform.fleet.lifecycle.journal import Journal
+from wopr_platform.fleet.lifecycle.locks import BotLocks
+from wopr_platform.fleet.observation.events import EventBus
 from wopr_platform.fleet.repository import BotRepository
 
 log = logging.getLogger(__name__)

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from wopr_platform.api.auth import Operator
-from wopr_platform.errors import ServiceUnavailable
+from wopr_platform.api.deps import AllServices
+from wopr_platform.core.errors import ServiceUnavailable
 from wopr_platform.proxy.schemas import RouteList
-from wopr_platform.proxy.sync import ProxySync
 
 router = APIRouter(prefix="/proxy", tags=["proxy"])
 
 
 @router.get("/routes", response_model=RouteList)
-async def list_routes(principal: Operator, request: Request) -> JSONResponse:
+async def list_routes(principal: Operator, services: AllServices) -> JSONResponse:
     """The caller's tenant's routing table (host and path of each bot, where they lead now) and the proxy's state."""
-    proxy: ProxySync | None = request.app.state.proxy
+    proxy = services.proxy
     if proxy is None:
         raise ServiceUnavailable("tenant routing is off (PROXY_ENABLED=false)", details={"code": "proxy_disabled"})
     return JSONResponse({"routes": proxy.routes(principal.tenant_id), "proxy": proxy.status()})

@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 import httpx
 
-from wopr_platform.errors import ProxyRejected, ProxyUnavailable
+from wopr_platform.core.errors import ProxyRejected, ProxyUnavailable
 
 ADMIN_TIMEOUT_SECONDS = 10.0
 # what Caddy 2.6 answers (always with status 500) when a PATCH target or its parents do not exist yet

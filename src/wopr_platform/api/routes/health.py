@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from wopr_platform.errors import PlatformError
+from wopr_platform.api.deps import AllServices
+from wopr_platform.core.errors import PlatformError
 
 router = APIRouter(tags=["health"])
 
@@ -20,9 +21,9 @@ async def health() -> dict[str, str]:
 
 
 @router.get("/health/ready")
-async def ready(request: Request) -> JSONResponse:
+async def ready(services: AllServices) -> JSONResponse:
     """200 when the database, the Docker engine and (with tenant routing on) Caddy answer; 503 naming what does not."""
-    state = request.app.state
+    state = services
     checks: dict[str, Any] = {}
     try:
         async with state.sessions() as session:
@@ -44,14 +45,13 @@ async def ready(request: Request) -> JSONResponse:
         routable, reason = proxy.readiness()
         checks["proxy"] = {"ok": routable, "enabled": True, "reason": reason, "adminUrl": proxy.status()["adminUrl"]}
     ok = all(check["ok"] for check in checks.values())
-    leadership = getattr(state, "leadership", None)
     return JSONResponse(
         {
             "status": "ready" if ok else "not_ready",
             "service": "wopr-platform",
             "checks": checks,
             # the leader runs the reconciler, registry checks and rollouts; every replica serves the API
-            "leader": leadership.is_leader if leadership is not None else False,
+            "leader": state.leadership.is_leader,
         },
         status_code=200 if ok else 503,
     )

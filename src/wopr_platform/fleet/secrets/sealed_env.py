@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection, Mapping
 
+from wopr_platform.core.errors import PlatformError, ServiceUnavailable
 from wopr_platform.crypto.secretbox import SecretBox, SecretUnreadable
-from wopr_platform.errors import PlatformError, ServiceUnavailable
 
 log = logging.getLogger(__name__)
 

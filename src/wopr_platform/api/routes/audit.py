@@ -6,25 +6,19 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from pydantic import BeforeValidator
 
 from wopr_platform.api.auth import Operator
+from wopr_platform.api.deps import UUID_RE, Audit
 from wopr_platform.audit.schemas import AuditPage, AuditQuery
-from wopr_platform.audit.service import AuditService
-from wopr_platform.fleet.routes import UUID_RE
 
 router = APIRouter(tags=["audit"])
 # a whole action ("PATCH /fleet/bots/{bot_id}") or only its method ("DELETE")
 ACTION_PATTERN = r"^(POST|PATCH|PUT|DELETE)( /[A-Za-z0-9_{}/.-]{0,200})?$"
 MAX_CURSOR = 2**63 - 1
 ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
-
-
-def _service(request: Request) -> AuditService:
-    service: AuditService = request.app.state.audit
-    return service
 
 
 def _iso_8601(value: object) -> object:
@@ -41,7 +35,6 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC)
 
 
-Audit = Annotated[AuditService, Depends(_service)]
 Time = Annotated[datetime | None, BeforeValidator(_iso_8601)]
 
 

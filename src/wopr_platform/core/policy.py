@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from wopr_platform.fleet.cron import CronSchedule
+from wopr_platform.core.cron import CronSchedule
 
 PolicyKind = Literal["on-push", "nightly", "manual", "cron"]
 

@@ -11,15 +11,14 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from wopr_platform.crypto.secretbox import MIN_SECRET_BYTES
-from wopr_platform.docker.types import Limits
-from wopr_platform.fleet import resources
-from wopr_platform.images.reference import ImageReference, InvalidReference
-from wopr_platform.images.registry import CredentialStore
-from wopr_platform.proxy import addresses as proxy_addresses
+from wopr_platform.core import addresses as proxy_addresses
+from wopr_platform.core import limits
+from wopr_platform.core.limits import Limits
+from wopr_platform.core.reference import ImageReference, InvalidReference
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 DATABASE_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
+MIN_SECRET_BYTES = 16  # of PLATFORM_SECRET and each PLATFORM_SECRET_PREVIOUS entry
 
 
 class Settings(BaseSettings):
@@ -55,22 +54,18 @@ class Settings(BaseSettings):
     crash_at: str | None = Field(None, validation_alias="WOPR_CRASH_AT")
     stats_interval: float = Field(10.0, gt=0, le=3600, validation_alias="FLEET_STATS_INTERVAL")
     resync_interval: float = Field(30.0, gt=0, le=3600, validation_alias="FLEET_RESYNC_INTERVAL")
-    # resource limits of each bot container (see fleet/resources.py): the bounds of a bot's own `resources`,
+    # resource limits of each bot container (see fleet/limits.py): the bounds of a bot's own `resources`,
     # then the defaults of a bot without them (each within its bound; checked in that order)
     max_memory_mb: int = Field(
-        8192, ge=resources.MIN_MEMORY_MB, le=resources.CEILING_MEMORY_MB, validation_alias="FLEET_MAX_MEMORY_MB"
+        8192, ge=limits.MIN_MEMORY_MB, le=limits.CEILING_MEMORY_MB, validation_alias="FLEET_MAX_MEMORY_MB"
     )
-    max_cpus: float = Field(4.0, ge=resources.MIN_CPUS, le=resources.CEILING_CPUS, validation_alias="FLEET_MAX_CPUS")
-    max_pids: int = Field(4096, ge=resources.MIN_PIDS, le=resources.CEILING_PIDS, validation_alias="FLEET_MAX_PIDS")
+    max_cpus: float = Field(4.0, ge=limits.MIN_CPUS, le=limits.CEILING_CPUS, validation_alias="FLEET_MAX_CPUS")
+    max_pids: int = Field(4096, ge=limits.MIN_PIDS, le=limits.CEILING_PIDS, validation_alias="FLEET_MAX_PIDS")
     default_memory_mb: int = Field(
-        512, ge=resources.MIN_MEMORY_MB, le=resources.CEILING_MEMORY_MB, validation_alias="FLEET_DEFAULT_MEMORY_MB"
+        512, ge=limits.MIN_MEMORY_MB, le=limits.CEILING_MEMORY_MB, validation_alias="FLEET_DEFAULT_MEMORY_MB"
     )
-    default_cpus: float = Field(
-        1.0, ge=resources.MIN_CPUS, le=resources.CEILING_CPUS, validation_alias="FLEET_DEFAULT_CPUS"
-    )
-    default_pids: int = Field(
-        256, ge=resources.MIN_PIDS, le=resources.CEILING_PIDS, validation_alias="FLEET_DEFAULT_PIDS"
-    )
+    default_cpus: float = Field(1.0, ge=limits.MIN_CPUS, le=limits.CEILING_CPUS, validation_alias="FLEET_DEFAULT_CPUS")
+    default_pids: int = Field(256, ge=limits.MIN_PIDS, le=limits.CEILING_PIDS, validation_alias="FLEET_DEFAULT_PIDS")
     # profile templates (None: the packaged standard templates) and the file of values for their ${VAR}s
     templates_dir: Path | None = Field(None, validation_alias="FLEET_TEMPLATES_DIR")
     template_secrets_file: Path | None = Field(None, validation_alias="FLEET_TEMPLATE_SECRETS")
@@ -186,13 +181,6 @@ class Settings(BaseSettings):
                     ImageReference.check_allowlist_entry(str(entry))
                 except InvalidReference as err:
                     raise ValueError(f"{entry!r}: {err}") from err
-        return value
-
-    @field_validator("registry_credentials_file")
-    @classmethod
-    def _check_credentials(cls, value: Path | None) -> Path | None:
-        if value is not None:
-            CredentialStore.from_file(value)  # a missing or malformed file stops start-up with its reason
         return value
 
     @field_validator("registry_insecure", mode="before")

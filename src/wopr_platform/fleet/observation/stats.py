@@ -6,10 +6,10 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
+from wopr_platform.core.errors import PlatformError
 from wopr_platform.docker.engine import DockerEngine
 from wopr_platform.docker.types import ContainerStats
-from wopr_platform.errors import PlatformError
-from wopr_platform.fleet.observed import ObservedState
+from wopr_platform.fleet.observation.observed import ObservedState
 
 log = logging.getLogger(__name__)
 

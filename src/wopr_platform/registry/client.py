@@ -20,14 +20,14 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from wopr_platform.errors import (
+from wopr_platform.core.errors import (
     ManifestUnknown,
     RegistryAuthFailed,
     RegistryError,
     RegistryRateLimited,
     RegistryUnavailable,
 )
-from wopr_platform.images.reference import DOCKER_HUB, ImageReference
+from wopr_platform.core.reference import DOCKER_HUB, ImageReference
 
 # Without these a registry answers with a schema1 manifest whose digest never matches Docker's RepoDigests.
 MANIFEST_MEDIA_TYPES = (

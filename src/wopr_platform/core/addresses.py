@@ -1,12 +1,16 @@
-"""Checks of the proxy's settings: listen addresses, the base domain, Caddy's admin URL (pure functions)."""
+"""Where tenants reach their bots: checks of the proxy's addresses (listen, base domain, Caddy's admin URL) and the
+public URLs they give each bot (pure functions)."""
 
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass
+from typing import Literal
 from urllib.parse import urlsplit
 
-from wopr_platform.proxy.subdomains import LABEL_RE
+from wopr_platform.core.subdomains import LABEL_RE
 
+PATH_PREFIX = "/instance/"  # a bot is also reached at <domain>/instance/<bot id>/
 MAX_DOMAIN = 189  # so that `<63-character subdomain>.<domain>` stays within DNS's 253
 
 
@@ -68,3 +72,32 @@ def check_status_ip(value: str) -> str:
     if not address.is_loopback or int(address) & 0xFF > 253:
         raise ValueError("must be a 127.x.y.z address with z at most 253 (three addresses from it are used)")
     return str(address)
+
+
+@dataclass(frozen=True, slots=True)
+class PublicAddress:
+    """How tenants reach the proxy: scheme, base domain and the port of its first listen address."""
+
+    scheme: Literal["http", "https"]
+    domain: str
+    port: int
+
+    @classmethod
+    def of(cls, *, domain: str, listen: list[str], tls: bool) -> PublicAddress:
+        scheme: Literal["http", "https"] = "https" if tls else "http"
+        port = int(listen[0].rsplit(":", 1)[1]) if listen else (443 if tls else 80)
+        return cls(scheme, domain, port)
+
+    def _origin(self, host: str) -> str:
+        default = 443 if self.scheme == "https" else 80
+        return f"{self.scheme}://{host}" + ("" if self.port == default else f":{self.port}")
+
+    def host(self, subdomain: str) -> str:
+        return f"{subdomain}.{self.domain}"
+
+    def urls(self, subdomain: str, bot_id: str) -> dict[str, str]:
+        """The bot's public URLs: by host and by path."""
+        return {
+            "host": self._origin(self.host(subdomain)) + "/",
+            "path": self._origin(self.domain) + f"{PATH_PREFIX}{bot_id}/",
+        }

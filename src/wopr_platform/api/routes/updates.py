@@ -4,30 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse
 
 from wopr_platform.api.auth import Operator
-from wopr_platform.errors import NotFound
-from wopr_platform.fleet.routes import UUID_RE, BotId
+from wopr_platform.api.deps import BotId, Updates, checked_id
 from wopr_platform.updates.schemas import ImageStatus, RolloutList, RolloutOut, UpdateHistory, UpdateResultOut
-from wopr_platform.updates.service import UpdateService
 
 router = APIRouter(prefix="/fleet", tags=["updates"])
 
 
-def _service(request: Request) -> UpdateService:
-    service: UpdateService = request.app.state.updates
-    return service
-
-
 def _rollout_id(rollout_id: Annotated[str, Path()]) -> str:
-    if not UUID_RE.match(rollout_id):
-        raise NotFound("rollout not found", details={"rolloutId": rollout_id[:64]})
-    return rollout_id.lower()
+    return checked_id(rollout_id, "rollout")
 
 
-Updates = Annotated[UpdateService, Depends(_service)]
 Limit = Annotated[int, Query(ge=1, le=500)]
 
 

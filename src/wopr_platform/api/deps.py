@@ -1,0 +1,87 @@
+"""What the HTTP layer is handed by the composition root: the services, typed, and one dependency per service.
+
+Routes take `Fleet`, `Templates`, `Updates`, ... as parameters; nothing else in the HTTP layer reads `app.state`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Path, Request
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from wopr_platform.audit.service import AuditService
+from wopr_platform.core.errors import NotFound
+from wopr_platform.db.leadership import Leadership
+from wopr_platform.docker.engine import DockerEngine
+from wopr_platform.fleet.lifecycle.service import FleetService
+from wopr_platform.fleet.observation.events import EventBus
+from wopr_platform.fleet.observation.observed import ObservedState
+from wopr_platform.fleet.reconciliation.reconciler import Reconciler
+from wopr_platform.proxy.sync import ProxySync
+from wopr_platform.templates.service import TemplateService
+from wopr_platform.updates.service import UpdateService
+
+UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """Every service a route may call, built once per process by the composition root (`wopr_platform.app`)."""
+
+    fleet: FleetService
+    templates: TemplateService
+    updates: UpdateService
+    audit: AuditService
+    reconciler: Reconciler
+    events: EventBus
+    proxy: ProxySync | None  # None when tenant routing is off
+    # what readiness checks
+    sessions: async_sessionmaker[AsyncSession]
+    docker: DockerEngine
+    observed: ObservedState
+    leadership: Leadership
+
+
+def services(request: Request) -> Services:
+    """The process's services (set by the app's lifespan before the first request)."""
+    found = request.app.state.services
+    assert isinstance(found, Services)
+    return found
+
+
+def _fleet(request: Request) -> FleetService:
+    return services(request).fleet
+
+
+def _templates(request: Request) -> TemplateService:
+    return services(request).templates
+
+
+def _updates(request: Request) -> UpdateService:
+    return services(request).updates
+
+
+def _audit(request: Request) -> AuditService:
+    return services(request).audit
+
+
+def checked_id(value: str, what: str) -> str:
+    """An id must be a UUID; anything else cannot name one, so it is a 404 (`what` names it in the answer)."""
+    if not UUID_RE.match(value):
+        raise NotFound(f"{what} not found", details={f"{what}Id": value[:64]})
+    return value.lower()
+
+
+def _bot_id(bot_id: Annotated[str, Path()]) -> str:
+    return checked_id(bot_id, "bot")
+
+
+AllServices = Annotated[Services, Depends(services)]
+Fleet = Annotated[FleetService, Depends(_fleet)]
+Templates = Annotated[TemplateService, Depends(_templates)]
+Updates = Annotated[UpdateService, Depends(_updates)]
+Audit = Annotated[AuditService, Depends(_audit)]
+BotId = Annotated[str, Depends(_bot_id)]

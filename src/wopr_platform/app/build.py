@@ -1,0 +1,265 @@
+"""The composition root: builds every adapter, service and background loop from the settings, once per process.
+
+This is the one place that knows how the parts fit together; each part is handed what it needs here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from wopr_platform.api.deps import Services
+from wopr_platform.app.loops import Loop
+from wopr_platform.audit.service import AuditService
+from wopr_platform.audit.writer import AuditWriter
+from wopr_platform.caddy.admin import CaddyAdmin
+from wopr_platform.core.faults import CrashPoints
+from wopr_platform.core.settings import Settings, SettingsError
+from wopr_platform.crypto.keys import secret_box
+from wopr_platform.db.engine import CommitCounter, create_engine, create_sessionmaker
+from wopr_platform.db.leadership import Leadership
+from wopr_platform.db.migrate import upgrade
+from wopr_platform.docker.engine import DockerEngine
+from wopr_platform.fleet.lifecycle.containers import BotContainers
+from wopr_platform.fleet.lifecycle.journal import Journal
+from wopr_platform.fleet.lifecycle.locks import BotLocks
+from wopr_platform.fleet.lifecycle.replace import Replacer
+from wopr_platform.fleet.lifecycle.service import FleetService
+from wopr_platform.fleet.observation.events import EventBus
+from wopr_platform.fleet.observation.health import HealthMonitor, ProbeConfig
+from wopr_platform.fleet.observation.observed import ObservedState
+from wopr_platform.fleet.observation.stats import StatsCollector
+from wopr_platform.fleet.observation.watcher import EngineWatcher
+from wopr_platform.fleet.reconciliation.reconciler import Reconciler
+from wopr_platform.fleet.reconciliation.recovery import Recovery
+from wopr_platform.fleet.secrets.sealed_env import SecretEnv
+from wopr_platform.instance.client import InstanceClient
+from wopr_platform.proxy.sync import ProxySync
+from wopr_platform.registry.client import CredentialStore, RegistryClient
+from wopr_platform.templates.loader import packaged_directory
+from wopr_platform.templates.secrets import SecretStore
+from wopr_platform.templates.service import TemplateService
+from wopr_platform.updates.clock import Clock
+from wopr_platform.updates.rollouts import RolloutRules, RolloutScheduler
+from wopr_platform.updates.service import UpdateService
+from wopr_platform.updates.updater import Updater
+from wopr_platform.updates.watcher import ImageWatcher
+
+
+def check_settings(settings: Settings) -> None:
+    """What the settings name but cannot check by themselves (files they point at); SettingsError with one line."""
+    try:
+        CredentialStore.from_file(settings.registry_credentials_file)
+    except ValueError as err:
+        raise SettingsError(f"invalid setting FLEET_REGISTRY_CREDENTIALS: {err}") from None
+
+
+@dataclass(slots=True)
+class Platform:
+    """Everything one process runs: the services routes call, and the loops and clients behind them."""
+
+    services: Services
+    # every replica keeps its own view of the engine and of the routing table; only the leader changes the fleet
+    loops: tuple[Loop, ...]
+    leader_loops: tuple[Loop, ...]
+    leadership: Leadership
+    watcher: EngineWatcher
+    reconciler: Reconciler
+    registry: RegistryClient
+    image_watcher: ImageWatcher
+    rollouts: RolloutScheduler
+    database: AsyncEngine
+    clients: tuple[Closable, ...] = ()
+
+    async def close_clients(self) -> None:
+        """Close the connections to the outside systems (the database stays open for the last audit records)."""
+        for client in self.clients:
+            await client.close()
+
+    async def close_database(self) -> None:
+        await self.database.dispose()
+
+
+class Closable(Protocol):
+    async def close(self) -> None: ...
+
+
+async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: AuditWriter) -> Platform:
+    """Migrate the database, then build the platform; nothing here touches the engine yet."""
+    db = create_engine(settings.database_url)
+    await upgrade(db)
+    sessions = create_sessionmaker(db)
+    audit.start(sessions)
+    docker = DockerEngine(settings.docker_host, timeout=settings.docker_timeout, platform_id=settings.platform_id)
+    instances = InstanceClient(timeout=settings.health_timeout)
+    observed = ObservedState()
+    health = HealthMonitor(
+        observed,
+        instances,
+        events=events,
+        defaults=ProbeConfig(
+            endpoint="/health",
+            interval=settings.health_interval,
+            timeout=settings.health_timeout,
+            retries=settings.health_retries,
+            start_period=settings.health_start_period,
+        ),
+    )
+    stats = StatsCollector(docker, observed, interval=settings.stats_interval)
+    crash = CrashPoints(settings.crash_at if settings.env == "test" else None)
+    locks = BotLocks()
+    journal = Journal(sessions)
+    credentials = CredentialStore.from_file(settings.registry_credentials_file)
+    registry = RegistryClient(
+        credentials=credentials, insecure_hosts=settings.registry_insecure, timeout=settings.registry_timeout
+    )
+    secret_env = SecretEnv(await asyncio.to_thread(secret_box, settings))
+    containers = BotContainers(
+        engine=docker,
+        observed=observed,
+        health=health,
+        settings=settings,
+        crash=crash,
+        secrets=secret_env,
+        registry_auth=credentials.engine_auth,
+    )
+    replacer = Replacer(
+        sessions=sessions,
+        containers=containers,
+        instances=instances,
+        health=health,
+        journal=journal,
+        crash=crash,
+    )
+    recovery = Recovery(
+        sessions=sessions, journal=journal, containers=containers, engine=docker, locks=locks, events=events
+    )
+    reconciler = Reconciler(
+        sessions=sessions,
+        containers=containers,
+        observed=observed,
+        locks=locks,
+        events=events,
+        recovery=recovery,
+        interval=settings.reconcile_interval,
+        orphan_grace=settings.orphan_grace,
+    )
+    watcher = EngineWatcher(
+        docker, observed, health, events, resync_interval=settings.resync_interval, on_change=reconciler.kick
+    )
+    fleet = FleetService(
+        sessions=sessions,
+        containers=containers,
+        replacer=replacer,
+        observed=observed,
+        health=health,
+        stats=stats,
+        events=events,
+        journal=journal,
+        locks=locks,
+        crash=crash,
+        commits=CommitCounter(db),
+        settings=settings,
+        secrets=secret_env,
+    )
+    await fleet.load()
+    templates = TemplateService(
+        directory=settings.templates_dir or packaged_directory(),
+        secrets=SecretStore(environ=os.environ, file=settings.template_secrets_file),
+        fleet=fleet,
+        sessions=sessions,
+    )
+    await templates.load()  # a bad template file is logged and skipped, never fatal
+    updater = Updater(
+        sessions=sessions,
+        fleet=fleet,
+        events=events,
+        clock=clock,
+        crash=crash,
+        health_timeout=settings.update_health_timeout,
+    )
+    window = timedelta(seconds=settings.update_window)
+    scheduler = RolloutScheduler(
+        sessions=sessions,
+        updater=updater,
+        events=events,
+        clock=clock,
+        rules=RolloutRules(
+            waves=settings.rollout_waves,
+            max_failure_rate=settings.rollout_max_failure_rate,
+            parallel=settings.rollout_parallel,
+            nightly_at=settings.update_nightly_at,
+            window=window,
+        ),
+        ready=reconciler.recovered,
+    )
+    images = ImageWatcher(
+        sessions=sessions,
+        registry=registry,
+        clock=clock,
+        intervals={
+            "canary": settings.update_interval_canary,
+            "staging": settings.update_interval_staging,
+            "stable": settings.update_interval_stable,
+        },
+        jitter=settings.update_jitter,
+        on_new_digest=scheduler.kick,
+    )
+    updates = UpdateService(
+        sessions=sessions,
+        watcher=images,
+        updater=updater,
+        clock=clock,
+        nightly_at=settings.update_nightly_at,
+        window=window,
+    )
+    leadership = Leadership(settings.database_url, settings.platform_id)
+    # tenant routing: the routing table and the DNS that Caddy asks (every replica), Caddy's config (put back
+    # by the leader); a missing Caddy is reported in /health/ready and retried, never a reason not to start
+    caddy = CaddyAdmin(settings.caddy_admin_url) if settings.proxy_enabled else None
+    proxy = None
+    if caddy is not None:
+        proxy = ProxySync(
+            settings=settings,
+            sessions=sessions,
+            commits=CommitCounter(db),
+            observed=observed,
+            health_of=health.status,
+            caddy=caddy,
+            may_write=lambda: leadership.is_leader,
+        )
+    services = Services(
+        fleet=fleet,
+        templates=templates,
+        updates=updates,
+        audit=AuditService(sessions=sessions, writer=audit),
+        reconciler=reconciler,
+        events=events,
+        proxy=proxy,
+        sessions=sessions,
+        docker=docker,
+        observed=observed,
+        leadership=leadership,
+    )
+    loops: tuple[Loop, ...] = (leadership, watcher, health, stats)
+    if proxy is not None:
+        loops += (proxy,)
+    clients: tuple[Closable, ...] = (instances, *((caddy,) if caddy is not None else ()), registry, docker)
+    return Platform(
+        services=services,
+        loops=loops,
+        leader_loops=(reconciler, images, scheduler),
+        leadership=leadership,
+        watcher=watcher,
+        reconciler=reconciler,
+        registry=registry,
+        image_watcher=images,
+        rollouts=scheduler,
+        database=db,
+        clients=clients,
+    )

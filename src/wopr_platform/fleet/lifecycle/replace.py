@@ -1,0 +1,162 @@
+"""The one way a bot's container is replaced: a profile change (PATCH), an image update and its rollback all use it.
+
+The steps: the intent goes to the journal (its one durable step before Docker is touched); the old container
+is parked (stopped, renamed, kept) and a new one built from the new snapshot; optionally the new one must turn
+healthy within a deadline; then the profile change is stored with the journal row marked committed, in one
+transaction; only then is the old container removed. A failure at any step brings the old container back, and a
+crash at any step is settled by recovery at the next start (the old container comes back unless the change was
+committed). The caller holds the bot's lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from wopr_platform.core.errors import NotFound, PlatformError
+from wopr_platform.core.faults import CrashPoints
+from wopr_platform.db.models import Bot
+from wopr_platform.docker.types import ContainerInfo
+from wopr_platform.fleet.lifecycle.containers import BotContainers, Snapshot
+from wopr_platform.fleet.lifecycle.journal import Journal
+from wopr_platform.fleet.observation.health import HealthMonitor
+from wopr_platform.fleet.repository import BotRepository
+from wopr_platform.instance.client import InstanceClient
+
+# the new instance is probed soon after its start (it usually answers within milliseconds), then less often
+FIRST_PROBE_PAUSE = 0.025
+MAX_PROBE_PAUSE = 0.5
+RUNNING_STATES = ("created", "running", "restarting")
+
+
+@dataclass(frozen=True, slots=True)
+class Replaced:
+    """How a replacement ended: the stored bot when it took, else why the previous container is back."""
+
+    bot: Bot | None
+    why: str
+    old_image_id: str | None = None  # the image the removed container ran (the caller may drop it)
+
+    @property
+    def took(self) -> bool:
+        return self.bot is not None
+
+
+class Replacer:
+    """Replaces containers under the journal, with an optional health gate and undo on failure."""
+
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        containers: BotContainers,
+        instances: InstanceClient,
+        health: HealthMonitor,
+        journal: Journal,
+        crash: CrashPoints,
+    ) -> None:
+        self._sessions = sessions
+        self._containers = containers
+        self._instances = instances
+        self._health = health
+        self._journal = journal
+        self._crash = crash
+
+    async def replace(
+        self,
+        bot: Bot,
+        after: Snapshot,
+        changes: dict[str, Any],
+        *,
+        health_timeout: float | None = None,
+        crash_prefix: str = "patch",
+    ) -> Replaced:
+        """Swap the bot's container for one built from `after` and store `changes` with it.
+
+        With `health_timeout`, the new container must be healthy within it, else the old one comes back and the
+        answer says why (not an exception: an unhealthy image is an outcome). A container that cannot be made or
+        started raises (with `rolledBack` in its details: the previous container is back).
+        """
+        await self._containers.require_engine()
+        before = Snapshot.of(bot)
+        async with self._sessions() as session, session.begin():  # the journal's durable step
+            op_id = self._journal.begin(
+                session, "patch", bot.id, bot.tenant_id, {"before": before.wire(), "after": after.wire()}
+            )
+
+        async def parked(old: ContainerInfo, was_running: bool) -> None:
+            await self._journal.note(op_id, oldContainer=old.id, wasRunning=was_running)
+
+        try:
+            swap = await self._containers.replace(bot, after, on_parked=parked, crash_prefix=crash_prefix)
+        except PlatformError as err:
+            err.details["rolledBack"] = True
+            await self._journal.finish_now(op_id)
+            raise
+        except BaseException:
+            await self._journal.finish_now(op_id)
+            raise
+        if health_timeout is not None:
+            healthy, why = await self._wait_healthy(bot, swap.new_id, health_timeout)
+            self._crash.reached(f"{crash_prefix}.after_health_gate")
+            if not healthy:
+                try:
+                    await self._containers.restore(bot, swap)
+                finally:
+                    await self._journal.finish_now(op_id)
+                return Replaced(bot=None, why=why)
+        try:
+            stored = await self._store(bot, changes, container_id=swap.new_id, op_id=op_id)
+        except BaseException:
+            await self._containers.restore(bot, swap)
+            await self._journal.finish_now(op_id)
+            raise
+        self._crash.reached(f"{crash_prefix}.after_commit")
+        if swap.old is not None:
+            await self._containers.remove(swap.old.id)
+        await self._journal.finish_now(op_id)
+        return Replaced(bot=stored, why="replaced", old_image_id=swap.old.image_id if swap.old is not None else None)
+
+    async def _store(self, bot: Bot, changes: dict[str, Any], *, container_id: str, op_id: str) -> Bot:
+        """Write the new profile and mark the journal row committed, in one transaction."""
+        async with self._sessions() as session, session.begin():
+            repo = BotRepository(session)
+            stored = await repo.get_any(bot.id)
+            if stored is None:
+                raise NotFound("bot not found", details={"botId": bot.id})
+            for field, value in changes.items():
+                setattr(stored, field, value)
+            stored.updated_at = datetime.now(UTC)
+            stored.container_id = container_id
+            await self._journal.mark(session, op_id, "committed")
+            await repo.flush()
+            return stored
+
+    async def _wait_healthy(self, bot: Bot, container_id: str, within: float) -> tuple[bool, str]:
+        """Probe the new container until it is healthy; False (with why) on exit, restart or timeout."""
+        config = self._health.config(bot.id)
+        deadline = time.monotonic() + within
+        detail = "no answer yet"
+        pause = FIRST_PROBE_PAUSE
+        while True:
+            info = await self._containers.current(container_id)
+            if info is None:
+                return False, "the new container disappeared"
+            if info.state not in RUNNING_STATES:
+                return False, f"the new container stopped (state {info.state}, exit code {info.exit_code})"
+            if info.restart_count > 0:
+                return False, f"the new container restarted {info.restart_count} time(s)"
+            if info.state == "running" and info.ip_address:
+                probe = await self._instances.probe(info.ip_address, config.endpoint, config.timeout)
+                if probe.ok:
+                    return True, "healthy"
+                detail = probe.detail
+            if time.monotonic() >= deadline:
+                return False, f"not healthy within {within:g} s ({detail})"
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, MAX_PROBE_PAUSE)
