@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select
@@ -10,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from wopr_platform.core.errors import Conflict
-from wopr_platform.db.models import Bot
+from wopr_platform.db.models import Bot, TemplateSeed
 
 STATUS_COLUMNS = (
     Bot.id,
@@ -50,6 +51,9 @@ def _conflict(err: IntegrityError) -> Conflict:
     if "volume" in text:
         return Conflict("volumeName is already used by another bot", details={"field": "volumeName"})
     return Conflict("a bot with this name already exists", details={"field": "name"})
+
+
+SEED_CREATING = "creating"  # a seed claim whose bot is not running yet (templates mark it created)
 
 
 class BotRepository:
@@ -115,6 +119,46 @@ class BotRepository:
 
     async def delete(self, bot_id: str) -> None:
         await self._session.execute(delete(Bot).where(Bot.id == bot_id))
+
+    async def claim_seed(self, bot: Bot, version: int, *, stale_bot_id: str | None) -> None:
+        """Record `bot` as its template's seeded bot in the tenant (state `creating`), replacing a stale claim;
+        a Conflict (`already_seeded`) when another seed recorded one first."""
+        template = bot.template_name
+        assert template is not None
+        if stale_bot_id is not None:
+            await self._session.execute(
+                delete(TemplateSeed).where(
+                    TemplateSeed.tenant_id == bot.tenant_id,
+                    TemplateSeed.template_name == template,
+                    TemplateSeed.bot_id == stale_bot_id,
+                    TemplateSeed.state == SEED_CREATING,
+                )
+            )
+        now = datetime.now(UTC)
+        self._session.add(
+            TemplateSeed(
+                tenant_id=bot.tenant_id,
+                template_name=template,
+                template_version=version,
+                bot_id=bot.id,
+                state=SEED_CREATING,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        try:
+            await self._session.flush()
+        except IntegrityError:
+            raise Conflict(
+                f"template {template} has already been seeded",
+                details={"code": "already_seeded", "template": template},
+            ) from None
+
+    async def release_seed(self, bot_id: str) -> None:
+        """Forget the seed claim of a bot that could not be created."""
+        await self._session.execute(
+            delete(TemplateSeed).where(TemplateSeed.bot_id == bot_id, TemplateSeed.state == SEED_CREATING)
+        )
 
     async def taken(self, tenant_id: str, bot_id: str, *, name: str | None, volume: str | None) -> str | None:
         """Which of `name` / `volume` another bot of the tenant already uses (None when both are free)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -100,6 +101,17 @@ Subdomain = Annotated[str, Field(max_length=63), AfterValidator(subdomains.check
 
 
 SECRET_ENV_DESCRIPTION = "the env keys whose values are secret (sealed at rest, shown as ***)"  # noqa: S105 (a description)
+
+
+@dataclass(frozen=True, slots=True)
+class BotOrigin:
+    """Where a new bot comes from: a template (name and version); for a seed also the claim on the template's one
+    seeded bot per tenant, taking the place of `stale_seed` (a seed that never finished making its bot)."""
+
+    template: str
+    version: int
+    seed: bool = False
+    stale_seed: str | None = None
 
 
 class _Wire(BaseModel):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wopr_platform.core.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed
+from wopr_platform.core.errors import NotFound, ServiceUnavailable, ValidationFailed
 
 
 class TemplateNotFound(NotFound):
@@ -26,9 +26,3 @@ class SecretsUnavailable(ServiceUnavailable):
     """The configured secrets file cannot be read."""
 
     code = "secrets_unavailable"
-
-
-class AlreadySeeded(Conflict):
-    """Another seed recorded a bot for this template first."""
-
-    code = "already_seeded"

@@ -5,14 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import and_, delete, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import and_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from wopr_platform.db.models import Bot, TemplateSeed
-from wopr_platform.templates.errors import AlreadySeeded
+from wopr_platform.fleet.repository import SEED_CREATING
 
-CREATING = "creating"
+CREATING = SEED_CREATING  # claimed with the bot by the fleet, in the transaction that stores it
 CREATED = "created"
 
 
@@ -51,38 +50,6 @@ class SeedRepository:
         )
         return {name for name in result.scalars() if name}
 
-    async def claim(
-        self, tenant_id: str, template: str, version: int, bot_id: str, *, stale_bot_id: str | None
-    ) -> None:
-        """Record that `bot_id` is the template's seeded bot, replacing a stale claim; AlreadySeeded if taken."""
-        if stale_bot_id is not None:
-            await self._session.execute(
-                delete(TemplateSeed).where(
-                    TemplateSeed.tenant_id == tenant_id,
-                    TemplateSeed.template_name == template,
-                    TemplateSeed.bot_id == stale_bot_id,
-                    TemplateSeed.state == CREATING,
-                )
-            )
-        now = datetime.now(UTC)
-        self._session.add(
-            TemplateSeed(
-                tenant_id=tenant_id,
-                template_name=template,
-                template_version=version,
-                bot_id=bot_id,
-                state=CREATING,
-                created_at=now,
-                updated_at=now,
-            )
-        )
-        try:
-            await self._session.flush()
-        except IntegrityError:
-            raise AlreadySeeded(
-                f"template {template} has already been seeded", details={"template": template}
-            ) from None
-
     async def mark_created(self, tenant_id: str, template: str, bot_id: str) -> None:
         """The seeded bot exists and was started: from now on its removal is the operator's decision."""
         await self._session.execute(
@@ -93,15 +60,4 @@ class SeedRepository:
                 TemplateSeed.bot_id == bot_id,
             )
             .values(state=CREATED, updated_at=datetime.now(UTC))
-        )
-
-    async def release(self, tenant_id: str, template: str, bot_id: str) -> None:
-        """Forget a claim whose bot could not be created."""
-        await self._session.execute(
-            delete(TemplateSeed).where(
-                TemplateSeed.tenant_id == tenant_id,
-                TemplateSeed.template_name == template,
-                TemplateSeed.bot_id == bot_id,
-                TemplateSeed.state == CREATING,
-            )
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,11 +20,10 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from wopr_platform.core.errors import Conflict, PlatformError, ValidationFailed
-from wopr_platform.db.models import Bot
 from wopr_platform.fleet.lifecycle.service import FleetService
-from wopr_platform.fleet.schemas import BotCreate, HealthCheck
+from wopr_platform.fleet.schemas import BotCreate, BotOrigin, HealthCheck
 from wopr_platform.templates import placeholders
-from wopr_platform.templates.errors import AlreadySeeded, MissingVariables, TemplateNotFound
+from wopr_platform.templates.errors import MissingVariables, TemplateNotFound
 from wopr_platform.templates.loader import Catalog, Loaded, load_directory
 from wopr_platform.templates.repository import CREATED, CREATING, SeedRecord, SeedRepository
 from wopr_platform.templates.schemas import (
@@ -38,8 +37,6 @@ from wopr_platform.templates.schemas import (
 from wopr_platform.templates.secrets import SecretStore
 
 log = logging.getLogger(__name__)
-
-Reserve = Callable[[AsyncSession, Bot], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +131,7 @@ class TemplateService:
         template = self._find(request.template).template
         rendered = await self._render(template, request)
         profile = await self._fleet.create_bot(
-            tenant_id, rendered.request, reserve=self._reserve(template, rendered, seed=None)
+            tenant_id, rendered.request, origin=BotOrigin(template=template.name, version=template.version)
         )
         log.info(
             "bot created from template",
@@ -186,21 +183,14 @@ class TemplateService:
             return False
         overrides = TemplateBotCreate(template=template.name, image=request.image, variables=dict(request.variables))
         rendered = await self._render(template, overrides)
-        claimed: list[str] = []
+        origin = BotOrigin(template=template.name, version=template.version, seed=True, stale_seed=stale)
         try:
-            profile = await self._fleet.create_bot(
-                tenant_id, rendered.request, reserve=self._reserve(template, rendered, seed=(stale, claimed))
-            )
-        except AlreadySeeded:
-            return False  # another seed won the race
+            profile = await self._fleet.create_bot(tenant_id, rendered.request, origin=origin)
         except Conflict as err:
+            if err.details.get("code") == "already_seeded":
+                return False  # another seed won the race
             if err.details.get("field") == "name" and await self._seeded(tenant_id, template.name):
                 return False  # another seed won the race for the name
-            raise
-        except PlatformError:
-            if claimed:
-                async with self._seeds() as seeds:
-                    await seeds.release(tenant_id, template.name, claimed[0])
             raise
         async with self._seeds() as seeds:
             await seeds.mark_created(tenant_id, template.name, profile["id"])
@@ -271,22 +261,6 @@ class TemplateService:
                 details={"template": template.name, "errors": problems},
             ) from None
         return Rendered(request)
-
-    @staticmethod
-    def _reserve(template: Template, rendered: Rendered, *, seed: tuple[str | None, list[str]] | None) -> Reserve:
-        """Work done in the transaction that stores the new bot: its origin, and for a seed the seed record."""
-
-        async def reserve(session: AsyncSession, bot: Bot) -> None:
-            bot.template_name = template.name
-            bot.template_version = template.version
-            if seed is not None:
-                stale, claimed = seed
-                await SeedRepository(session).claim(
-                    bot.tenant_id, template.name, template.version, bot.id, stale_bot_id=stale
-                )
-                claimed.append(bot.id)
-
-        return reserve
 
     @staticmethod
     def _failure(template: str, err: PlatformError) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -40,7 +40,7 @@ from wopr_platform.fleet.observation.health import HealthMonitor
 from wopr_platform.fleet.observation.observed import ObservedState
 from wopr_platform.fleet.observation.stats import StatsCollector
 from wopr_platform.fleet.repository import BotRepository
-from wopr_platform.fleet.schemas import BotCreate, BotPatch
+from wopr_platform.fleet.schemas import BotCreate, BotOrigin, BotPatch
 from wopr_platform.fleet.secrets.redaction import keep_redacted, redact_env
 from wopr_platform.fleet.secrets.sealed_env import SecretEnv
 
@@ -188,12 +188,10 @@ class FleetService:
         tenant_id: str,
         request: BotCreate,
         *,
-        reserve: Callable[[AsyncSession, Bot], Awaitable[None]] | None = None,
+        origin: BotOrigin | None = None,
     ) -> dict[str, Any]:
-        """Store the profile, then create and start its container; on any failure nothing remains.
-
-        `reserve` runs in the transaction that stores the new bot (templates record the bot's origin there).
-        """
+        """Store the profile (with its origin: a template, a seed claim), then create and start its container; on
+        any failure nothing remains."""
         self._check_image(request.image)
         _check_secret_keys(request.secret_env, request.env)
         own_limits = request.resources.stored() if request.resources else None
@@ -218,6 +216,8 @@ class FleetService:
             resources=own_limits,
             desired_state="running",
             container_id=None,
+            template_name=origin.template if origin is not None else None,
+            template_version=origin.version if origin is not None else None,
             created_at=now,
             updated_at=now,
         )
@@ -226,12 +226,12 @@ class FleetService:
         bot.image_digest = await self._containers.resolve_digest(bot.image)
         async with self._locks.hold(bot_id):
             try:
-                op_id = await self._store_new(bot, reserve)
+                op_id = await self._store_new(bot, origin)
             except Conflict as err:
                 if request.subdomain is not None or err.details.get("field") != "subdomain":
                     raise
                 bot.subdomain = bot_id  # the name's subdomain was taken meanwhile: the id is always free
-                op_id = await self._store_new(bot, reserve)
+                op_id = await self._store_new(bot, origin)
             self._crash.reached("create.after_intent")
             self._health.configure(bot_id, bot.health_check)
             try:
@@ -244,7 +244,10 @@ class FleetService:
                 )
             except BaseException:
                 async with self._session() as session:
-                    await BotRepository(session).delete(bot_id)
+                    repo = BotRepository(session)
+                    await repo.delete(bot_id)
+                    if origin is not None and origin.seed:
+                        await repo.release_seed(bot_id)
                     await self._journal.finish(session, op_id)
                 self._health.forget(bot_id)
                 raise
@@ -259,12 +262,14 @@ class FleetService:
         log.info("bot created", extra={"bot_id": bot_id, "tenant": tenant_id, "bot_name": bot.name})
         return self._profile(bot)
 
-    async def _store_new(self, bot: Bot, reserve: Callable[[AsyncSession, Bot], Awaitable[None]] | None) -> str:
-        """Store a new bot with its create intent in the journal; returns the journal row's id."""
+    async def _store_new(self, bot: Bot, origin: BotOrigin | None) -> str:
+        """Store a new bot, its seed claim and its create intent in the journal, in one transaction; returns the
+        journal row's id."""
         async with self._session() as session:
-            await BotRepository(session).add(bot)
-            if reserve is not None:
-                await reserve(session, bot)
+            repo = BotRepository(session)
+            await repo.add(bot)
+            if origin is not None and origin.seed:
+                await repo.claim_seed(bot, origin.version, stale_bot_id=origin.stale_seed)
             return self._journal.begin(
                 session, "create", bot.id, bot.tenant_id, {"volume": self._containers.volume(bot)}
             )
