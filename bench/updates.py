@@ -240,6 +240,7 @@ async def poll_part(args: argparse.Namespace, registry: BenchRegistry, docker: a
     from wopr_platform.db.engine import create_engine, create_sessionmaker
     from wopr_platform.db.migrate import upgrade
     from wopr_platform.db.models import Bot
+    from wopr_platform.db.unit import Database
     from wopr_platform.registry.client import CredentialStore, RegistryClient
     from wopr_platform.updates.watcher import ImageWatcher
 
@@ -288,7 +289,7 @@ async def poll_part(args: argparse.Namespace, registry: BenchRegistry, docker: a
         }
         clock = MovableClock()
         watcher = ImageWatcher(
-            sessions=sessions,
+            db=Database(sessions),
             registry=client,
             clock=clock,
             intervals=intervals,

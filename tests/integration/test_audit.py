@@ -37,7 +37,7 @@ async def _events(platform: Platform, **params: Any) -> list[dict[str, Any]]:
 
 
 async def _raw_rows(platform: Platform) -> list[Any]:
-    async with platform.app.state.services.sessions() as session:
+    async with platform.app.state.services.database.read() as session:
         return list((await session.execute(text("SELECT * FROM audit_events ORDER BY id"))).all())
 
 
@@ -304,7 +304,7 @@ async def test_another_tenants_events_are_never_shown(platform: Platform) -> Non
         )
         for i, action in enumerate(["DELETE /fleet/bots/{bot_id}", "POST /fleet/bots"])
     ]
-    async with platform.app.state.services.sessions() as session, session.begin():
+    async with platform.app.state.services.database.unit() as session:
         await AuditRepository(session).add(foreign)
     for params in ({}, {"botId": bot["id"]}, {"action": "DELETE"}, {"since": (now - timedelta(minutes=1)).isoformat()}):
         events = await _events(platform, **params)

@@ -10,6 +10,7 @@ from wopr_platform.core.errors import RegistryRateLimited
 from wopr_platform.db.engine import create_engine, create_sessionmaker
 from wopr_platform.db.migrate import upgrade
 from wopr_platform.db.models import Bot, ImageCheck
+from wopr_platform.db.unit import Database
 from wopr_platform.registry.client import CredentialStore, RegistryClient
 from wopr_platform.updates.clock import SystemClock
 from wopr_platform.updates.watcher import ImageWatcher
@@ -49,7 +50,7 @@ async def test_a_rate_limited_registry_is_left_alone_until_retry_after(database_
                         )
                     )
             watcher = ImageWatcher(
-                sessions=sessions, registry=registry, clock=SystemClock(), intervals={"stable": 1.0}, jitter=0
+                db=Database(sessions), registry=registry, clock=SystemClock(), intervals={"stable": 1.0}, jitter=0
             )
             [result] = await watcher.poll()
             assert isinstance(result.exception, RegistryRateLimited)

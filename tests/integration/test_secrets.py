@@ -29,14 +29,14 @@ def _token() -> str:
 
 
 async def _stored(platform: Platform, bot_id: str) -> tuple[dict[str, str], list[str] | None]:
-    async with platform.app.state.services.sessions() as session:
+    async with platform.app.state.services.database.read() as session:
         row = (await session.execute(select(Bot.env, Bot.secret_env_keys).where(Bot.id == bot_id))).one()
     return dict(row.env), row.secret_env_keys
 
 
 async def _everything_stored(platform: Platform) -> str:
     """Every row the platform keeps about bots, operations and calls, as text."""
-    async with platform.app.state.services.sessions() as session:
+    async with platform.app.state.services.database.read() as session:
         rows: list[Any] = []
         for model in (Bot, Operation, AuditEvent):
             rows += [vars(item) for item in (await session.execute(select(model))).scalars()]

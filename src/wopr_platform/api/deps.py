@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from wopr_platform.audit.service import AuditService
 from wopr_platform.core.errors import NotFound
 from wopr_platform.db.leadership import Leadership
+from wopr_platform.db.unit import Database
 from wopr_platform.docker.engine import DockerEngine
 from wopr_platform.fleet.lifecycle.service import FleetService
 from wopr_platform.fleet.observation.events import EventBus
@@ -39,7 +39,7 @@ class Services:
     events: EventBus
     proxy: ProxySync | None  # None when tenant routing is off
     # what readiness checks
-    sessions: async_sessionmaker[AsyncSession]
+    database: Database
     docker: DockerEngine
     observed: ObservedState
     leadership: Leadership

@@ -24,6 +24,7 @@ from wopr_platform.crypto.keys import secret_box
 from wopr_platform.db.engine import CommitCounter, create_engine, create_sessionmaker
 from wopr_platform.db.leadership import Leadership
 from wopr_platform.db.migrate import upgrade
+from wopr_platform.db.unit import Database
 from wopr_platform.docker.engine import DockerEngine
 from wopr_platform.fleet.lifecycle.containers import BotContainers
 from wopr_platform.fleet.lifecycle.journal import Journal
@@ -93,8 +94,8 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
     """Migrate the database, then build the platform; nothing here touches the engine yet."""
     db = create_engine(settings.database_url)
     await upgrade(db)
-    sessions = create_sessionmaker(db)
-    audit.start(sessions)
+    database = Database(create_sessionmaker(db))
+    audit.start(database)
     docker = DockerEngine(settings.docker_host, timeout=settings.docker_timeout, platform_id=settings.platform_id)
     instances = InstanceClient(timeout=settings.health_timeout)
     observed = ObservedState()
@@ -113,7 +114,7 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
     stats = StatsCollector(docker, observed, interval=settings.stats_interval)
     crash = CrashPoints(settings.crash_at if settings.env == "test" else None)
     locks = BotLocks()
-    journal = Journal(sessions)
+    journal = Journal(database)
     credentials = CredentialStore.from_file(settings.registry_credentials_file)
     registry = RegistryClient(
         credentials=credentials, insecure_hosts=settings.registry_insecure, timeout=settings.registry_timeout
@@ -129,18 +130,16 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
         registry_auth=credentials.engine_auth,
     )
     replacer = Replacer(
-        sessions=sessions,
+        db=database,
         containers=containers,
         instances=instances,
         health=health,
         journal=journal,
         crash=crash,
     )
-    recovery = Recovery(
-        sessions=sessions, journal=journal, containers=containers, engine=docker, locks=locks, events=events
-    )
+    recovery = Recovery(db=database, journal=journal, containers=containers, engine=docker, locks=locks, events=events)
     reconciler = Reconciler(
-        sessions=sessions,
+        db=database,
         containers=containers,
         observed=observed,
         locks=locks,
@@ -153,7 +152,7 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
         docker, observed, health, events, resync_interval=settings.resync_interval, on_change=reconciler.kick
     )
     fleet = FleetService(
-        sessions=sessions,
+        db=database,
         containers=containers,
         replacer=replacer,
         observed=observed,
@@ -172,11 +171,11 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
         directory=settings.templates_dir or packaged_directory(),
         secrets=SecretStore(environ=os.environ, file=settings.template_secrets_file),
         fleet=fleet,
-        sessions=sessions,
+        db=database,
     )
     await templates.load()  # a bad template file is logged and skipped, never fatal
     updater = Updater(
-        sessions=sessions,
+        db=database,
         fleet=fleet,
         events=events,
         clock=clock,
@@ -185,7 +184,7 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
     )
     window = timedelta(seconds=settings.update_window)
     scheduler = RolloutScheduler(
-        sessions=sessions,
+        db=database,
         updater=updater,
         events=events,
         clock=clock,
@@ -199,7 +198,7 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
         ready=reconciler.recovered,
     )
     images = ImageWatcher(
-        sessions=sessions,
+        db=database,
         registry=registry,
         clock=clock,
         intervals={
@@ -211,7 +210,7 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
         on_new_digest=scheduler.kick,
     )
     updates = UpdateService(
-        sessions=sessions,
+        db=database,
         watcher=images,
         updater=updater,
         clock=clock,
@@ -226,7 +225,7 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
     if caddy is not None:
         proxy = ProxySync(
             settings=settings,
-            sessions=sessions,
+            db=database,
             commits=CommitCounter(db),
             observed=observed,
             health_of=health.status,
@@ -237,11 +236,11 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
         fleet=fleet,
         templates=templates,
         updates=updates,
-        audit=AuditService(sessions=sessions, writer=audit),
+        audit=AuditService(db=database, writer=audit),
         reconciler=reconciler,
         events=events,
         proxy=proxy,
-        sessions=sessions,
+        database=database,
         docker=docker,
         observed=observed,
         leadership=leadership,

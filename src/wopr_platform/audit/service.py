@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from wopr_platform.audit.repository import AuditRepository
 from wopr_platform.audit.schemas import AuditEventOut, AuditQuery
 from wopr_platform.audit.writer import AuditWriter
 from wopr_platform.core.errors import ValidationFailed
 from wopr_platform.db.models import AuditEvent
+from wopr_platform.db.unit import Database
 
 
 def _wire(row: AuditEvent) -> dict[str, Any]:
@@ -20,8 +19,8 @@ def _wire(row: AuditEvent) -> dict[str, Any]:
 class AuditService:
     """The audit log as the API shows it."""
 
-    def __init__(self, *, sessions: async_sessionmaker[AsyncSession], writer: AuditWriter) -> None:
-        self._sessions = sessions
+    def __init__(self, *, db: Database, writer: AuditWriter) -> None:
+        self._db = db
         self._writer = writer
 
     async def events(self, tenant_id: str, query: AuditQuery) -> dict[str, Any]:
@@ -29,7 +28,7 @@ class AuditService:
         if query.since is not None and query.until is not None and query.since >= query.until:
             raise ValidationFailed("since must be before until", details={"field": "since"})
         await self._writer.flush()  # the caller's own changes, just answered, are in the answer
-        async with self._sessions() as session:
+        async with self._db.read() as session:
             rows = await AuditRepository(session).page(tenant_id, query)
         return {
             "events": [_wire(row) for row in rows],

@@ -8,10 +8,10 @@ import time
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from wopr_platform.audit.repository import AuditRepository
 from wopr_platform.audit.schemas import AuditRecord
+from wopr_platform.db.unit import Database
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class AuditWriter:
     def __init__(self, *, queue_size: int = QUEUE_SIZE, batch_size: int = BATCH_SIZE) -> None:
         self._queue: asyncio.Queue[AuditRecord | None] = asyncio.Queue(queue_size)
         self._batch_size = batch_size
-        self._sessions: async_sessionmaker[AsyncSession] | None = None
+        self._db: Database | None = None
         self._task: asyncio.Task[None] | None = None
         self._queued = 0
         self._done = 0  # records stored (or, for a record the database rejects, given up on)
@@ -56,9 +56,9 @@ class AuditWriter:
         await self._queue.put(record)
         self._queued += 1
 
-    def start(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def start(self, db: Database) -> None:
         """Start the writing task on `sessions`."""
-        self._sessions = sessions
+        self._db = db
         self._task = asyncio.create_task(self._run(), name=self.name)
 
     async def flush(self) -> bool:
@@ -136,8 +136,8 @@ class AuditWriter:
                 )
 
     async def _insert(self, batch: list[AuditRecord]) -> None:
-        assert self._sessions is not None
-        async with self._sessions() as session, session.begin():
+        assert self._db is not None
+        async with self._db.unit() as session:
             await AuditRepository(session).add(batch)
 
     def _advance(self, count: int) -> None:

@@ -21,13 +21,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from wopr_platform.caddy.admin import CaddyAdmin
 from wopr_platform.core.addresses import PublicAddress, split_hostport
 from wopr_platform.core.errors import PlatformError
 from wopr_platform.core.settings import Settings
 from wopr_platform.db.engine import CommitCounter
+from wopr_platform.db.unit import Database
 from wopr_platform.docker.types import ContainerInfo
 from wopr_platform.fleet.observation.observed import ObservedState
 from wopr_platform.fleet.repository import BotRepository
@@ -77,7 +76,7 @@ class ProxySync:
         self,
         *,
         settings: Settings,
-        sessions: async_sessionmaker[AsyncSession],
+        db: Database,
         commits: CommitCounter,
         observed: ObservedState,
         health_of: Callable[[ContainerInfo | None], str],
@@ -85,7 +84,7 @@ class ProxySync:
         may_write: Callable[[], bool] = lambda: True,
     ) -> None:
         self._settings = settings
-        self._sessions = sessions
+        self._db = db
         self._commits = commits
         self._observed = observed
         self._health_of = health_of
@@ -248,7 +247,7 @@ class ProxySync:
         seen = self._commits.value
         started = time.perf_counter()
         try:
-            async with self._sessions() as session:
+            async with self._db.read() as session:
                 repository = BotRepository(session)
                 fingerprint = await repository.routes_fingerprint()
                 self._read_at = time.monotonic()

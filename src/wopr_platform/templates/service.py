@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from wopr_platform.core.errors import Conflict, PlatformError, ValidationFailed
+from wopr_platform.db.unit import Database
 from wopr_platform.fleet.lifecycle.service import FleetService
 from wopr_platform.fleet.schemas import BotCreate, BotOrigin, HealthCheck
 from wopr_platform.templates import placeholders
@@ -74,18 +74,18 @@ class TemplateService:
         directory: Path,
         secrets: SecretStore,
         fleet: FleetService,
-        sessions: async_sessionmaker[AsyncSession],
+        db: Database,
     ) -> None:
         self._directory = directory
         self._secrets = secrets
         self._fleet = fleet
-        self._sessions = sessions
+        self._db = db
         self._catalog = Catalog(directory)
         self._loading = asyncio.Lock()
 
     @asynccontextmanager
     async def _seeds(self) -> AsyncIterator[SeedRepository]:
-        async with self._sessions() as session, session.begin():
+        async with self._db.unit() as session:
             yield SeedRepository(session)
 
     # the catalog --------------------------------------------------------------------------------------------

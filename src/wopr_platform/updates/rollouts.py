@@ -20,12 +20,12 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Row
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from wopr_platform.core.errors import Conflict, NotFound, PlatformError
 from wopr_platform.core.policy import UpdatePolicy
 from wopr_platform.core.rounds import first_set, run_rounds
 from wopr_platform.db.models import Rollout
+from wopr_platform.db.unit import Database
 from wopr_platform.fleet.observation.events import EventBus
 from wopr_platform.updates.clock import Clock
 from wopr_platform.updates.repository import UpdateRepository
@@ -68,14 +68,14 @@ class RolloutScheduler:
     def __init__(
         self,
         *,
-        sessions: async_sessionmaker[AsyncSession],
+        db: Database,
         updater: Updater,
         events: EventBus,
         clock: Clock,
         rules: RolloutRules,
         ready: asyncio.Event,
     ) -> None:
-        self._sessions = sessions
+        self._db = db
         self._updater = updater
         self._events = events
         self._clock = clock
@@ -104,7 +104,7 @@ class RolloutScheduler:
 
     async def _settle_previous_run(self) -> None:
         settled = await self._updater.settle_interrupted()
-        async with self._sessions() as session, session.begin():
+        async with self._db.unit() as session:
             interrupted = await UpdateRepository(session).interrupt_running_rollouts(
                 self._clock.now(), "the platform stopped during the rollout; due bots are picked up again"
             )
@@ -114,7 +114,7 @@ class RolloutScheduler:
     async def tick(self) -> list[str]:
         """Start a rollout for every (reference, digest) with due bots; returns the new rollouts' ids."""
         now = self._clock.now()
-        async with self._sessions() as session:
+        async with self._db.read() as session:
             repo = UpdateRepository(session)
             candidates = await repo.candidates()
             halted = await repo.halted() if candidates else set()
@@ -174,7 +174,7 @@ class RolloutScheduler:
             waves=waves,
             created_at=self._clock.now(),
         )
-        async with self._sessions() as session, session.begin():
+        async with self._db.unit() as session:
             UpdateRepository(session).add_rollout(rollout)
         log.info(
             "rollout started",
@@ -191,7 +191,7 @@ class RolloutScheduler:
 
     async def _waves(self, rollout_id: str, reference: str, digest: str, rows: list[Row[Any]]) -> None:
         by_id = {row.id: row for row in rows}
-        async with self._sessions() as session:
+        async with self._db.read() as session:
             rollout = await UpdateRepository(session).get_rollout(rollout_id)
         assert rollout is not None
         waves = [dict(wave) for wave in rollout.waves]
@@ -252,7 +252,7 @@ class RolloutScheduler:
         state: str | None = None,
         reason: str | None = None,
     ) -> None:
-        async with self._sessions() as session, session.begin():
+        async with self._db.unit() as session:
             rollout = await UpdateRepository(session).get_rollout(rollout_id)
             if rollout is None:
                 return

@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from wopr_platform.core.errors import Conflict, NotFound
 from wopr_platform.core.policy import UpdatePolicy
 from wopr_platform.db.models import Bot, ImageUpdate, Rollout
+from wopr_platform.db.unit import Database
 from wopr_platform.updates.clock import Clock
 from wopr_platform.updates.repository import UpdateRepository
 from wopr_platform.updates.updater import Updater, UpdateResult
@@ -28,14 +29,14 @@ class UpdateService:
     def __init__(
         self,
         *,
-        sessions: async_sessionmaker[AsyncSession],
+        db: Database,
         watcher: ImageWatcher,
         updater: Updater,
         clock: Clock,
         nightly_at: str,
         window: timedelta,
     ) -> None:
-        self._sessions = sessions
+        self._db = db
         self._watcher = watcher
         self._updater = updater
         self._clock = clock
@@ -50,7 +51,7 @@ class UpdateService:
 
     async def image_status(self, tenant_id: str, bot_id: str) -> dict[str, Any]:
         """The bot's deployed digest, the newest one its reference has, and when it was last checked."""
-        async with self._sessions() as session:
+        async with self._db.read() as session:
             bot = await self._bot(session, tenant_id, bot_id)
             check = await UpdateRepository(session).check(bot.image)
             halted = await UpdateRepository(session).halted()
@@ -98,7 +99,7 @@ class UpdateService:
         """`POST /fleet/bots/{id}/update`: ask the registry for the newest digest, then update under the gate."""
         if self._updater.busy(bot_id):
             raise Conflict("an update of this bot is already in progress", details={"botId": bot_id})
-        async with self._sessions() as session:
+        async with self._db.read() as session:
             bot = await self._bot(session, tenant_id, bot_id)
         if bot.image_digest is None:
             raise Conflict(
@@ -113,18 +114,18 @@ class UpdateService:
 
     async def updates(self, tenant_id: str, bot_id: str, limit: int) -> list[dict[str, Any]]:
         """The bot's update attempts, newest first."""
-        async with self._sessions() as session:
+        async with self._db.read() as session:
             await self._bot(session, tenant_id, bot_id)
             records = await UpdateRepository(session).updates(bot_id, min(limit, MAX_LIST))
         return [self._update_wire(record) for record in records]
 
     async def rollouts(self, limit: int) -> list[dict[str, Any]]:
-        async with self._sessions() as session:
+        async with self._db.read() as session:
             rows = await UpdateRepository(session).rollouts(min(limit, MAX_LIST))
         return [self._rollout_wire(row) for row in rows]
 
     async def rollout(self, rollout_id: str) -> dict[str, Any]:
-        async with self._sessions() as session:
+        async with self._db.read() as session:
             row = await UpdateRepository(session).get_rollout(rollout_id)
         if row is None:
             raise NotFound("rollout not found", details={"rolloutId": rollout_id})

@@ -16,12 +16,11 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from wopr_platform.core.errors import Conflict, PlatformError
 from wopr_platform.core.faults import CrashPoints
 from wopr_platform.core.reference import pinned
 from wopr_platform.db.models import Bot, ImageUpdate
+from wopr_platform.db.unit import Database
 from wopr_platform.fleet.lifecycle.service import FleetService
 from wopr_platform.fleet.observation.events import EventBus
 from wopr_platform.updates.clock import Clock
@@ -75,14 +74,14 @@ class Updater:
     def __init__(
         self,
         *,
-        sessions: async_sessionmaker[AsyncSession],
+        db: Database,
         fleet: FleetService,
         events: EventBus,
         clock: Clock,
         crash: CrashPoints,
         health_timeout: float,
     ) -> None:
-        self._sessions = sessions
+        self._db = db
         self._fleet = fleet
         self._events = events
         self._clock = clock
@@ -160,7 +159,7 @@ class Updater:
 
     async def _record_start(self, bot: Bot, result: UpdateResult, *, trigger: str, rollout_id: str | None) -> str:
         record_id = str(uuid.uuid4())
-        async with self._sessions() as session, session.begin():
+        async with self._db.unit() as session:
             UpdateRepository(session).add_update(
                 ImageUpdate(
                     id=record_id,
@@ -185,7 +184,7 @@ class Updater:
         result.rolled_back = outcome == "rolled_back"
         result.error = error
         assert result.update_id is not None
-        async with self._sessions() as session, session.begin():
+        async with self._db.unit() as session:
             record = await UpdateRepository(session).get_update(result.update_id)
             if record is not None:
                 record.outcome = outcome
@@ -208,7 +207,7 @@ class Updater:
     async def settle_interrupted(self) -> int:
         """After a restart (and crash recovery): close the records of updates a crash cut short."""
         now = self._clock.now()
-        async with self._sessions() as session, session.begin():
+        async with self._db.unit() as session:
             records = await UpdateRepository(session).unfinished_updates()
             for record in records:
                 deployed = await UpdateRepository(session).deployed_digest(record.bot_id)

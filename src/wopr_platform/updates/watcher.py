@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from wopr_platform.core.errors import PlatformError, RegistryRateLimited
 from wopr_platform.core.reference import ImageReference, InvalidReference
 from wopr_platform.core.rounds import run_rounds
 from wopr_platform.db.models import ImageCheck
+from wopr_platform.db.unit import Database
 from wopr_platform.registry.client import RegistryClient
 from wopr_platform.updates.clock import Clock
 from wopr_platform.updates.repository import UpdateRepository
@@ -50,14 +50,14 @@ class ImageWatcher:
     def __init__(
         self,
         *,
-        sessions: async_sessionmaker[AsyncSession],
+        db: Database,
         registry: RegistryClient,
         clock: Clock,
         intervals: dict[str, float],
         jitter: float,
         on_new_digest: Callable[[], None] | None = None,
     ) -> None:
-        self._sessions = sessions
+        self._db = db
         self._registry = registry
         self._clock = clock
         self._intervals = intervals
@@ -77,7 +77,7 @@ class ImageWatcher:
     async def poll(self, *, force: bool = False) -> list[CheckResult]:
         """Check every reference whose time has come (every one with `force`); returns what was checked."""
         now = self._clock.now()
-        async with self._sessions() as session:
+        async with self._db.read() as session:
             repo = UpdateRepository(session)
             intervals: dict[str, float] = {}
             for row in await repo.tracked_references():
@@ -137,7 +137,7 @@ class ImageWatcher:
         self, reference: str, interval: float, digest: str | None, error: PlatformError | None
     ) -> tuple[ImageCheck, bool]:
         now = self._clock.now()
-        async with self._sessions() as session, session.begin():
+        async with self._db.unit() as session:
             repo = UpdateRepository(session)
             row = await repo.check(reference) or ImageCheck(reference=reference, failures=0)
             changed = False

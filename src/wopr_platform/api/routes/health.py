@@ -26,7 +26,7 @@ async def ready(services: AllServices) -> JSONResponse:
     state = services
     checks: dict[str, Any] = {}
     try:
-        async with state.sessions() as session:
+        async with state.database.read() as session:
             await session.execute(text("SELECT 1"))
         checks["database"] = {"ok": True}
     except Exception as err:  # any driver error means "not ready"

@@ -12,16 +12,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from wopr_platform.db.models import Operation
+from wopr_platform.db.unit import Database
 
 
 class Journal:
     """Operations in flight, in the same database as the profiles (so a profile and its journal row commit together)."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        self._sessions = sessions
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     @staticmethod
     def begin(session: AsyncSession, kind: str, bot_id: str, tenant_id: str, payload: dict[str, Any]) -> str:
@@ -42,7 +43,7 @@ class Journal:
 
     async def note(self, op_id: str, *, stage: str | None = None, **facts: Any) -> None:
         """Record progress of an operation in its own transaction."""
-        async with self._sessions() as session, session.begin():
+        async with self._db.step() as session:
             op = await session.get(Operation, op_id)
             if op is None:
                 return
@@ -63,11 +64,11 @@ class Journal:
         await session.execute(delete(Operation).where(Operation.id == op_id))
 
     async def finish_now(self, op_id: str) -> None:
-        async with self._sessions() as session, session.begin():
+        async with self._db.step() as session:
             await self.finish(session, op_id)
 
     async def pending(self) -> Sequence[Operation]:
         """Operations a previous run did not complete, oldest first."""
-        async with self._sessions() as session:
+        async with self._db.read() as session:
             result = await session.execute(select(Operation).order_by(Operation.created_at))
             return result.scalars().all()

@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from wopr_platform.core.errors import NotFound, PlatformError
 from wopr_platform.core.faults import CrashPoints
 from wopr_platform.db.models import Bot
+from wopr_platform.db.unit import Database
 from wopr_platform.docker.types import ContainerInfo
 from wopr_platform.fleet.lifecycle.containers import BotContainers, Snapshot
 from wopr_platform.fleet.lifecycle.journal import Journal
@@ -53,14 +52,14 @@ class Replacer:
     def __init__(
         self,
         *,
-        sessions: async_sessionmaker[AsyncSession],
+        db: Database,
         containers: BotContainers,
         instances: InstanceClient,
         health: HealthMonitor,
         journal: Journal,
         crash: CrashPoints,
     ) -> None:
-        self._sessions = sessions
+        self._db = db
         self._containers = containers
         self._instances = instances
         self._health = health
@@ -84,7 +83,7 @@ class Replacer:
         """
         await self._containers.require_engine()
         before = Snapshot.of(bot)
-        async with self._sessions() as session, session.begin():  # the journal's durable step
+        async with self._db.step() as session:  # the journal's durable step
             op_id = self._journal.begin(
                 session, "patch", bot.id, bot.tenant_id, {"before": before.wire(), "after": after.wire()}
             )
@@ -124,7 +123,7 @@ class Replacer:
 
     async def _store(self, bot: Bot, changes: dict[str, Any], *, container_id: str, op_id: str) -> Bot:
         """Write the new profile and mark the journal row committed, in one transaction."""
-        async with self._sessions() as session, session.begin():
+        async with self._db.step() as session:
             repo = BotRepository(session)
             stored = await repo.get_any(bot.id)
             if stored is None:

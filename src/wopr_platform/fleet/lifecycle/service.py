@@ -1,10 +1,10 @@
 """The bot lifecycle: the rules that keep each bot's container in line with its profile.
 
-Unlike request-scoped services elsewhere, this one commits its own short transactions: the name must be
-reserved (with the operation's journal row) before Docker is touched, and a profile change must be stored
-only once its container exists. No database transaction is held open across a Docker call (SQLite has a
-single writer). Every multi-step change is journaled, so a crash at any step is finished or undone by
-`fleet.recovery` at the next start.
+Its writes between Docker calls are the durable steps of the operation journal (`Database.step`): the name is
+reserved with the operation's journal row before Docker is touched, and a profile change is stored only once
+its container exists. No database transaction is held open across a Docker call (SQLite has a single writer).
+Every multi-step change is journaled, so a crash at any step is finished or undone by recovery
+(`fleet.reconciliation.recovery`) at the next start.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Row
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from wopr_platform.core import naming, subdomains
 from wopr_platform.core.addresses import PublicAddress
@@ -30,6 +29,7 @@ from wopr_platform.core.settings import Settings
 from wopr_platform.crypto.secretbox import SecretUnreadable
 from wopr_platform.db.engine import CommitCounter
 from wopr_platform.db.models import Bot
+from wopr_platform.db.unit import Database
 from wopr_platform.fleet import resources
 from wopr_platform.fleet.lifecycle.containers import BotContainers, Snapshot
 from wopr_platform.fleet.lifecycle.journal import Journal
@@ -74,7 +74,7 @@ class FleetService:
     def __init__(
         self,
         *,
-        sessions: async_sessionmaker[AsyncSession],
+        db: Database,
         containers: BotContainers,
         replacer: Replacer,
         observed: ObservedState,
@@ -91,7 +91,7 @@ class FleetService:
         self._commits = commits
         self._secrets = secrets
         self._list_cache: dict[str, tuple[int, float, Sequence[Any]]] = {}
-        self._sessions = sessions
+        self._db = db
         self._containers = containers
         self._replacer = replacer
         self._observed = observed
@@ -102,11 +102,6 @@ class FleetService:
         self._locks = locks
         self._crash = crash
         self._settings = settings
-
-    @asynccontextmanager
-    async def _session(self) -> AsyncIterator[AsyncSession]:
-        async with self._sessions() as session, session.begin():
-            yield session
 
     @asynccontextmanager
     async def operation(self, tenant_id: str | None, bot_id: str, *, engine: bool = True) -> AsyncIterator[Bot]:
@@ -123,7 +118,7 @@ class FleetService:
         """At start-up: give the health monitor every bot's probe settings, and seal secret values stored in the
         clear (by an older platform) or with a previous key (after PLATFORM_SECRET changed)."""
         resealed = 0
-        async with self._session() as session:
+        async with self._db.unit() as session:
             for bot in await BotRepository(session).list_all():
                 self._health.configure(bot.id, bot.health_check)
                 try:
@@ -157,7 +152,7 @@ class FleetService:
         ):
             return cached[2]
         generation = self._commits.value
-        async with self._sessions() as session:
+        async with self._db.read() as session:
             rows = await BotRepository(session).list(tenant_id)
         self._list_cache[tenant_id] = (generation, time.monotonic(), rows)
         return rows
@@ -243,7 +238,7 @@ class FleetService:
                     on_new_volume=lambda: self._journal.note(op_id, volumeCreated=True),
                 )
             except BaseException:
-                async with self._session() as session:
+                async with self._db.step() as session:
                     repo = BotRepository(session)
                     await repo.delete(bot_id)
                     if origin is not None and origin.seed:
@@ -254,7 +249,7 @@ class FleetService:
             # announced before the next await: the health monitor's first "healthy" must not precede it
             # (an interrupted create is undone by recovery, which then announces "removed")
             self._events.publish("created", bot_id, tenant_id, name=bot.name)
-            async with self._session() as session:
+            async with self._db.step() as session:
                 stored = await BotRepository(session).get(tenant_id, bot_id)
                 assert stored is not None
                 stored.container_id = bot.container_id = container_id
@@ -265,7 +260,7 @@ class FleetService:
     async def _store_new(self, bot: Bot, origin: BotOrigin | None) -> str:
         """Store a new bot, its seed claim and its create intent in the journal, in one transaction; returns the
         journal row's id."""
-        async with self._session() as session:
+        async with self._db.step() as session:
             repo = BotRepository(session)
             await repo.add(bot)
             if origin is not None and origin.seed:
@@ -290,7 +285,7 @@ class FleetService:
             changes = {k: v for k, v in changes.items() if getattr(bot, k) != v}
             if not changes and quiet_env is None:
                 return self._profile(bot)
-            async with self._session() as session:
+            async with self._db.read() as session:
                 clash = await BotRepository(session).taken(
                     tenant_id, bot_id, name=changes.get("name"), volume=changes.get("volume_name")
                 )
@@ -367,7 +362,7 @@ class FleetService:
 
     async def _store_changes(self, bot: Bot, changes: dict[str, Any]) -> Bot:
         """Write a profile change that leaves the container as it is."""
-        async with self._session() as session:
+        async with self._db.unit() as session:
             repo = BotRepository(session)
             stored = await repo.get(bot.tenant_id, bot.id)
             if stored is None:
@@ -381,7 +376,7 @@ class FleetService:
     async def delete_bot(self, tenant_id: str, bot_id: str, *, remove_volumes: bool) -> None:
         """Remove the bot's containers (and its volume if asked), then its profile."""
         async with self.operation(tenant_id, bot_id) as bot:
-            async with self._session() as session:
+            async with self._db.step() as session:
                 op_id = self._journal.begin(
                     session,
                     "delete",
@@ -400,7 +395,7 @@ class FleetService:
             except BaseException:
                 await self._journal.finish_now(op_id)
                 raise
-            async with self._session() as session:
+            async with self._db.step() as session:
                 await BotRepository(session).delete(bot_id)
                 await self._journal.finish(session, op_id)
             self._health.forget(bot_id)
@@ -456,7 +451,7 @@ class FleetService:
 
     async def reject_digest(self, bot_id: str, digest: str) -> None:
         """Remember that this digest failed on this bot, so no policy applies it again by itself."""
-        async with self._session() as session:
+        async with self._db.unit() as session:
             stored = await BotRepository(session).get_any(bot_id)
             if stored is not None:
                 stored.rejected_digest = digest
@@ -479,7 +474,7 @@ class FleetService:
             )
 
     async def _subdomain_taken(self, subdomain: str, bot_id: str) -> bool:
-        async with self._sessions() as session:
+        async with self._db.read() as session:
             return await BotRepository(session).subdomain_taken(subdomain, bot_id)
 
     async def _default_subdomain(self, name: str, bot_id: str) -> str:
@@ -500,7 +495,7 @@ class FleetService:
         return address.urls(bot.subdomain, bot.id)
 
     async def _load(self, tenant_id: str | None, bot_id: str) -> Bot:
-        async with self._sessions() as session:  # read-only: rolled back, so it counts as no commit
+        async with self._db.read() as session:  # read-only: rolled back, so it counts as no commit
             repo = BotRepository(session)
             bot = await (repo.get(tenant_id, bot_id) if tenant_id is not None else repo.get_any(bot_id))
         if bot is None:
@@ -508,7 +503,7 @@ class FleetService:
         return bot
 
     async def _set_desired(self, bot: Bot, desired: str, *, container_id: str | None = None) -> None:
-        async with self._session() as session:
+        async with self._db.step() as session:
             stored = await BotRepository(session).get(bot.tenant_id, bot.id)
             if stored is None:
                 return

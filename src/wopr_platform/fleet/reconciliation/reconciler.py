@@ -24,11 +24,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from wopr_platform.core import naming
 from wopr_platform.core.errors import PlatformError
 from wopr_platform.db.models import Bot
+from wopr_platform.db.unit import Database
 from wopr_platform.docker.types import ContainerInfo
 from wopr_platform.fleet.lifecycle.containers import BotContainers, Snapshot
 from wopr_platform.fleet.lifecycle.locks import BotLocks
@@ -129,7 +128,7 @@ class Reconciler:
     def __init__(
         self,
         *,
-        sessions: async_sessionmaker[AsyncSession],
+        db: Database,
         containers: BotContainers,
         observed: ObservedState,
         locks: BotLocks,
@@ -138,7 +137,7 @@ class Reconciler:
         interval: float,
         orphan_grace: float,
     ) -> None:
-        self._sessions = sessions
+        self._db = db
         self._containers = containers
         self._observed = observed
         self._locks = locks
@@ -189,7 +188,7 @@ class Reconciler:
     async def reconcile_once(self) -> list[Drift]:
         """One pass over every bot; returns the drift left unrepaired (repairs are recorded in `history`)."""
         started = time.monotonic()
-        async with self._sessions() as session:
+        async with self._db.read() as session:
             bots = list(await BotRepository(session).list_for_reconcile())
         by_bot: dict[str, list[ContainerInfo]] = {}
         for info in self._observed.containers():
@@ -224,7 +223,7 @@ class Reconciler:
             return seen
         left: list[Drift] = []
         async with self._locks.hold(bot_id):
-            async with self._sessions() as session:
+            async with self._db.read() as session:
                 bot = await BotRepository(session).get_any(bot_id)
             if bot is None:
                 return []
@@ -277,7 +276,7 @@ class Reconciler:
         await self._adopt(bot, new_id)
 
     async def _adopt(self, bot: Bot, container_id: str) -> None:
-        async with self._sessions() as session, session.begin():
+        async with self._db.unit() as session:
             stored = await BotRepository(session).get_any(bot.id)
             if stored is not None:
                 stored.container_id = container_id
@@ -293,7 +292,7 @@ class Reconciler:
             orphan = self._orphans.setdefault(info.id, _Orphan(info, now, _now()))
             if now - orphan.first_seen < self._orphan_grace:
                 continue
-            async with self._sessions() as session:
+            async with self._db.read() as session:
                 owner = await BotRepository(session).get_any(info.bot_id) if info.bot_id else None
             if owner is not None:
                 continue
@@ -324,7 +323,7 @@ class Reconciler:
                 continue
 
             async def unused(tenant: str = tenant) -> bool:
-                async with self._sessions() as session:
+                async with self._db.read() as session:
                     return not await BotRepository(session).list(tenant)
 
             try:

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from wopr_platform.core import naming
 from wopr_platform.core.errors import EngineConflict, EngineNotFound
 from wopr_platform.db.models import Bot, Operation
+from wopr_platform.db.unit import Database
 from wopr_platform.docker.engine import DockerEngine
 from wopr_platform.fleet.lifecycle.containers import BotContainers
 from wopr_platform.fleet.lifecycle.journal import Journal
@@ -29,14 +28,14 @@ class Recovery:
     def __init__(
         self,
         *,
-        sessions: async_sessionmaker[AsyncSession],
+        db: Database,
         journal: Journal,
         containers: BotContainers,
         engine: DockerEngine,
         locks: BotLocks,
         events: EventBus,
     ) -> None:
-        self._sessions = sessions
+        self._db = db
         self._journal = journal
         self._containers = containers
         self._engine = engine
@@ -57,7 +56,7 @@ class Recovery:
         return len(pending)
 
     async def _bot(self, bot_id: str) -> Bot | None:
-        async with self._sessions() as session:
+        async with self._db.read() as session:
             return await BotRepository(session).get_any(bot_id)
 
     async def _settle(self, op: Operation) -> None:
@@ -76,7 +75,7 @@ class Recovery:
         if op.payload.get("volumeCreated") and op.payload.get("volume"):
             await self._engine.remove_volume(str(op.payload["volume"]))
         if bot is not None:
-            async with self._sessions() as session, session.begin():
+            async with self._db.step() as session:
                 await BotRepository(session).delete(op.bot_id)
         self._events.publish("removed", op.bot_id, op.tenant_id, reason="interrupted create undone")
 
@@ -86,7 +85,7 @@ class Recovery:
             await self._containers.remove(container.id)
         if op.payload.get("removeVolumes") and op.payload.get("volume"):
             await self._engine.remove_volume(str(op.payload["volume"]))
-        async with self._sessions() as session, session.begin():
+        async with self._db.step() as session:
             await BotRepository(session).delete(op.bot_id)
         self._events.publish("removed", op.bot_id, op.tenant_id, reason="interrupted delete finished")
 
