@@ -76,7 +76,8 @@ async def test_data_volume_survives_recreate_and_delete_without_remove_volumes(
     await platform.wait_for(bot["id"], health="healthy", containerId=patched["containerId"])
     assert (await _instance_get(docker, patched["containerId"], "/state")).json() == {"boots": 2}
 
-    assert (await platform.client.delete(f"/fleet/bots/{bot['id']}")).status_code == 200
+    deleted = await platform.client.delete(f"/fleet/bots/{bot['id']}")
+    assert deleted.status_code == 204 and deleted.content == b"", deleted.text
     assert (await platform.client.get(f"/fleet/bots/{bot['id']}")).status_code == 404
     containers = await docker.containers.list(all=True, filters={"label": [f"wopr.bot-id={bot['id']}"]})
     assert containers == []
@@ -89,7 +90,7 @@ async def test_data_volume_survives_recreate_and_delete_without_remove_volumes(
     assert (await _instance_get(docker, again["containerId"], "/state")).json() == {"boots": 3}
 
     response = await platform.client.delete(f"/fleet/bots/{again['id']}", params={"removeVolumes": "true"})
-    assert response.status_code == 200
+    assert response.status_code == 204 and response.content == b"", response.text
     volumes = await docker.volumes.list(filters={"name": [volume_name]})
     assert not volumes.get("Volumes")
 

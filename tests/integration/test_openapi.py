@@ -134,3 +134,10 @@ async def test_update_answers_are_documented_in_camel_case(document: dict[str, A
         "updatePolicy",
         "lastCheckedAt",
     } <= answer("/fleet/bots/{bot_id}/image-status", "get")
+
+
+async def test_delete_is_documented_as_204_without_a_body(document: dict[str, Any]) -> None:
+    """DELETE /fleet/bots/{id} answers 204 and nothing else on success, as the original service did."""
+    responses = document["paths"]["/fleet/bots/{bot_id}"]["delete"]["responses"]
+    assert "204" in responses and "200" not in responses, responses
+    assert "content" not in responses["204"], responses["204"]

@@ -65,16 +65,17 @@ async def patch_bot(bot_id: BotId, body: BotPatch, principal: Operator, fleet: F
     return JSONResponse(await fleet.patch_bot(principal.tenant_id, bot_id, body))
 
 
-@router.delete("/bots/{bot_id}", response_model=Ok)
+@router.delete("/bots/{bot_id}", status_code=204, response_class=Response)
 async def delete_bot(
     bot_id: BotId,
     principal: Operator,
     fleet: Fleet,
     remove_volumes: Annotated[bool, Query(alias="removeVolumes", strict=False)] = False,
-) -> JSONResponse:
-    """Remove a bot and its container; `removeVolumes=true` also removes its data volume."""
+) -> Response:
+    """Remove a bot and its container; `removeVolumes=true` also removes its data volume. 204, no body (as the
+    original service answered)."""
     await fleet.delete_bot(principal.tenant_id, bot_id, remove_volumes=remove_volumes)
-    return JSONResponse(_OK)
+    return Response(status_code=204)
 
 
 @router.post("/bots/{bot_id}/start", response_model=Ok)
