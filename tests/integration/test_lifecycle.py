@@ -20,7 +20,10 @@ async def test_create_starts_the_bot_and_it_becomes_healthy(platform: Platform, 
     assert created["desiredState"] == "running"
     status = await platform.wait_for(created["id"], state="running", health="healthy")
     assert status["containerId"] == created["containerId"]
-    assert status["startedAt"] is not None and status["uptime"] is not None
+    # `uptime` is what the original sent: the time the container started, in the same form as `startedAt`
+    assert status["startedAt"] is not None and status["startedAt"].endswith("Z")
+    assert status["uptime"] == status["startedAt"]
+    assert isinstance(status["uptimeSeconds"], int) and 0 <= status["uptimeSeconds"] < 60
 
     info = await docker.containers.container(created["containerId"]).show()
     labels = info["Config"]["Labels"]
@@ -42,6 +45,7 @@ async def test_create_starts_the_bot_and_it_becomes_healthy(platform: Platform, 
     listed = (await platform.client.get("/fleet/bots")).json()["bots"]
     assert [bot["id"] for bot in listed] == [created["id"]]
     assert listed[0]["state"] == "running"
+    assert listed[0]["uptime"] == status["startedAt"] and isinstance(listed[0]["uptimeSeconds"], int)
 
 
 async def test_stop_start_restart(platform: Platform, docker: aiodocker.Docker) -> None:

@@ -141,3 +141,10 @@ async def test_delete_is_documented_as_204_without_a_body(document: dict[str, An
     responses = document["paths"]["/fleet/bots/{bot_id}"]["delete"]["responses"]
     assert "204" in responses and "200" not in responses, responses
     assert "content" not in responses["204"], responses["204"]
+
+
+async def test_uptime_is_documented_as_a_time_and_uptime_seconds_as_a_count(document: dict[str, Any]) -> None:
+    """BotStatus keeps the original's `uptime` (when the container started) and adds `uptimeSeconds`."""
+    properties = document["components"]["schemas"]["BotStatus"]["properties"]
+    assert {"type": "string", "format": "date-time"} in properties["uptime"]["anyOf"], properties["uptime"]
+    assert {"type": "integer"} in properties["uptimeSeconds"]["anyOf"], properties["uptimeSeconds"]

@@ -233,7 +233,10 @@ class BotStatus(_Wire):
     container_id: str | None
     state: str
     health: Literal["healthy", "unhealthy", "starting", "none"]
-    uptime: int | None
+    uptime: datetime | None = Field(
+        description="when the running container started (as `startedAt`); null when not running"
+    )
+    uptime_seconds: int | None = Field(description="seconds since the running container started; null when not running")
     started_at: datetime | None
     created_at: datetime
     updated_at: datetime

@@ -528,7 +528,8 @@ class FleetService:
             "containerId": info.id if info else bot.container_id,
             "state": info.state if info else ("unknown" if self._observed.stale_reason else "missing"),
             "health": self._health.status(info),
-            "uptime": int((now - started).total_seconds()) if started else None,
+            "uptime": iso(started),  # the original's field: when the running container started
+            "uptimeSeconds": int((now - started).total_seconds()) if started else None,
             "startedAt": iso(started),
             "createdAt": iso(bot.created_at),
             "updatedAt": iso(bot.updated_at),
