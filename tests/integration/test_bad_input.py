@@ -72,7 +72,7 @@ class Fleet:
         profiles = []
         for status in listed:
             detail = (await self.client.get(f"/fleet/bots/{status['id']}")).json()
-            for volatile in ("state", "health", "uptime", "uptimeSeconds", "startedAt", "stats"):
+            for volatile in ("state", "observedState", "health", "uptime", "uptimeSeconds", "startedAt", "stats"):
                 detail.pop(volatile)
             profiles.append(detail)
         label = f"wopr.platform={self.platform.settings.platform_id}"

@@ -114,7 +114,10 @@ async def test_a_container_removed_behind_our_back_is_recreated_on_start(
     bot = await platform.create_bot()
     await platform.wait_for(bot["id"], health="healthy")
     await docker.containers.container(bot["containerId"]).delete(force=True)
-    await platform.wait_for(bot["id"], state="missing")
+    gone = await platform.wait_for(bot["id"], observedState="missing")
+    # without a container the wire keeps the original's values; observedState says why
+    assert gone["state"] == "stopped" and gone["health"] is None and gone["stale"] is False
+    assert gone["uptime"] is None and gone["uptimeSeconds"] is None
 
     assert (await platform.client.post(f"/fleet/bots/{bot['id']}/start")).status_code == 200
     status = await platform.wait_for(bot["id"], state="running", health="healthy")

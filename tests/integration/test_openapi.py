@@ -148,3 +148,11 @@ async def test_uptime_is_documented_as_a_time_and_uptime_seconds_as_a_count(docu
     properties = document["components"]["schemas"]["BotStatus"]["properties"]
     assert {"type": "string", "format": "date-time"} in properties["uptime"]["anyOf"], properties["uptime"]
     assert {"type": "integer"} in properties["uptimeSeconds"]["anyOf"], properties["uptimeSeconds"]
+
+
+async def test_status_documents_observed_state_and_a_nullable_health(document: dict[str, Any]) -> None:
+    """`state` and `health` keep the original's values (`stopped`, null without a container); `observedState` is
+    the platform's own view of the container."""
+    status = document["components"]["schemas"]["BotStatus"]
+    assert {"state", "observedState", "health"} <= set(status["required"])
+    assert {"type": "null"} in status["properties"]["health"]["anyOf"], status["properties"]["health"]

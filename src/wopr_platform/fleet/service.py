@@ -526,8 +526,10 @@ class FleetService:
             "description": bot.description,
             "image": bot.image,
             "containerId": info.id if info else bot.container_id,
-            "state": info.state if info else ("unknown" if self._observed.stale_reason else "missing"),
-            "health": self._health.status(info),
+            # the original's values for a bot without a container; `observedState` tells missing from unknown
+            "state": info.state if info else "stopped",
+            "observedState": info.state if info else ("unknown" if self._observed.stale_reason else "missing"),
+            "health": self._health.status(info) if info else None,
             "uptime": iso(started),  # the original's field: when the running container started
             "uptimeSeconds": int((now - started).total_seconds()) if started else None,
             "startedAt": iso(started),
