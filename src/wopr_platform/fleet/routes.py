@@ -20,11 +20,25 @@ from wopr_platform.templates.schemas import TemplateBotCreate
 
 router = APIRouter(prefix="/fleet", tags=["fleet"])
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+LEADING_INT_RE = re.compile(r"\s*([+-]?)0*([0-9]+)")
+# more digits than this is far past any limit; not converting them keeps int() off its digit cap
+INT_DIGITS = 12
 
 
 def _service(request: Request) -> FleetService:
     service: FleetService = request.app.state.fleet
     return service
+
+
+def _leading_int(value: str | None) -> int | None:
+    """The integer `value` starts with, as JavaScript's parseInt reads it ("12abc" is 12, "1.5" is 1, "abc" is
+    None): the original service read query numbers that way, so its clients may send such values."""
+    match = LEADING_INT_RE.match(value) if value is not None else None
+    if match is None:
+        return None
+    sign, digits = match.groups()
+    number = int(digits) if len(digits) <= INT_DIGITS else 10**INT_DIGITS
+    return -number if sign == "-" else number
 
 
 def _bot_id(bot_id: Annotated[str, Path()]) -> str:
@@ -125,7 +139,13 @@ async def bot_logs(
     bot_id: BotId,
     principal: Operator,
     fleet: Fleet,
-    tail: Annotated[int, Query(strict=False)] = 100,
+    tail: Annotated[
+        str | None,
+        Query(
+            description="lines to read: a number above 10000 reads 10000; none, zero, a negative number or "
+            "text that does not start with a number reads 100",
+        ),
+    ] = None,
 ) -> PlainTextResponse:
-    """The last `tail` (1..10000) lines of the bot's output."""
-    return PlainTextResponse(await fleet.logs(principal.tenant_id, bot_id, tail))
+    """The last `tail` lines of the bot's output (clamped, never refused, as by the original service)."""
+    return PlainTextResponse(await fleet.logs(principal.tenant_id, bot_id, _leading_int(tail)))
