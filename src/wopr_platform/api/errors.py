@@ -62,7 +62,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _platform(_request: Request, err: PlatformError) -> JSONResponse:
         if err.status >= 500:
             log.warning("request failed", extra={"code": err.details.get("code"), "reason": err.message})
-        return JSONResponse(error_body(err.message, err.details), status_code=err.status)
+        return JSONResponse(error_body(err.message, err.details), status_code=err.status, headers=dict(err.headers))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, err: RequestValidationError) -> JSONResponse:
