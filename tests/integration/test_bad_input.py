@@ -128,6 +128,21 @@ async def test_malformed_json_is_400(fleet: Fleet, content: bytes, content_type:
     await fleet.refused(400, "POST", "/fleet/bots", content=content, headers={"content-type": content_type})
 
 
+@pytest.mark.parametrize(
+    "content",
+    [b'{"name": "x",', b"{'name': 'x'}", b"not json", b"\xff\xfe\x00"],
+    ids=["truncated", "single-quotes", "text", "not-utf8"],
+)
+@pytest.mark.parametrize("method", ["POST", "PATCH"])
+async def test_a_body_that_is_not_json_is_invalid_json_body(fleet: Fleet, method: str, content: bytes) -> None:
+    """The message is the original service's `Invalid JSON body` (its clients may match on it)."""
+    url = "/fleet/bots" if method == "POST" else f"/fleet/bots/{fleet.bot['id']}"
+    body = await fleet.refused(400, method, url, content=content, headers={"content-type": "application/json"})
+    assert body["error"] == "Invalid JSON body", body
+    if content != b"\xff\xfe\x00":  # (not UTF-8 fails before the JSON decoder, with the framework's code)
+        assert body["details"]["code"] == "malformed_json", body
+
+
 @pytest.mark.parametrize("body", [[], [_create()], "a bot", 5, None, True], ids=repr)
 async def test_json_that_is_not_an_object_is_400(fleet: Fleet, body: Any) -> None:
     """Valid JSON of the wrong kind (array, string, number, null) is a 400."""
