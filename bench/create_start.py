@@ -99,7 +99,7 @@ async def api_once(platform: harness.Platform, tag: str) -> tuple[float, str]:
 
 async def api_clean(platform: harness.Platform, bot_id: str) -> None:
     response = await platform.client.delete(f"/fleet/bots/{bot_id}", params={"removeVolumes": "true"})
-    if response.status_code != 200:
+    if response.status_code != 204:
         raise RuntimeError(f"DELETE /fleet/bots/{bot_id} answered {response.status_code}: {response.text[:500]}")
 
 

@@ -490,7 +490,7 @@ async def wait_all_containers(platform: harness.Platform, count: int, timeout: f
     deadline = time.monotonic() + timeout
     while True:
         bots = (await platform.client.get("/fleet/bots")).json()["bots"]
-        with_container = sum(1 for bot in bots if bot["state"] not in ("missing", "unknown"))
+        with_container = sum(1 for bot in bots if bot["observedState"] not in ("missing", "unknown"))
         if len(bots) >= count and with_container >= count:
             return
         if time.monotonic() > deadline:

@@ -28,7 +28,9 @@ ROUTE_IDS = [f"{method} {path.replace(SOME_ID, '{id}')}" for method, path, _ in 
 
 
 def assert_401(response: httpx.Response) -> dict[str, Any]:
+    """A 401 in the error shape, naming the scheme to use (`WWW-Authenticate: Bearer`, as the original sent)."""
     assert response.status_code == 401, response.text
+    assert response.headers.get_list("www-authenticate") == ["Bearer"], response.headers
     body = response.json()
     assert set(body) == {"error", "details"} and isinstance(body["error"], str) and body["error"]
     assert isinstance(body["details"], dict)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -72,7 +73,7 @@ class Fleet:
         profiles = []
         for status in listed:
             detail = (await self.client.get(f"/fleet/bots/{status['id']}")).json()
-            for volatile in ("state", "health", "uptime", "startedAt", "stats"):
+            for volatile in ("state", "observedState", "health", "uptime", "uptimeSeconds", "startedAt", "stats"):
                 detail.pop(volatile)
             profiles.append(detail)
         label = f"wopr.platform={self.platform.settings.platform_id}"
@@ -125,6 +126,21 @@ def _create(**fields: Any) -> dict[str, Any]:
 async def test_malformed_json_is_400(fleet: Fleet, content: bytes, content_type: str) -> None:
     """A body that is not a JSON document is a 400, not a 500."""
     await fleet.refused(400, "POST", "/fleet/bots", content=content, headers={"content-type": content_type})
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b'{"name": "x",', b"{'name': 'x'}", b"not json", b"\xff\xfe\x00"],
+    ids=["truncated", "single-quotes", "text", "not-utf8"],
+)
+@pytest.mark.parametrize("method", ["POST", "PATCH"])
+async def test_a_body_that_is_not_json_is_invalid_json_body(fleet: Fleet, method: str, content: bytes) -> None:
+    """The message is the original service's `Invalid JSON body` (its clients may match on it)."""
+    url = "/fleet/bots" if method == "POST" else f"/fleet/bots/{fleet.bot['id']}"
+    body = await fleet.refused(400, method, url, content=content, headers={"content-type": "application/json"})
+    assert body["error"] == "Invalid JSON body", body
+    if content != b"\xff\xfe\x00":  # (not UTF-8 fails before the JSON decoder, with the framework's code)
+        assert body["details"]["code"] == "malformed_json", body
 
 
 @pytest.mark.parametrize("body", [[], [_create()], "a bot", 5, None, True], ids=repr)
@@ -457,18 +473,59 @@ async def test_create_with_a_taken_volume_is_409(fleet: Fleet) -> None:
 # --- query parameters -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("tail", ["0", "10001", "-1", "abc", "1.5", ""])
-async def test_logs_tail_out_of_range_is_400(fleet: Fleet, tail: str) -> None:
-    """tail must be an integer in 1..10000."""
-    await fleet.refused(400, "GET", f"/fleet/bots/{fleet.bot['id']}/logs", params={"tail": tail})
+LOGGED_LINES = 10_005  # written by the test, on top of the stub's own boot line
 
 
-@pytest.mark.parametrize("tail", ["1", "10000"])
-async def test_logs_tail_at_the_bounds_is_200(fleet: Fleet, tail: str) -> None:
-    """Control for the 400s: the bounds themselves are accepted."""
-    response = await fleet.client.get(f"/fleet/bots/{fleet.bot['id']}/logs", params={"tail": tail})
+async def _fill_log(docker: aiodocker.Docker, container_id: str) -> None:
+    """Make the container's log hold more than 10000 lines: a shell inside it writes them to PID 1's stdout."""
+    script = f'i=0; while [ $i -lt {LOGGED_LINES} ]; do i=$((i + 1)); echo "line $i"; done >/proc/1/fd/1'
+    container = docker.containers.container(container_id)
+    run = await container.exec(["/bin/sh", "-c", script], stdout=False, stderr=False)
+    await run.start(detach=True)
+    deadline = asyncio.get_running_loop().time() + 30
+    while (state := await run.inspect())["Running"]:
+        assert asyncio.get_running_loop().time() < deadline, state
+        await asyncio.sleep(0.05)
+    assert state["ExitCode"] == 0, state
+    while len(await container.log(stdout=True, stderr=True, tail="all")) < LOGGED_LINES + 1:
+        assert asyncio.get_running_loop().time() < deadline, "the log never held every line"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize(
+    ("tail", "lines"),
+    [
+        (None, 100),  # missing
+        ("0", 100),
+        ("-1", 100),
+        ("-20000", 100),
+        ("abc", 100),  # not a number: the original's parseInt gave NaN, read as the default
+        ("", 100),
+        ("10001", 10_000),
+        ("99999999999999999999999999", 10_000),
+        ("1", 1),
+        ("10000", 10_000),
+        ("250", 250),
+        ("1.5", 1),  # parseInt reads the leading integer
+        ("42abc", 42),
+    ],
+    ids=repr,
+)
+async def test_logs_tail_is_clamped_not_refused(
+    fleet: Fleet, docker: aiodocker.Docker, tail: str | None, lines: int
+) -> None:
+    """Like the original service, any tail is answered 200: above 10000 reads 10000, no number or one below 1
+    reads 100; the lines are the newest ones."""
+    await _fill_log(docker, fleet.bot["containerId"])
+    before = await fleet.world()
+    params = {"tail": tail} if tail is not None else {}
+    response = await fleet.client.get(f"/fleet/bots/{fleet.bot['id']}/logs", params=params)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/plain")
+    got = response.text.splitlines()
+    assert len(got) == lines, (tail, len(got), got[:3])
+    assert got[-1] == f"line {LOGGED_LINES}"
+    assert await fleet.world() == before
 
 
 @pytest.mark.parametrize("value", ["maybe", "2", ""])

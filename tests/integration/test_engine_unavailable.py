@@ -93,6 +93,13 @@ async def test_operations_on_an_existing_bot_are_503_and_it_is_kept(
         assert profile["containerId"] == bot["containerId"]
         assert profile["env"] == {}
 
+    # a platform that never reached the engine: the original's "stopped" with no health; observedState says unknown
+    for status in [(await cut_off.client.get("/fleet/bots")).json()["bots"][0], await cut_off.bot(bot["id"])]:
+        assert (status["state"], status["observedState"], status["health"]) == ("stopped", "unknown", None), status
+        assert status["stale"] is True
+    running = await healthy.bot(bot["id"])
+    assert (running["state"], running["observedState"]) == ("running", "running"), running
+
     info = await docker.containers.container(bot["containerId"]).show()
     assert info["State"]["Running"] is True
     volumes = await docker.volumes.list(filters={"label": [f"wopr.platform={healthy.settings.platform_id}"]})

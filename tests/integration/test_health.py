@@ -58,4 +58,6 @@ async def test_a_stopped_bot_reports_no_health(platform: Platform, docker: aiodo
     await platform.client.post(f"/fleet/bots/{bot['id']}/stop")
     status = await platform.wait_for(bot["id"], state="exited")
     assert status["health"] == "none"
-    assert status["uptime"] is None
+    assert status["uptime"] is None and status["uptimeSeconds"] is None
+    listed = (await platform.client.get("/fleet/bots")).json()["bots"]
+    assert listed[0]["uptime"] is None and listed[0]["uptimeSeconds"] is None

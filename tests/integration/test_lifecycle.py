@@ -20,7 +20,10 @@ async def test_create_starts_the_bot_and_it_becomes_healthy(platform: Platform, 
     assert created["desiredState"] == "running"
     status = await platform.wait_for(created["id"], state="running", health="healthy")
     assert status["containerId"] == created["containerId"]
-    assert status["startedAt"] is not None and status["uptime"] is not None
+    # `uptime` is what the original sent: the time the container started, in the same form as `startedAt`
+    assert status["startedAt"] is not None and status["startedAt"].endswith("Z")
+    assert status["uptime"] == status["startedAt"]
+    assert isinstance(status["uptimeSeconds"], int) and 0 <= status["uptimeSeconds"] < 60
 
     info = await docker.containers.container(created["containerId"]).show()
     labels = info["Config"]["Labels"]
@@ -42,6 +45,7 @@ async def test_create_starts_the_bot_and_it_becomes_healthy(platform: Platform, 
     listed = (await platform.client.get("/fleet/bots")).json()["bots"]
     assert [bot["id"] for bot in listed] == [created["id"]]
     assert listed[0]["state"] == "running"
+    assert listed[0]["uptime"] == status["startedAt"] and isinstance(listed[0]["uptimeSeconds"], int)
 
 
 async def test_stop_start_restart(platform: Platform, docker: aiodocker.Docker) -> None:
@@ -76,7 +80,8 @@ async def test_data_volume_survives_recreate_and_delete_without_remove_volumes(
     await platform.wait_for(bot["id"], health="healthy", containerId=patched["containerId"])
     assert (await _instance_get(docker, patched["containerId"], "/state")).json() == {"boots": 2}
 
-    assert (await platform.client.delete(f"/fleet/bots/{bot['id']}")).status_code == 200
+    deleted = await platform.client.delete(f"/fleet/bots/{bot['id']}")
+    assert deleted.status_code == 204 and deleted.content == b"", deleted.text
     assert (await platform.client.get(f"/fleet/bots/{bot['id']}")).status_code == 404
     containers = await docker.containers.list(all=True, filters={"label": [f"wopr.bot-id={bot['id']}"]})
     assert containers == []
@@ -89,7 +94,7 @@ async def test_data_volume_survives_recreate_and_delete_without_remove_volumes(
     assert (await _instance_get(docker, again["containerId"], "/state")).json() == {"boots": 3}
 
     response = await platform.client.delete(f"/fleet/bots/{again['id']}", params={"removeVolumes": "true"})
-    assert response.status_code == 200
+    assert response.status_code == 204 and response.content == b"", response.text
     volumes = await docker.volumes.list(filters={"name": [volume_name]})
     assert not volumes.get("Volumes")
 
@@ -109,7 +114,10 @@ async def test_a_container_removed_behind_our_back_is_recreated_on_start(
     bot = await platform.create_bot()
     await platform.wait_for(bot["id"], health="healthy")
     await docker.containers.container(bot["containerId"]).delete(force=True)
-    await platform.wait_for(bot["id"], state="missing")
+    gone = await platform.wait_for(bot["id"], observedState="missing")
+    # without a container the wire keeps the original's values; observedState says why
+    assert gone["state"] == "stopped" and gone["health"] is None and gone["stale"] is False
+    assert gone["uptime"] is None and gone["uptimeSeconds"] is None
 
     assert (await platform.client.post(f"/fleet/bots/{bot['id']}/start")).status_code == 200
     status = await platform.wait_for(bot["id"], state="running", health="healthy")

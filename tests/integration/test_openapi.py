@@ -134,3 +134,25 @@ async def test_update_answers_are_documented_in_camel_case(document: dict[str, A
         "updatePolicy",
         "lastCheckedAt",
     } <= answer("/fleet/bots/{bot_id}/image-status", "get")
+
+
+async def test_delete_is_documented_as_204_without_a_body(document: dict[str, Any]) -> None:
+    """DELETE /fleet/bots/{id} answers 204 and nothing else on success, as the original service did."""
+    responses = document["paths"]["/fleet/bots/{bot_id}"]["delete"]["responses"]
+    assert "204" in responses and "200" not in responses, responses
+    assert "content" not in responses["204"], responses["204"]
+
+
+async def test_uptime_is_documented_as_a_time_and_uptime_seconds_as_a_count(document: dict[str, Any]) -> None:
+    """BotStatus keeps the original's `uptime` (when the container started) and adds `uptimeSeconds`."""
+    properties = document["components"]["schemas"]["BotStatus"]["properties"]
+    assert {"type": "string", "format": "date-time"} in properties["uptime"]["anyOf"], properties["uptime"]
+    assert {"type": "integer"} in properties["uptimeSeconds"]["anyOf"], properties["uptimeSeconds"]
+
+
+async def test_status_documents_observed_state_and_a_nullable_health(document: dict[str, Any]) -> None:
+    """`state` and `health` keep the original's values (`stopped`, null without a container); `observedState` is
+    the platform's own view of the container."""
+    status = document["components"]["schemas"]["BotStatus"]
+    assert {"state", "observedState", "health"} <= set(status["required"])
+    assert {"type": "null"} in status["properties"]["health"]["anyOf"], status["properties"]["health"]

@@ -256,7 +256,7 @@ async def test_seed_creates_the_standard_fleet_once_also_after_a_restart(
 
     # a seeded bot the operator removed stays removed
     removed = next(bot for bot in bots if bot["name"] == "telegram-anthropic")
-    assert (await second.client.delete(f"/fleet/bots/{removed['id']}")).status_code == 200
+    assert (await second.client.delete(f"/fleet/bots/{removed['id']}")).status_code == 204
     once_more = await second.client.post("/fleet/seed", json={"variables": secrets, "image": STUB_IMAGE})
     assert once_more.json() == {"created": [], "skipped": STANDARD, "failed": []}
     assert len(await _bots(second)) == 5

@@ -306,7 +306,7 @@ async def test_a_tenant_network_is_removed_when_its_last_bot_is_gone_and_made_ag
         staying = await create_for(stays)
         await healthy(gone, leaving["id"])
         assert await networks() == {tenant_network(platform, "gone"), tenant_network(platform, "stays")}
-        assert (await gone.delete(f"/fleet/bots/{leaving['id']}")).status_code == 200
+        assert (await gone.delete(f"/fleet/bots/{leaving['id']}")).status_code == 204
 
         async def swept() -> bool:
             return await networks() == {tenant_network(platform, "stays")}

@@ -16,6 +16,8 @@ from starlette.types import Send
 from wopr_platform.core.errors import PlatformError
 
 log = logging.getLogger(__name__)
+# the original service's message for a body that is not JSON; its clients may match on it
+INVALID_JSON = "Invalid JSON body"
 
 
 def error_body(message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -42,7 +44,7 @@ def _validation_response(err: RequestValidationError) -> JSONResponse:
     for item in err.errors():
         kind = str(item.get("type", ""))
         if kind == "json_invalid":
-            return JSONResponse(error_body("malformed JSON body", {"code": "malformed_json"}), status_code=400)
+            return JSONResponse(error_body(INVALID_JSON, {"code": "malformed_json"}), status_code=400)
         message = str(item.get("msg", "invalid value")).removeprefix("Value error, ")
         problems.append({"field": _field(tuple(item.get("loc", ()))), "message": message, "type": kind})
     first = problems[0] if problems else {"field": "body", "message": "invalid request"}
@@ -62,7 +64,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _platform(_request: Request, err: PlatformError) -> JSONResponse:
         if err.status >= 500:
             log.warning("request failed", extra={"code": err.details.get("code"), "reason": err.message})
-        return JSONResponse(error_body(err.message, err.details), status_code=err.status)
+        return JSONResponse(error_body(err.message, err.details), status_code=err.status, headers=dict(err.headers))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, err: RequestValidationError) -> JSONResponse:
@@ -71,9 +73,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def _http(_request: Request, err: HTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(err.status_code, "http_error")
-        return JSONResponse(
-            error_body(str(err.detail), {"code": code}), status_code=err.status_code, headers=err.headers
-        )
+        # a JSON body that is not UTF-8 fails before the JSON decoder, as the framework's generic 400
+        message = INVALID_JSON if isinstance(err.__cause__, UnicodeDecodeError) else str(err.detail)
+        return JSONResponse(error_body(message, {"code": code}), status_code=err.status_code, headers=err.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, err: Exception) -> JSONResponse:

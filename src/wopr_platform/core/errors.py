@@ -10,6 +10,7 @@ class PlatformError(Exception):
 
     status: int = 500
     code: str = "internal_error"
+    headers: tuple[tuple[str, str], ...] = ()  # sent with every answer of this error
 
     def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
@@ -25,6 +26,7 @@ class ValidationFailed(PlatformError):
 class Unauthorized(PlatformError):
     status = 401
     code = "unauthorized"
+    headers = (("WWW-Authenticate", "Bearer"),)  # the scheme to authenticate with (RFC 7235), as the original sent
 
 
 class NotFound(PlatformError):

@@ -242,9 +242,18 @@ class BotStatus(_Wire):
     description: str
     image: str
     container_id: str | None
-    state: str
-    health: Literal["healthy", "unhealthy", "starting", "none"]
-    uptime: int | None
+    state: str = Field(description="the engine's container state; `stopped` when the bot has no container")
+    observed_state: str = Field(
+        description="the engine's container state; `missing` when the bot has no container, `unknown` when "
+        "no container is known and the engine cannot be read (unreachable, or not read yet since start)"
+    )
+    health: Literal["healthy", "unhealthy", "starting", "none"] | None = Field(
+        description="the last probe's verdict (`none` while the container is not running); null without a container"
+    )
+    uptime: datetime | None = Field(
+        description="when the running container started (as `startedAt`); null when not running"
+    )
+    uptime_seconds: int | None = Field(description="seconds since the running container started; null when not running")
     started_at: datetime | None
     created_at: datetime
     updated_at: datetime

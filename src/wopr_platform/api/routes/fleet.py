@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 import orjson
@@ -16,6 +17,22 @@ from wopr_platform.fleet.schemas import BotDetail, BotList, BotPatch, BotProfile
 from wopr_platform.templates.schemas import TemplateBotCreate
 
 router = APIRouter(prefix="/fleet", tags=["fleet"])
+LEADING_INT_RE = re.compile(r"\s*([+-]?)0*([0-9]+)")
+# more digits than this is far past any limit; not converting them keeps int() off its digit cap
+INT_DIGITS = 12
+
+
+def _leading_int(value: str | None) -> int | None:
+    """The integer `value` starts with, as JavaScript's parseInt reads it ("12abc" is 12, "1.5" is 1, "abc" is
+    None): the original service read query numbers that way, so its clients may send such values."""
+    match = LEADING_INT_RE.match(value) if value is not None else None
+    if match is None:
+        return None
+    sign, digits = match.groups()
+    number = int(digits) if len(digits) <= INT_DIGITS else 10**INT_DIGITS
+    return -number if sign == "-" else number
+
+
 _OK = {"ok": True}
 
 
@@ -45,16 +62,17 @@ async def patch_bot(bot_id: BotId, body: BotPatch, principal: Operator, fleet: F
     return JSONResponse(await fleet.patch_bot(principal.tenant_id, bot_id, body))
 
 
-@router.delete("/bots/{bot_id}", response_model=Ok)
+@router.delete("/bots/{bot_id}", status_code=204, response_class=Response)
 async def delete_bot(
     bot_id: BotId,
     principal: Operator,
     fleet: Fleet,
     remove_volumes: Annotated[bool, Query(alias="removeVolumes", strict=False)] = False,
-) -> JSONResponse:
-    """Remove a bot and its container; `removeVolumes=true` also removes its data volume."""
+) -> Response:
+    """Remove a bot and its container; `removeVolumes=true` also removes its data volume. 204, no body (as the
+    original service answered)."""
     await fleet.delete_bot(principal.tenant_id, bot_id, remove_volumes=remove_volumes)
-    return JSONResponse(_OK)
+    return Response(status_code=204)
 
 
 @router.post("/bots/{bot_id}/start", response_model=Ok)
@@ -102,7 +120,13 @@ async def bot_logs(
     bot_id: BotId,
     principal: Operator,
     fleet: Fleet,
-    tail: Annotated[int, Query(strict=False)] = 100,
+    tail: Annotated[
+        str | None,
+        Query(
+            description="lines to read: a number above 10000 reads 10000; none, zero, a negative number or "
+            "text that does not start with a number reads 100",
+        ),
+    ] = None,
 ) -> PlainTextResponse:
-    """The last `tail` (1..10000) lines of the bot's output."""
-    return PlainTextResponse(await fleet.logs(principal.tenant_id, bot_id, tail))
+    """The last `tail` lines of the bot's output (clamped, never refused, as by the original service)."""
+    return PlainTextResponse(await fleet.logs(principal.tenant_id, bot_id, _leading_int(tail)))

@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 CONTAINER_FIELDS = ("image", "env", "volume_name", "resources")
 MAX_LOG_TAIL = 10_000
+DEFAULT_LOG_TAIL = 100
 LIST_CACHE_SECONDS = 5.0
 
 
@@ -162,12 +163,10 @@ class FleetService:
         bot = await self._load(tenant_id, bot_id)
         return {**self._status(bot, _now()), **self._profile_extra(bot), "urls": self._urls(bot)}
 
-    async def logs(self, tenant_id: str, bot_id: str, tail: int) -> str:
-        """The last `tail` lines the bot's container wrote."""
-        if not 1 <= tail <= MAX_LOG_TAIL:
-            raise ValidationFailed(
-                f"tail must be between 1 and {MAX_LOG_TAIL}", details={"field": "tail", "value": tail}
-            )
+    async def logs(self, tenant_id: str, bot_id: str, tail: int | None) -> str:
+        """The last `tail` lines the bot's container wrote. Clamped as the original service did: more than
+        MAX_LOG_TAIL reads MAX_LOG_TAIL; none, zero or a negative number reads DEFAULT_LOG_TAIL."""
+        tail = DEFAULT_LOG_TAIL if tail is None or tail < 1 else min(tail, MAX_LOG_TAIL)
         bot = await self._load(tenant_id, bot_id)
         if not bot.container_id:
             raise NotFound("bot has no container yet", details={"botId": bot_id})
@@ -525,9 +524,12 @@ class FleetService:
             "description": bot.description,
             "image": bot.image,
             "containerId": info.id if info else bot.container_id,
-            "state": info.state if info else ("unknown" if self._observed.stale_reason else "missing"),
-            "health": self._health.status(info),
-            "uptime": int((now - started).total_seconds()) if started else None,
+            # the original's values for a bot without a container; `observedState` tells missing from unknown
+            "state": info.state if info else "stopped",
+            "observedState": info.state if info else ("unknown" if self._observed.stale_reason else "missing"),
+            "health": self._health.status(info) if info else None,
+            "uptime": iso(started),  # the original's field: when the running container started
+            "uptimeSeconds": int((now - started).total_seconds()) if started else None,
             "startedAt": iso(started),
             "createdAt": iso(bot.created_at),
             "updatedAt": iso(bot.updated_at),
