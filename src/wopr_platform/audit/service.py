@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from wopr_platform.audit.repository import AuditRepository
-from wopr_platform.audit.schemas import AuditEventOut, AuditQuery
+from wopr_platform.audit.schemas import AuditEventOut, AuditPage, AuditQuery
 from wopr_platform.audit.writer import AuditWriter
 from wopr_platform.core.errors import ValidationFailed
-from wopr_platform.db.models import AuditEvent
 from wopr_platform.db.unit import Database
-
-
-def _wire(row: AuditEvent) -> dict[str, Any]:
-    return AuditEventOut.model_validate(row, from_attributes=True).model_dump(mode="json", by_alias=True)
 
 
 class AuditService:
@@ -23,14 +16,14 @@ class AuditService:
         self._db = db
         self._writer = writer
 
-    async def events(self, tenant_id: str, query: AuditQuery) -> dict[str, Any]:
+    async def events(self, tenant_id: str, query: AuditQuery) -> AuditPage:
         """The tenant's events matching `query`, newest first, with the cursor of the next page."""
         if query.since is not None and query.until is not None and query.since >= query.until:
             raise ValidationFailed("since must be before until", details={"field": "since"})
         await self._writer.flush()  # the caller's own changes, just answered, are in the answer
         async with self._db.read() as session:
             rows = await AuditRepository(session).page(tenant_id, query)
-        return {
-            "events": [_wire(row) for row in rows],
-            "nextBefore": rows[-1].id if len(rows) == query.limit else None,
-        }
+        return AuditPage(
+            events=[AuditEventOut.model_validate(row, from_attributes=True) for row in rows],
+            next_before=rows[-1].id if len(rows) == query.limit else None,
+        )

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 
@@ -40,3 +41,12 @@ class Database:
         """A durable step of a journaled operation: committed before the operation touches Docker again."""
         async with self._sessions() as session, session.begin():
             yield session
+
+    async def ping(self) -> str | None:
+        """None when the database answers a trivial query, else the kind of error that stopped it."""
+        try:
+            async with self.read() as session:
+                await session.execute(text("SELECT 1"))
+        except Exception as err:  # any driver error means "not ready"
+            return type(err).__name__
+        return None

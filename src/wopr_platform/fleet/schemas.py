@@ -294,3 +294,43 @@ class BotList(_Wire):
 
 class Ok(_Wire):
     ok: bool = True
+
+
+class DriftItem(_Wire):
+    """One way a bot's container differs from its profile now."""
+
+    bot_id: str
+    kind: str = Field(description="missing, stopped, running, changed, duplicate or adopt")
+    detail: dict[str, Any]
+
+
+class Orphan(_Wire):
+    """A container with this platform's labels that belongs to no bot, removed once its grace has passed."""
+
+    container_id: str
+    name: str
+    bot_id: str | None
+    first_seen_at: datetime
+    remove_after_seconds: float
+
+
+class RepairView(_Wire):
+    """What the reconciler did about one drift."""
+
+    bot_id: str
+    kind: str
+    action: str
+    outcome: str
+    error: str | None
+    at: datetime
+
+
+class DriftReport(_Wire):
+    """GET /fleet/drift: what differs now, the orphans waiting out their grace, and the latest repairs."""
+
+    drift: list[DriftItem]
+    orphans: list[Orphan]
+    repairs: list[RepairView]
+    last_run_at: datetime | None
+    last_run_ms: float | None
+    stale: str | None = Field(description="why the engine's state is not known now (null when it is)")

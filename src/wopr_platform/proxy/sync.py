@@ -32,6 +32,7 @@ from wopr_platform.fleet.observation.observed import ObservedState
 from wopr_platform.fleet.repository import BotRepository
 from wopr_platform.proxy import config
 from wopr_platform.proxy.dns import DnsResponder
+from wopr_platform.proxy.schemas import RouteList
 from wopr_platform.proxy.table import BotRoute, Route, RouteTable, decide
 
 log = logging.getLogger(__name__)
@@ -148,6 +149,10 @@ class ProxySync:
 
     def _find(self, kind: str, key: str) -> BotRoute | None:
         return (self.table.by_subdomain if kind == config.HOST_KIND else self.table.by_id).get(key)
+
+    def route_list(self, tenant_id: str) -> RouteList:
+        """GET /proxy/routes: the tenant's routing table and the proxy's state."""
+        return RouteList.model_validate({"routes": self.routes(tenant_id), "proxy": self.status()})
 
     def routes(self, tenant_id: str) -> list[dict[str, Any]]:
         """The tenant's routing table as the API shows it."""

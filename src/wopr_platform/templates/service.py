@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from wopr_platform.core.errors import Conflict, PlatformError, ValidationFailed
 from wopr_platform.db.unit import Database
 from wopr_platform.fleet.lifecycle.service import FleetService
-from wopr_platform.fleet.schemas import BotCreate, BotOrigin, HealthCheck
+from wopr_platform.fleet.schemas import BotCreate, BotOrigin, BotProfile, HealthCheck
 from wopr_platform.templates import placeholders
 from wopr_platform.templates.errors import MissingVariables, TemplateNotFound
 from wopr_platform.templates.loader import Catalog, Loaded, load_directory
@@ -30,9 +30,13 @@ from wopr_platform.templates.schemas import (
     CHANNEL_PLUGIN_ENV,
     PLUGINS_ENV,
     PROVIDER_PLUGIN_ENV,
+    ReloadResult,
     SeedRequest,
+    SeedResult,
     Template,
     TemplateBotCreate,
+    TemplateList,
+    TemplateView,
 )
 from wopr_platform.templates.secrets import SecretStore
 
@@ -107,26 +111,30 @@ class TemplateService:
         )
         return catalog
 
-    def list_templates(self) -> dict[str, Any]:
+    def list_templates(self) -> TemplateList:
         """Every loaded template (placeholders as written, never values) and the current load errors."""
         catalog = self._catalog
-        return {
-            "templates": [loaded.template.view(loaded.file) for loaded in catalog.templates.values()],
-            "errors": [error.view() for error in catalog.errors],
-        }
+        return TemplateList.model_validate(
+            {
+                "templates": [loaded.template.view(loaded.file) for loaded in catalog.templates.values()],
+                "errors": [error.view() for error in catalog.errors],
+            }
+        )
 
-    def get_template(self, name: str) -> dict[str, Any]:
+    def get_template(self, name: str) -> TemplateView:
         loaded = self._find(name)
-        return loaded.template.view(loaded.file)
+        return TemplateView.model_validate(loaded.template.view(loaded.file))
 
-    async def reload(self) -> dict[str, Any]:
+    async def reload(self) -> ReloadResult:
         """Re-read the folder without a restart: what loaded and what did not."""
         catalog = await self.load()
-        return {"loaded": list(catalog.templates), "errors": [error.view() for error in catalog.errors]}
+        return ReloadResult.model_validate(
+            {"loaded": list(catalog.templates), "errors": [error.view() for error in catalog.errors]}
+        )
 
     # bots from templates ------------------------------------------------------------------------------------
 
-    async def create_bot(self, tenant_id: str, request: TemplateBotCreate) -> dict[str, Any]:
+    async def create_bot(self, tenant_id: str, request: TemplateBotCreate) -> BotProfile:
         """Create and start a bot from a template and the request's overrides; nothing is made if a value is missing."""
         template = self._find(request.template).template
         rendered = await self._render(template, request)
@@ -135,11 +143,11 @@ class TemplateService:
         )
         log.info(
             "bot created from template",
-            extra={"bot_id": profile["id"], "template": template.name, "template_version": template.version},
+            extra={"bot_id": profile.id, "template": template.name, "template_version": template.version},
         )
         return profile
 
-    async def seed(self, tenant_id: str, request: SeedRequest) -> dict[str, Any]:
+    async def seed(self, tenant_id: str, request: SeedRequest) -> SeedResult:
         """Create one running bot for each template (or each named one) that has none yet."""
         catalog = self._catalog
         names = sorted(set(request.templates)) if request.templates is not None else list(catalog.templates)
@@ -163,7 +171,7 @@ class TemplateService:
         log.info(
             "seed finished", extra={"seeded": created, "skipped": skipped, "failed": [f["template"] for f in failed]}
         )
-        return {"created": created, "skipped": skipped, "failed": failed}
+        return SeedResult.model_validate({"created": created, "skipped": skipped, "failed": failed})
 
     async def _seed_one(
         self, tenant_id: str, template: Template, request: SeedRequest, record: SeedRecord | None, in_use: bool
@@ -193,10 +201,10 @@ class TemplateService:
                 return False  # another seed won the race for the name
             raise
         async with self._seeds() as seeds:
-            await seeds.mark_created(tenant_id, template.name, profile["id"])
+            await seeds.mark_created(tenant_id, template.name, profile.id)
         log.info(
             "bot seeded",
-            extra={"bot_id": profile["id"], "template": template.name, "template_version": template.version},
+            extra={"bot_id": profile.id, "template": template.name, "template_version": template.version},
         )
         return True
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -13,14 +12,18 @@ from wopr_platform.db.models import Bot, ImageUpdate, Rollout
 from wopr_platform.db.unit import Database
 from wopr_platform.updates.clock import Clock
 from wopr_platform.updates.repository import UpdateRepository
-from wopr_platform.updates.updater import Updater, UpdateResult
+from wopr_platform.updates.schemas import (
+    ImageStatus,
+    RolloutList,
+    RolloutOut,
+    UpdateHistory,
+    UpdateRecord,
+    UpdateResultOut,
+)
+from wopr_platform.updates.updater import Updater
 from wopr_platform.updates.watcher import ImageWatcher
 
 MAX_LIST = 500
-
-
-def iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
 
 
 class UpdateService:
@@ -49,7 +52,7 @@ class UpdateService:
             raise NotFound("bot not found", details={"botId": bot_id})
         return bot
 
-    async def image_status(self, tenant_id: str, bot_id: str) -> dict[str, Any]:
+    async def image_status(self, tenant_id: str, bot_id: str) -> ImageStatus:
         """The bot's deployed digest, the newest one its reference has, and when it was last checked."""
         async with self._db.read() as session:
             bot = await self._bot(session, tenant_id, bot_id)
@@ -73,29 +76,31 @@ class UpdateService:
                 now = self._clock.now()
                 if policy.automatic and check is not None:
                     scheduled = policy.applies_at(check.digest_seen_at or now, now, self._window)
-        return {
-            "botId": bot.id,
-            "image": bot.image,
-            "currentDigest": bot.image_digest,
-            "availableDigest": available,
-            "updateAvailable": update_available,
-            "releaseChannel": bot.release_channel,
-            "updatePolicy": bot.update_policy,
-            "lastCheckedAt": iso(check.checked_at if check else None),
-            "nextCheckAt": iso(check.next_check_at if check else None) if bot.release_channel != "pinned" else None,
-            "checkError": (
-                {"code": check.error_code, "message": check.error, "failures": check.failures}
-                if check is not None and check.error
-                else None
-            ),
-            "scheduledAt": iso(scheduled),
-            "blockedBy": blocked,
-            "rejectedDigest": bot.rejected_digest,
-            "updating": self._updater.busy(bot.id),
-            "watched": bot.release_channel != "pinned" and bot.image_digest is not None,
-        }
+        return ImageStatus.model_validate(
+            {
+                "botId": bot.id,
+                "image": bot.image,
+                "currentDigest": bot.image_digest,
+                "availableDigest": available,
+                "updateAvailable": update_available,
+                "releaseChannel": bot.release_channel,
+                "updatePolicy": bot.update_policy,
+                "lastCheckedAt": check.checked_at if check else None,
+                "nextCheckAt": (check.next_check_at if check else None) if bot.release_channel != "pinned" else None,
+                "checkError": (
+                    {"code": check.error_code, "message": check.error, "failures": check.failures}
+                    if check is not None and check.error
+                    else None
+                ),
+                "scheduledAt": scheduled,
+                "blockedBy": blocked,
+                "rejectedDigest": bot.rejected_digest,
+                "updating": self._updater.busy(bot.id),
+                "watched": bot.release_channel != "pinned" and bot.image_digest is not None,
+            }
+        )
 
-    async def update_now(self, tenant_id: str, bot_id: str) -> UpdateResult:
+    async def update_now(self, tenant_id: str, bot_id: str) -> UpdateResultOut:
         """`POST /fleet/bots/{id}/update`: ask the registry for the newest digest, then update under the gate."""
         if self._updater.busy(bot_id):
             raise Conflict("an update of this bot is already in progress", details={"botId": bot_id})
@@ -110,21 +115,22 @@ class UpdateService:
         if result.exception is not None:
             raise result.exception
         assert result.digest is not None
-        return await self._updater.update(tenant_id, bot_id, result.digest, trigger="manual")
+        done = await self._updater.update(tenant_id, bot_id, result.digest, trigger="manual")
+        return UpdateResultOut.model_validate(done.wire())
 
-    async def updates(self, tenant_id: str, bot_id: str, limit: int) -> list[dict[str, Any]]:
+    async def updates(self, tenant_id: str, bot_id: str, limit: int) -> UpdateHistory:
         """The bot's update attempts, newest first."""
         async with self._db.read() as session:
             await self._bot(session, tenant_id, bot_id)
             records = await UpdateRepository(session).updates(bot_id, min(limit, MAX_LIST))
-        return [self._update_wire(record) for record in records]
+        return UpdateHistory(updates=[self._update_wire(record) for record in records])
 
-    async def rollouts(self, limit: int) -> list[dict[str, Any]]:
+    async def rollouts(self, limit: int) -> RolloutList:
         async with self._db.read() as session:
             rows = await UpdateRepository(session).rollouts(min(limit, MAX_LIST))
-        return [self._rollout_wire(row) for row in rows]
+        return RolloutList(rollouts=[self._rollout_wire(row) for row in rows])
 
-    async def rollout(self, rollout_id: str) -> dict[str, Any]:
+    async def rollout(self, rollout_id: str) -> RolloutOut:
         async with self._db.read() as session:
             row = await UpdateRepository(session).get_rollout(rollout_id)
         if row is None:
@@ -132,32 +138,36 @@ class UpdateService:
         return self._rollout_wire(row)
 
     @staticmethod
-    def _update_wire(record: ImageUpdate) -> dict[str, Any]:
-        return {
-            "id": record.id,
-            "trigger": record.trigger,
-            "rolloutId": record.rollout_id,
-            "outcome": record.outcome,
-            "rolledBack": record.rolled_back,
-            "fromImage": record.from_image,
-            "toImage": record.to_image,
-            "fromDigest": record.from_digest,
-            "toDigest": record.to_digest,
-            "error": record.error,
-            "startedAt": iso(record.started_at),
-            "finishedAt": iso(record.finished_at),
-        }
+    def _update_wire(record: ImageUpdate) -> UpdateRecord:
+        return UpdateRecord.model_validate(
+            {
+                "id": record.id,
+                "trigger": record.trigger,
+                "rolloutId": record.rollout_id,
+                "outcome": record.outcome,
+                "rolledBack": record.rolled_back,
+                "fromImage": record.from_image,
+                "toImage": record.to_image,
+                "fromDigest": record.from_digest,
+                "toDigest": record.to_digest,
+                "error": record.error,
+                "startedAt": record.started_at,
+                "finishedAt": record.finished_at,
+            }
+        )
 
     @staticmethod
-    def _rollout_wire(row: Rollout) -> dict[str, Any]:
-        return {
-            "id": row.id,
-            "image": row.reference,
-            "toDigest": row.to_digest,
-            "state": row.state,
-            "trigger": row.trigger,
-            "reason": row.reason,
-            "createdAt": iso(row.created_at),
-            "finishedAt": iso(row.finished_at),
-            "waves": row.waves,
-        }
+    def _rollout_wire(row: Rollout) -> RolloutOut:
+        return RolloutOut.model_validate(
+            {
+                "id": row.id,
+                "image": row.reference,
+                "toDigest": row.to_digest,
+                "state": row.state,
+                "trigger": row.trigger,
+                "reason": row.reason,
+                "createdAt": row.created_at,
+                "finishedAt": row.finished_at,
+                "waves": row.waves,
+            }
+        )

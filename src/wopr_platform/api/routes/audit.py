@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from fastapi.responses import JSONResponse
 from pydantic import BeforeValidator
 
 from wopr_platform.api.auth import Operator
@@ -48,7 +47,7 @@ async def list_audit_events(
     until: Annotated[Time, Query(description="ISO 8601; events before it")] = None,
     before: Annotated[int | None, Query(ge=1, le=MAX_CURSOR, description="the previous page's nextBefore")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> JSONResponse:
+) -> AuditPage:
     """The caller's tenant's mutating calls (who, what, on what, outcome), newest first."""
     query = AuditQuery(
         bot_id=bot_id.lower() if bot_id else None,
@@ -58,4 +57,4 @@ async def list_audit_events(
         before=before,
         limit=limit,
     )
-    return JSONResponse(await audit.events(principal.tenant_id, query))
+    return await audit.events(principal.tenant_id, query)

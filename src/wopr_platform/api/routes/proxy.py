@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
 
 from wopr_platform.api.auth import Operator
 from wopr_platform.api.deps import AllServices
@@ -14,9 +13,9 @@ router = APIRouter(prefix="/proxy", tags=["proxy"])
 
 
 @router.get("/routes", response_model=RouteList)
-async def list_routes(principal: Operator, services: AllServices) -> JSONResponse:
+async def list_routes(principal: Operator, services: AllServices) -> RouteList:
     """The caller's tenant's routing table (host and path of each bot, where they lead now) and the proxy's state."""
     proxy = services.proxy
     if proxy is None:
         raise ServiceUnavailable("tenant routing is off (PROXY_ENABLED=false)", details={"code": "proxy_disabled"})
-    return JSONResponse({"routes": proxy.routes(principal.tenant_id), "proxy": proxy.status()})
+    return proxy.route_list(principal.tenant_id)

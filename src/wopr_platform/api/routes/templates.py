@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path
-from fastapi.responses import JSONResponse
 from pydantic import PlainValidator
 
 from wopr_platform.api.auth import Operator
@@ -49,26 +48,26 @@ CreateBotBody = Annotated[
 ]
 
 
-@router.get("/templates", response_model=TemplateList)
-async def list_templates(principal: Operator, templates: Templates) -> JSONResponse:
+@router.get("/templates", response_model=TemplateList, response_model_exclude_unset=True)
+async def list_templates(principal: Operator, templates: Templates) -> TemplateList:
     """Every loaded template (placeholders as written, never their values) and the files that failed to load."""
-    return JSONResponse(templates.list_templates())
+    return templates.list_templates()
 
 
 @router.post("/templates/reload", response_model=ReloadResult)
-async def reload_templates(principal: Operator, templates: Templates) -> JSONResponse:
+async def reload_templates(principal: Operator, templates: Templates) -> ReloadResult:
     """Re-read the templates folder without a restart."""
-    return JSONResponse(await templates.reload())
+    return await templates.reload()
 
 
-@router.get("/templates/{name}", response_model=TemplateView)
-async def get_template(name: Annotated[str, Path()], principal: Operator, templates: Templates) -> JSONResponse:
-    return JSONResponse(templates.get_template(name))
+@router.get("/templates/{name}", response_model=TemplateView, response_model_exclude_unset=True)
+async def get_template(name: Annotated[str, Path()], principal: Operator, templates: Templates) -> TemplateView:
+    return templates.get_template(name)
 
 
 @router.post("/seed", response_model=SeedResult)
 async def seed(
     principal: Operator, templates: Templates, body: Annotated[SeedRequest | None, Body()] = None
-) -> JSONResponse:
+) -> SeedResult:
     """Create one running bot per template that has none yet; failures are listed, never half-made (always 200)."""
-    return JSONResponse(await templates.seed(principal.tenant_id, body or SeedRequest()))
+    return await templates.seed(principal.tenant_id, body or SeedRequest())

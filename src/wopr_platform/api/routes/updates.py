@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
-from fastapi.responses import JSONResponse
 
 from wopr_platform.api.auth import Operator
 from wopr_platform.api.deps import BotId, Updates, checked_id
@@ -21,36 +20,35 @@ def _rollout_id(rollout_id: Annotated[str, Path()]) -> str:
 Limit = Annotated[int, Query(ge=1, le=500)]
 
 
-@router.post("/bots/{bot_id}/update", response_model=UpdateResultOut)
-async def update_bot(bot_id: BotId, principal: Operator, updates: Updates) -> JSONResponse:
+@router.post("/bots/{bot_id}/update", response_model=UpdateResultOut, response_model_exclude_unset=True)
+async def update_bot(bot_id: BotId, principal: Operator, updates: Updates) -> UpdateResultOut:
     """Update the bot to the newest digest of its image now, gated by its health; rolled back if it fails.
 
     A finished attempt answers 200 whatever its outcome (`success`, `rolledBack`, `error` say how it went).
     """
-    result = await updates.update_now(principal.tenant_id, bot_id)
-    return JSONResponse(result.wire())
+    return await updates.update_now(principal.tenant_id, bot_id)
 
 
 @router.get("/bots/{bot_id}/image-status", response_model=ImageStatus)
-async def image_status(bot_id: BotId, principal: Operator, updates: Updates) -> JSONResponse:
+async def image_status(bot_id: BotId, principal: Operator, updates: Updates) -> ImageStatus:
     """The deployed and the available digest of the bot's image, and the last registry check."""
-    return JSONResponse(await updates.image_status(principal.tenant_id, bot_id))
+    return await updates.image_status(principal.tenant_id, bot_id)
 
 
 @router.get("/bots/{bot_id}/updates", response_model=UpdateHistory)
-async def update_history(bot_id: BotId, principal: Operator, updates: Updates, limit: Limit = 50) -> JSONResponse:
+async def update_history(bot_id: BotId, principal: Operator, updates: Updates, limit: Limit = 50) -> UpdateHistory:
     """Every update attempt of the bot (when, from, to, outcome, why), newest first."""
-    return JSONResponse({"updates": await updates.updates(principal.tenant_id, bot_id, limit)})
+    return await updates.updates(principal.tenant_id, bot_id, limit)
 
 
 @router.get("/rollouts", response_model=RolloutList)
-async def list_rollouts(principal: Operator, updates: Updates, limit: Limit = 50) -> JSONResponse:
+async def list_rollouts(principal: Operator, updates: Updates, limit: Limit = 50) -> RolloutList:
     """Fleet rollouts and their waves, newest first."""
-    return JSONResponse({"rollouts": await updates.rollouts(limit)})
+    return await updates.rollouts(limit)
 
 
 @router.get("/rollouts/{rollout_id}", response_model=RolloutOut)
 async def get_rollout(
     rollout_id: Annotated[str, Depends(_rollout_id)], principal: Operator, updates: Updates
-) -> JSONResponse:
-    return JSONResponse(await updates.rollout(rollout_id))
+) -> RolloutOut:
+    return await updates.rollout(rollout_id)

@@ -40,7 +40,16 @@ from wopr_platform.fleet.observation.health import HealthMonitor
 from wopr_platform.fleet.observation.observed import ObservedState
 from wopr_platform.fleet.observation.stats import StatsCollector
 from wopr_platform.fleet.repository import BotRepository
-from wopr_platform.fleet.schemas import BotCreate, BotOrigin, BotPatch
+from wopr_platform.fleet.schemas import (
+    BotCreate,
+    BotDetail,
+    BotList,
+    BotOrigin,
+    BotPatch,
+    BotProfile,
+    BotStatus,
+    Stats,
+)
 from wopr_platform.fleet.secrets.redaction import keep_redacted, redact_env
 from wopr_platform.fleet.secrets.sealed_env import SecretEnv
 
@@ -137,10 +146,15 @@ class FleetService:
 
     # reads ----------------------------------------------------------------------------------------------
 
-    async def list_bots(self, tenant_id: str) -> list[dict[str, Any]]:
-        """Every bot of the tenant with its live status; no Docker call, and no query unless something changed."""
+    async def list_bots(self, tenant_id: str) -> BotList:
+        """Every bot of the tenant with its live status; no Docker call, and no query unless something changed.
+
+        Built without validation (`model_construct`): every value comes from the platform's own rows and
+        observations, and this list can be a thousand bots long.
+        """
         now = _now()
-        return [self._status(bot, now) for bot in await self._list_rows(tenant_id)]
+        rows = await self._list_rows(tenant_id)
+        return BotList.model_construct(bots=[BotStatus.model_construct(**self._status(bot, now)) for bot in rows])
 
     async def _list_rows(self, tenant_id: str) -> Sequence[Any]:
         """The tenant's status rows, re-read only after a commit through this process or LIST_CACHE_SECONDS
@@ -158,10 +172,12 @@ class FleetService:
         self._list_cache[tenant_id] = (generation, time.monotonic(), rows)
         return rows
 
-    async def get_bot(self, tenant_id: str, bot_id: str) -> dict[str, Any]:
+    async def get_bot(self, tenant_id: str, bot_id: str) -> BotDetail:
         """One bot's profile and live status; no Docker call."""
         bot = await self._load(tenant_id, bot_id)
-        return {**self._status(bot, _now()), **self._profile_extra(bot), "urls": self._urls(bot)}
+        return BotDetail.model_validate(
+            {**self._status(bot, _now()), **self._profile_extra(bot), "urls": self._urls(bot)}
+        )
 
     async def logs(self, tenant_id: str, bot_id: str, tail: int | None) -> str:
         """The last `tail` lines the bot's container wrote. Clamped as the original service did: more than
@@ -183,7 +199,7 @@ class FleetService:
         request: BotCreate,
         *,
         origin: BotOrigin | None = None,
-    ) -> dict[str, Any]:
+    ) -> BotProfile:
         """Store the profile (with its origin: a template, a seed claim), then create and start its container; on
         any failure nothing remains."""
         self._check_image(request.image)
@@ -268,7 +284,7 @@ class FleetService:
                 session, "create", bot.id, bot.tenant_id, {"volume": self._containers.volume(bot)}
             )
 
-    async def patch_bot(self, tenant_id: str, bot_id: str, request: BotPatch) -> dict[str, Any]:
+    async def patch_bot(self, tenant_id: str, bot_id: str, request: BotPatch) -> BotProfile:
         """Change a profile; recreate the container only if a container field changed, rolling back on failure."""
         changes = request.changes()
         if not changes:
@@ -514,6 +530,7 @@ class FleetService:
         bot.desired_state = desired
 
     def _status(self, bot: Bot | Row[Any], now: datetime) -> dict[str, Any]:
+        """The fields of a BotStatus (by field name), from the row and what the engine last reported."""
         info = self._observed.for_bot(bot.id, bot.container_id)
         running = info is not None and info.state == "running"
         started = info.started_at if info is not None and running else None
@@ -523,57 +540,60 @@ class FleetService:
             "name": bot.name,
             "description": bot.description,
             "image": bot.image,
-            "containerId": info.id if info else bot.container_id,
+            "container_id": info.id if info else bot.container_id,
             # the original's values for a bot without a container; `observedState` tells missing from unknown
             "state": info.state if info else "stopped",
-            "observedState": info.state if info else ("unknown" if self._observed.stale_reason else "missing"),
+            "observed_state": info.state if info else ("unknown" if self._observed.stale_reason else "missing"),
             "health": self._health.status(info) if info else None,
-            "uptime": iso(started),  # the original's field: when the running container started
-            "uptimeSeconds": int((now - started).total_seconds()) if started else None,
-            "startedAt": iso(started),
-            "createdAt": iso(bot.created_at),
-            "updatedAt": iso(bot.updated_at),
-            "desiredState": bot.desired_state,
-            "restartCount": info.restart_count if info else 0,
-            "crashLooping": self._observed.crash_looping(bot.id),
+            "uptime": started,  # the original's field: when the running container started
+            "uptime_seconds": int((now - started).total_seconds()) if started else None,
+            "started_at": started,
+            "created_at": bot.created_at,
+            "updated_at": bot.updated_at,
+            "desired_state": bot.desired_state,
+            "restart_count": info.restart_count if info else 0,
+            "crash_looping": self._observed.crash_looping(bot.id),
             "stale": self._observed.stale_reason is not None,
             "stats": (
-                {
-                    "cpuPercent": usage.cpu_percent,
-                    "memoryUsageMb": usage.memory_usage_mb,
-                    "memoryLimitMb": usage.memory_limit_mb,
-                    "memoryPercent": usage.memory_percent,
-                }
+                Stats.model_construct(
+                    cpu_percent=usage.cpu_percent,
+                    memory_usage_mb=usage.memory_usage_mb,
+                    memory_limit_mb=usage.memory_limit_mb,
+                    memory_percent=usage.memory_percent,
+                )
                 if usage
                 else None
             ),
         }
 
     def _profile_extra(self, bot: Bot) -> dict[str, Any]:
+        """The profile fields a BotStatus does not have (by field name)."""
         limits = resources.effective(bot.resources, self._settings.default_limits)
         return {
             "env": redact_env(bot.env, bot.secret_env_keys),
-            "secretEnv": list(bot.secret_env_keys or ()),
-            "restartPolicy": bot.restart_policy,
-            "volumeName": bot.volume_name,
-            "imageDigest": bot.image_digest,
-            "releaseChannel": bot.release_channel,
-            "updatePolicy": bot.update_policy,
-            "healthCheck": bot.health_check,
+            "secret_env": list(bot.secret_env_keys or ()),
+            "restart_policy": bot.restart_policy,
+            "volume_name": bot.volume_name,
+            "image_digest": bot.image_digest,
+            "release_channel": bot.release_channel,
+            "update_policy": bot.update_policy,
+            "health_check": bot.health_check,
             "template": {"name": bot.template_name, "version": bot.template_version} if bot.template_name else None,
             "subdomain": bot.subdomain,
             "resources": resources.wire(limits),
         }
 
-    def _profile(self, bot: Bot) -> dict[str, Any]:
-        return {
-            "id": bot.id,
-            "name": bot.name,
-            "description": bot.description,
-            "image": bot.image,
-            **self._profile_extra(bot),
-            "desiredState": bot.desired_state,
-            "containerId": bot.container_id,
-            "createdAt": iso(bot.created_at),
-            "updatedAt": iso(bot.updated_at),
-        }
+    def _profile(self, bot: Bot) -> BotProfile:
+        return BotProfile.model_validate(
+            {
+                "id": bot.id,
+                "name": bot.name,
+                "description": bot.description,
+                "image": bot.image,
+                **self._profile_extra(bot),
+                "desired_state": bot.desired_state,
+                "container_id": bot.container_id,
+                "created_at": bot.created_at,
+                "updated_at": bot.updated_at,
+            }
+        )

@@ -35,6 +35,7 @@ from wopr_platform.fleet.observation.events import EventBus
 from wopr_platform.fleet.observation.observed import ObservedState
 from wopr_platform.fleet.reconciliation.recovery import Recovery
 from wopr_platform.fleet.repository import BotRepository
+from wopr_platform.fleet.schemas import DriftItem, DriftReport, Orphan, RepairView
 
 log = logging.getLogger(__name__)
 
@@ -335,38 +336,31 @@ class Reconciler:
                 del self._idle_networks[name]
                 log.info("unused tenant network removed", extra={"network": name, "tenant": tenant})
 
-    def report(self, tenant_id: str) -> dict[str, Any]:
+    def report(self, tenant_id: str) -> DriftReport:
         """GET /fleet/drift: what differs now, the orphans waiting out their grace, and the latest repairs."""
-        return {
-            "drift": [
-                {"botId": d.bot_id, "kind": d.kind, "detail": d.detail}
+        return DriftReport(
+            drift=[
+                DriftItem(bot_id=d.bot_id, kind=d.kind, detail=d.detail)
                 for d in self.current
                 if d.tenant_id == tenant_id
             ],
-            "orphans": [
-                {
-                    "containerId": o.info.id,
-                    "name": o.info.name,
-                    "botId": o.info.bot_id,
-                    "firstSeenAt": o.first_seen_at.isoformat().replace("+00:00", "Z"),
-                    "removeAfterSeconds": self._orphan_grace,
-                }
+            orphans=[
+                Orphan(
+                    container_id=o.info.id,
+                    name=o.info.name,
+                    bot_id=o.info.bot_id,
+                    first_seen_at=o.first_seen_at,
+                    remove_after_seconds=self._orphan_grace,
+                )
                 for o in self._orphans.values()
                 if o.info.tenant_id in (None, tenant_id)
             ],
-            "repairs": [
-                {
-                    "botId": r.bot_id,
-                    "kind": r.kind,
-                    "action": r.action,
-                    "outcome": r.outcome,
-                    "error": r.error,
-                    "at": r.at.isoformat().replace("+00:00", "Z"),
-                }
+            repairs=[
+                RepairView(bot_id=r.bot_id, kind=r.kind, action=r.action, outcome=r.outcome, error=r.error, at=r.at)
                 for r in reversed(self.history)
                 if r.tenant_id in ("", tenant_id)  # "": an orphan without a tenant label, listed to all as above
             ],
-            "lastRunAt": self.last_run_at.isoformat().replace("+00:00", "Z") if self.last_run_at else None,
-            "lastRunMs": self.last_run_ms,
-            "stale": self._observed.stale_reason,
-        }
+            last_run_at=self.last_run_at,
+            last_run_ms=self.last_run_ms,
+            stale=self._observed.stale_reason,
+        )
