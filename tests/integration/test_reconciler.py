@@ -7,6 +7,7 @@ client, exactly as an operator with shell access (or a misbehaving tool) would.
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -403,3 +404,35 @@ async def test_a_platform_that_cannot_see_its_engine_says_its_state_is_stale(
     for bot in bots:
         status = await first.bot(bot["id"])
         assert status["stale"] is False and status["containerId"] == bot["containerId"]
+
+
+async def test_a_restart_policy_changed_in_place_is_not_taken_for_drift(
+    fast: Platform, docker: aiodocker.Docker
+) -> None:
+    """PATCH applies a new restart policy to the running container; the container keeps the spec hash it was made
+    with, and the reconciler must not take that for a changed container and recreate it."""
+    bot = await fast.create_bot()
+    response = await fast.client.patch(f"/fleet/bots/{bot['id']}", json={"restartPolicy": "always"})
+    assert response.status_code == 200, response.text
+    assert response.json()["containerId"] == bot["containerId"]
+
+    await wait_for_passes(fast, 3)
+
+    assert [d for d in (await drift_report(fast))["drift"] if d["botId"] == bot["id"]] == []
+    assert await repairs_for(fast, bot["id"]) == []
+    [container] = await labelled(docker, bot["id"])
+    assert container["Id"] == bot["containerId"]
+
+
+async def test_a_restart_policy_changed_behind_the_platforms_back_is_put_back(
+    fast: Platform, docker: aiodocker.Docker
+) -> None:
+    """`docker update --restart` outside the platform: the container no longer has the profile's policy."""
+    bot = await fast.create_bot()
+    subprocess.run(["docker", "update", "--restart", "no", bot["containerId"]], check=True, capture_output=True)
+
+    await wait_for_repair(fast, bot["id"], "changed", "recreated")
+
+    [container] = await labelled(docker, bot["id"])
+    shown = await inspect(docker, container["Id"])
+    assert shown is not None and shown["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"

@@ -40,7 +40,7 @@ from wopr_platform.docker.types import ContainerInfo, ContainerSpec, ContainerSt
 log = logging.getLogger(__name__)
 
 API_VERSION = "v1.41"
-WATCHED_EVENTS = ("create", "start", "restart", "die", "stop", "kill", "oom", "destroy", "pause", "unpause")
+WATCHED_EVENTS = ("create", "start", "restart", "die", "stop", "kill", "oom", "destroy", "pause", "unpause", "update")
 ON_FAILURE_RETRIES = 5
 _UNREACHABLE = 900  # aiodocker's status for "cannot connect"
 _FRACTION = re.compile(r"\.(\d+)")
@@ -506,6 +506,7 @@ class DockerEngine:
             exit_code=state.get("ExitCode"),
             oom_killed=bool(state.get("OOMKilled")),
             restart_count=int(data.get("RestartCount") or 0),
+            restart_policy=str(((data.get("HostConfig") or {}).get("RestartPolicy") or {}).get("Name") or "no"),
             ip_address=_ip_of((data.get("NetworkSettings") or {}).get("Networks"), labels.get(LABEL_NETWORK)),
             networks=_networks_of(data.get("NetworkSettings")),
             labels=dict(labels),

@@ -40,6 +40,7 @@ class ContainerInfo:
     exit_code: int | None = None
     oom_killed: bool = False
     restart_count: int = 0
+    restart_policy: str | None = None  # as the engine applies it (None: not known, the container not inspected)
     ip_address: str | None = None
     networks: tuple[str, ...] | None = None  # the networks it is attached to (None: not known)
     labels: dict[str, str] = field(default_factory=dict)

@@ -7,7 +7,7 @@ callers hold the bot's lock.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from wopr_platform.core import naming
@@ -82,6 +82,7 @@ class Swap:
 
 
 EXPECTED_CACHE_SIZE = 10_000
+RESTART_POLICIES = ("no", "always", "on-failure", "unless-stopped")
 
 
 class BotContainers:
@@ -105,7 +106,7 @@ class BotContainers:
         self._health = health
         self._settings = settings
         self._crash = crash
-        self._expected: dict[tuple[str, Any], tuple[str, str, frozenset[str], str]] = {}
+        self._expected: dict[tuple[str, Any], tuple[frozenset[str], str, frozenset[str], str]] = {}
 
     def auth_for(self, image: str) -> dict[str, str] | None:
         """Registry credentials for pulling `image`, if any are configured for its registry."""
@@ -166,7 +167,12 @@ class BotContainers:
 
     def matches(self, bot: Any, info: ContainerInfo) -> bool:
         """Does the container still carry what the profile asks for (image, env, volume, restart policy, limits,
-        hardening, network) and sit on its tenant's network alone?"""
+        hardening, network) and sit on its tenant's network alone?
+
+        A restart policy is changed in place (the engine updates it without a new container), so the container
+        keeps the spec hash it was made with: a hash made under another restart policy matches when everything
+        else is the same, and the policy itself is checked on the container once it has been inspected.
+        """
         key = (bot.id, bot.updated_at)
         expected = self._expected.get(key)
         if expected is None:
@@ -175,7 +181,7 @@ class BotContainers:
             except SecretsUnreadable:
                 return True  # what it should be cannot be known (nor built): leave the container as it is
             expected = (
-                spec.labels[naming.LABEL_SPEC_HASH],
+                frozenset(self._hashes_under_any_policy(bot)),
                 spec.image,
                 frozenset(f"{k}={v}" for k, v in spec.env.items()),
                 spec.network,
@@ -183,12 +189,22 @@ class BotContainers:
             if len(self._expected) > EXPECTED_CACHE_SIZE:
                 self._expected.clear()
             self._expected[key] = expected
-        spec_hash, image, wanted_env, network = expected
-        if info.labels.get(naming.LABEL_SPEC_HASH) != spec_hash or info.image != image:
+        spec_hashes, image, wanted_env, network = expected
+        if info.labels.get(naming.LABEL_SPEC_HASH) not in spec_hashes or info.image != image:
+            return False
+        if info.restart_policy is not None and info.restart_policy != bot.restart_policy:
             return False
         if info.networks is not None and info.networks != (network,):
             return False  # joined to another network (another tenant's?) behind our back
         return not info.detailed or wanted_env <= set(info.env)
+
+    def _hashes_under_any_policy(self, bot: Any) -> list[str]:
+        """The spec hash of the bot's container as made under each restart policy (all else as the profile says)."""
+        snap = Snapshot.of(bot)
+        return [
+            self.spec(bot, replace(snap, restart_policy=policy)).labels[naming.LABEL_SPEC_HASH]
+            for policy in RESTART_POLICIES
+        ]
 
     async def check_limits(self, overrides: Mapping[str, Any] | None) -> None:
         """Refuse (400) a bot's own limits above the platform's bounds or the engine host's CPUs."""
@@ -308,10 +324,12 @@ class BotContainers:
         return await self._engine.logs(container_id, tail)
 
     async def set_restart_policy(self, container_id: str, policy: str) -> None:
+        """Change the policy in place, and what is known of the container with it (the reconciler compares it)."""
         try:
             await self._engine.update_restart_policy(container_id, policy)
         except EngineNotFound:
             return
+        await self.refresh(container_id)
 
     async def existing(self, bot: Bot) -> ContainerInfo | None:
         """The bot's container as the engine sees it now, or None if it is gone."""

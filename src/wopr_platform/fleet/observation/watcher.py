@@ -116,7 +116,7 @@ class EngineWatcher:
             return
         await self._refresh(event.container_id)
         tenant = event.attributes.get(LABEL_TENANT)
-        if event.action in ("create", "start", "restart"):
+        if event.action in ("create", "start", "restart", "update"):  # update: a restart policy changed, by us or not
             self._on_change()
         if event.action in ("start", "restart"):
             self._health.kick()
