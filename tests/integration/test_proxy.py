@@ -19,7 +19,8 @@ from wopr_platform.fleet.schemas import BotCreate
 async def _other_tenant_bot(platform: Platform, tenant: str, **fields: object) -> dict[str, object]:
     """A bot of another tenant, made through the fleet service (the API has one tenant until issue 7)."""
     request = BotCreate.model_validate({"name": "bot-" + uuid.uuid4().hex[:8], "image": STUB_IMAGE, **fields})
-    return await platform.app.state.services.fleet.create_bot(tenant, request)
+    profile = await platform.app.state.services.fleet.create_bot(tenant, request)
+    return dict(profile.model_dump(by_alias=True, mode="json"))
 
 
 async def test_host_and_path_reach_the_right_bot_and_never_another_tenants(
@@ -40,7 +41,7 @@ async def test_host_and_path_reach_the_right_bot_and_never_another_tenants(
             (gamma, "tenant-b", "gamma"),
         ):
             status = await platform.app.state.services.fleet.get_bot(tenant, bot["id"])
-            expected = f"hello from {str(status['containerId'])[:12]} {message}"  # the stub's hostname
+            expected = f"hello from {str(status.container_id)[:12]} {message}"  # the stub's hostname
             by_host = await until_answer(client, host(str(bot["subdomain"])), "/hello", 200)
             assert by_host.text == expected
             by_path = await until_answer(client, DOMAIN, f"/instance/{bot['id']}/hello", 200)

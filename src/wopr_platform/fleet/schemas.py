@@ -7,7 +7,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 from pydantic.alias_generators import to_camel
 
 from wopr_platform.core import limits, subdomains
@@ -130,6 +138,12 @@ class HealthCheck(_Wire):
     def stored(self) -> dict[str, Any]:
         """The form kept in the profile: camelCase, unset fields left out."""
         return self.model_dump(by_alias=True, exclude_none=True)
+
+    # no return annotation on purpose: with one, the answer's documented schema would be that annotation's
+    @model_serializer(mode="wrap")
+    def _shown_as_set(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
+        """Shown as set: a field the profile leaves to the platform's default is left out, not sent as null."""
+        return {key: value for key, value in handler(self).items() if value is not None}
 
 
 class Resources(_Wire):
