@@ -19,7 +19,8 @@ from tests.integration.test_lifecycle import _instance_get
 from tests.integration.test_reconciler import eventually, repairs_for, wait_for_passes, wait_for_repair
 from wopr_platform.core.errors import UnsafeContainerSpec
 from wopr_platform.core.limits import Limits
-from wopr_platform.docker.engine import KEPT_CAPABILITIES, DockerEngine, check_hardened, container_config
+from wopr_platform.docker.engine import DockerEngine
+from wopr_platform.docker.hardening import KEPT_CAPABILITIES, check_hardened, container_config
 from wopr_platform.docker.types import ContainerSpec
 
 MIB = 1_048_576

@@ -11,7 +11,8 @@ from wopr_platform.db.engine import create_engine, create_sessionmaker
 from wopr_platform.db.migrate import upgrade
 from wopr_platform.db.models import Bot, ImageCheck
 from wopr_platform.db.unit import Database
-from wopr_platform.registry.client import CredentialStore, RegistryClient
+from wopr_platform.registry.client import RegistryClient
+from wopr_platform.registry.credentials import CredentialStore
 from wopr_platform.updates.clock import SystemClock
 from wopr_platform.updates.watcher import ImageWatcher
 

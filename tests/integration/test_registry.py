@@ -21,7 +21,8 @@ from wopr_platform.core.errors import (
     RegistryUnavailable,
 )
 from wopr_platform.core.reference import ImageReference
-from wopr_platform.registry.client import TOKEN_EXPIRY_MARGIN, CredentialStore, RegistryClient, RegistryStats
+from wopr_platform.registry.client import TOKEN_EXPIRY_MARGIN, RegistryClient, RegistryStats
+from wopr_platform.registry.credentials import CredentialStore
 
 
 def unique(name: str) -> str:

@@ -41,7 +41,8 @@ from wopr_platform.fleet.reconciliation.recovery import Recovery
 from wopr_platform.fleet.secrets.sealed_env import SecretEnv
 from wopr_platform.instance.client import InstanceClient
 from wopr_platform.proxy.sync import ProxySync
-from wopr_platform.registry.client import CredentialStore, RegistryClient
+from wopr_platform.registry.client import RegistryClient
+from wopr_platform.registry.credentials import CredentialStore
 from wopr_platform.templates.loader import packaged_directory
 from wopr_platform.templates.secrets import SecretStore
 from wopr_platform.templates.service import TemplateService

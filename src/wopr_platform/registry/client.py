@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import hashlib
 import ipaddress
-import json
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,6 +25,7 @@ from wopr_platform.core.errors import (
     RegistryUnavailable,
 )
 from wopr_platform.core.reference import DOCKER_HUB, ImageReference
+from wopr_platform.registry.credentials import CredentialStore, RegistryCredentials, normalise_registry
 
 # Without these a registry answers with a schema1 manifest whose digest never matches Docker's RepoDigests.
 MANIFEST_MEDIA_TYPES = (
@@ -38,8 +36,6 @@ MANIFEST_MEDIA_TYPES = (
 )
 MANIFEST_ACCEPT = ", ".join(MANIFEST_MEDIA_TYPES)
 DOCKER_HUB_ENDPOINT = "https://registry-1.docker.io"
-DOCKER_HUB_SERVER_ADDRESS = "https://index.docker.io/v1/"
-_DOCKER_HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
 DEFAULT_TOKEN_LIFETIME = 60.0  # seconds, when a token answer has no `expires_in`
 TOKEN_EXPIRY_MARGIN = 10.0  # renew a bearer token this long before the registry says it expires
 DEFAULT_RATE_LIMIT_BLOCK = 60.0  # a 429 without Retry-After blocks its registry this long
@@ -48,107 +44,6 @@ _DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}\Z")
 _TOKEN_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _UNQUOTED_RE = re.compile(r"[^,\s]*")
 _SECONDS_RE = re.compile(r"^\d+(?:\.\d+)?\Z")
-
-
-# --- credentials ------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class RegistryCredentials:
-    """A username and password (or token) for one registry."""
-
-    username: str
-    password: str = field(repr=False)
-
-
-def normalise_registry(key: str) -> str:
-    """Reduce a credentials key (`host`, `https://host`, `https://host/v1/`) to a registry name as in ImageReference."""
-    text = key.strip()
-    text = urlsplit(text).netloc if "://" in text else text.split("/", 1)[0]
-    text = text.rsplit("@", 1)[-1].lower()
-    return DOCKER_HUB if text in _DOCKER_HUB_ALIASES else text
-
-
-def _parse_entry(key: str, entry: object, source: str) -> RegistryCredentials | None:
-    where = f"{source}: auths[{key!r}]"
-    if not isinstance(entry, dict):
-        raise ValueError(f"{where} must be an object")
-    if "auth" in entry:
-        encoded = entry["auth"]
-        if not isinstance(encoded, str):
-            raise ValueError(f"{where}.auth must be a base64 string")
-        try:
-            decoded = base64.b64decode(encoded, validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError) as err:
-            raise ValueError(f"{where}.auth is not base64 of 'user:password'") from err
-        username, colon, password = decoded.partition(":")
-        if not colon or not username:
-            raise ValueError(f"{where}.auth must decode to 'user:password'")
-        return RegistryCredentials(username, password)
-    user, secret = entry.get("username"), entry.get("password")
-    if user is None and secret is None:
-        if entry.get("identitytoken") or entry.get("registrytoken"):
-            raise ValueError(f"{where} holds a token, not a username and password; tokens are not supported")
-        return None  # an empty entry, as Docker writes next to a credsStore
-    if not isinstance(user, str) or not user or not isinstance(secret, str):
-        raise ValueError(f"{where} needs both 'username' and 'password' as strings")
-    return RegistryCredentials(user, secret)
-
-
-class CredentialStore:
-    """Registry credentials by registry name, read from a Docker config.json-format file."""
-
-    def __init__(self, entries: Mapping[str, RegistryCredentials] | None = None) -> None:
-        self._entries = {normalise_registry(key): value for key, value in (entries or {}).items()}
-
-    @classmethod
-    def from_file(cls, path: Path | None) -> CredentialStore:
-        """Read `{"auths": {host: {"auth": base64(user:pass)} | {"username", "password"}}}`; None → empty store."""
-        if path is None:
-            return cls()
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as err:
-            raise ValueError(f"registry credentials file {path}: cannot read it ({err.strerror or err})") from err
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"registry credentials file {path}: not JSON (line {err.lineno}: {err.msg})") from err
-        return cls.from_config(data, source=f"registry credentials file {path}")
-
-    @classmethod
-    def from_config(cls, data: object, *, source: str = "registry credentials") -> CredentialStore:
-        """Build from an already parsed config.json document."""
-        auths = data.get("auths") if isinstance(data, dict) else None
-        if not isinstance(auths, dict):
-            raise ValueError(f'{source}: expected an object {{"auths": {{"<registry>": {{...}}}}}}')
-        entries: dict[str, RegistryCredentials] = {}
-        for key, entry in auths.items():
-            if not isinstance(key, str) or not normalise_registry(key):
-                raise ValueError(f"{source}: auths key {key!r} is not a registry host")
-            credentials = _parse_entry(key, entry, source)
-            if credentials is not None:
-                entries[normalise_registry(key)] = credentials
-        return cls(entries)
-
-    def for_registry(self, registry: str) -> RegistryCredentials | None:
-        """The credentials for `registry` ("docker.io", "ghcr.io", "127.0.0.1:5000"), if any."""
-        return self._entries.get(normalise_registry(registry))
-
-    def engine_auth(self, registry: str) -> dict[str, str] | None:
-        """The same credentials shaped for the Docker engine's X-Registry-Auth on a pull."""
-        credentials = self.for_registry(registry)
-        if credentials is None:
-            return None
-        name = normalise_registry(registry)
-        return {
-            "username": credentials.username,
-            "password": credentials.password,
-            "serveraddress": DOCKER_HUB_SERVER_ADDRESS if name == DOCKER_HUB else name,
-        }
-
-
-# --- header parsing ---------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)

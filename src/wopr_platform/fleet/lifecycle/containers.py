@@ -1,6 +1,6 @@
 """A bot's container as the engine holds it: build one from a profile, set one aside, bring one back.
 
-Used by the API operations (`fleet.service`), by crash recovery (`fleet.recovery`) and by the reconciler;
+Used by the bot operations (`fleet.lifecycle.service`, `.replace`), by crash recovery and by the reconciler;
 callers hold the bot's lock.
 """
 

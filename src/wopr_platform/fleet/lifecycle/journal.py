@@ -1,7 +1,8 @@
 """The operation journal: every multi-step change records its intent before touching Docker.
 
 A row lives from the moment an operation starts until it is complete; whatever rows a starting platform
-finds belong to operations a crash interrupted, and `fleet.recovery` finishes or undoes each of them.
+finds belong to operations a crash interrupted, and recovery (`fleet.reconciliation.recovery`) finishes or
+undoes each of them.
 """
 
 from __future__ import annotations

@@ -18,10 +18,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row
-
 from wopr_platform.core import naming, subdomains
-from wopr_platform.core.addresses import PublicAddress
 from wopr_platform.core.errors import Conflict, EngineNotFound, NotFound, ValidationFailed
 from wopr_platform.core.faults import CrashPoints
 from wopr_platform.core.reference import ImageReference, InvalidReference, is_allowed, pinned
@@ -35,6 +32,7 @@ from wopr_platform.fleet.lifecycle.containers import BotContainers, Snapshot
 from wopr_platform.fleet.lifecycle.journal import Journal
 from wopr_platform.fleet.lifecycle.locks import BotLocks
 from wopr_platform.fleet.lifecycle.replace import Replaced, Replacer
+from wopr_platform.fleet.lifecycle.views import BotViews
 from wopr_platform.fleet.observation.events import EventBus
 from wopr_platform.fleet.observation.health import HealthMonitor
 from wopr_platform.fleet.observation.observed import ObservedState
@@ -47,10 +45,8 @@ from wopr_platform.fleet.schemas import (
     BotOrigin,
     BotPatch,
     BotProfile,
-    BotStatus,
-    Stats,
 )
-from wopr_platform.fleet.secrets.redaction import keep_redacted, redact_env
+from wopr_platform.fleet.secrets.redaction import keep_redacted
 from wopr_platform.fleet.secrets.sealed_env import SecretEnv
 
 log = logging.getLogger(__name__)
@@ -72,10 +68,6 @@ def _check_secret_keys(keys: Collection[str], env: Mapping[str, str]) -> None:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
 
 
 class FleetService:
@@ -112,6 +104,7 @@ class FleetService:
         self._locks = locks
         self._crash = crash
         self._settings = settings
+        self._views = BotViews(observed=observed, health=health, stats=stats, settings=settings)
 
     @asynccontextmanager
     async def operation(self, tenant_id: str | None, bot_id: str, *, engine: bool = True) -> AsyncIterator[Bot]:
@@ -154,7 +147,7 @@ class FleetService:
         """
         now = _now()
         rows = await self._list_rows(tenant_id)
-        return BotList.model_construct(bots=[BotStatus.model_construct(**self._status(bot, now)) for bot in rows])
+        return self._views.bot_list(rows, now)
 
     async def _list_rows(self, tenant_id: str) -> Sequence[Any]:
         """The tenant's status rows, re-read only after a commit through this process or LIST_CACHE_SECONDS
@@ -175,9 +168,7 @@ class FleetService:
     async def get_bot(self, tenant_id: str, bot_id: str) -> BotDetail:
         """One bot's profile and live status; no Docker call."""
         bot = await self._load(tenant_id, bot_id)
-        return BotDetail.model_validate(
-            {**self._status(bot, _now()), **self._profile_extra(bot), "urls": self._urls(bot)}
-        )
+        return self._views.detail(bot, _now())
 
     async def logs(self, tenant_id: str, bot_id: str, tail: int | None) -> str:
         """The last `tail` lines the bot's container wrote. Clamped as the original service did: more than
@@ -232,7 +223,7 @@ class FleetService:
             updated_at=now,
         )
         await self._containers.require_engine()
-        # the image is pulled first: the container runs pinned to the digest it came with (see fleet.containers)
+        # the image is pulled first: the container runs pinned to the digest it came with (see containers.py)
         bot.image_digest = await self._containers.resolve_digest(bot.image)
         async with self._locks.hold(bot_id):
             try:
@@ -270,7 +261,7 @@ class FleetService:
                 stored.container_id = bot.container_id = container_id
                 await self._journal.finish(session, op_id)
         log.info("bot created", extra={"bot_id": bot_id, "tenant": tenant_id, "bot_name": bot.name})
-        return self._profile(bot)
+        return self._views.profile(bot)
 
     async def _store_new(self, bot: Bot, origin: BotOrigin | None) -> str:
         """Store a new bot, its seed claim and its create intent in the journal, in one transaction; returns the
@@ -299,7 +290,7 @@ class FleetService:
                 await self._containers.check_limits(changes["resources"])
             changes = {k: v for k, v in changes.items() if getattr(bot, k) != v}
             if not changes and quiet_env is None:
-                return self._profile(bot)
+                return self._views.profile(bot)
             async with self._db.read() as session:
                 clash = await BotRepository(session).taken(
                     tenant_id, bot_id, name=changes.get("name"), volume=changes.get("volume_name")
@@ -335,7 +326,7 @@ class FleetService:
         log.info("bot changed", extra={"bot_id": bot_id, "fields": sorted(changes), "recreated": recreate})
         if recreate:
             self._events.publish("recreated", bot_id, tenant_id, containerId=updated.container_id)
-        return self._profile(updated)
+        return self._views.profile(updated)
 
     def _env_changes(self, bot: Bot, changes: dict[str, Any]) -> dict[str, str] | None:
         """Turn PATCHed `env`/`secretEnv` into the stored forms in `changes`: `env` (sealed) when the container's
@@ -499,16 +490,6 @@ class FleetService:
             return candidate
         return bot_id
 
-    def _urls(self, bot: Bot) -> dict[str, str] | None:
-        """The bot's public URLs through the proxy (None when tenant routing is off)."""
-        settings = self._settings
-        if not settings.proxy_enabled:
-            return None
-        address = PublicAddress.of(
-            domain=settings.proxy_domain, listen=settings.proxy_listen, tls=settings.proxy_tls == "auto"
-        )
-        return address.urls(bot.subdomain, bot.id)
-
     async def _load(self, tenant_id: str | None, bot_id: str) -> Bot:
         async with self._db.read() as session:  # read-only: rolled back, so it counts as no commit
             repo = BotRepository(session)
@@ -528,72 +509,3 @@ class FleetService:
             if container_id is not None:
                 stored.container_id = container_id
         bot.desired_state = desired
-
-    def _status(self, bot: Bot | Row[Any], now: datetime) -> dict[str, Any]:
-        """The fields of a BotStatus (by field name), from the row and what the engine last reported."""
-        info = self._observed.for_bot(bot.id, bot.container_id)
-        running = info is not None and info.state == "running"
-        started = info.started_at if info is not None and running else None
-        usage = self._stats.usage(info.id) if info is not None and running else None
-        return {
-            "id": bot.id,
-            "name": bot.name,
-            "description": bot.description,
-            "image": bot.image,
-            "container_id": info.id if info else bot.container_id,
-            # the original's values for a bot without a container; `observedState` tells missing from unknown
-            "state": info.state if info else "stopped",
-            "observed_state": info.state if info else ("unknown" if self._observed.stale_reason else "missing"),
-            "health": self._health.status(info) if info else None,
-            "uptime": started,  # the original's field: when the running container started
-            "uptime_seconds": int((now - started).total_seconds()) if started else None,
-            "started_at": started,
-            "created_at": bot.created_at,
-            "updated_at": bot.updated_at,
-            "desired_state": bot.desired_state,
-            "restart_count": info.restart_count if info else 0,
-            "crash_looping": self._observed.crash_looping(bot.id),
-            "stale": self._observed.stale_reason is not None,
-            "stats": (
-                Stats.model_construct(
-                    cpu_percent=usage.cpu_percent,
-                    memory_usage_mb=usage.memory_usage_mb,
-                    memory_limit_mb=usage.memory_limit_mb,
-                    memory_percent=usage.memory_percent,
-                )
-                if usage
-                else None
-            ),
-        }
-
-    def _profile_extra(self, bot: Bot) -> dict[str, Any]:
-        """The profile fields a BotStatus does not have (by field name)."""
-        limits = resources.effective(bot.resources, self._settings.default_limits)
-        return {
-            "env": redact_env(bot.env, bot.secret_env_keys),
-            "secret_env": list(bot.secret_env_keys or ()),
-            "restart_policy": bot.restart_policy,
-            "volume_name": bot.volume_name,
-            "image_digest": bot.image_digest,
-            "release_channel": bot.release_channel,
-            "update_policy": bot.update_policy,
-            "health_check": bot.health_check,
-            "template": {"name": bot.template_name, "version": bot.template_version} if bot.template_name else None,
-            "subdomain": bot.subdomain,
-            "resources": resources.wire(limits),
-        }
-
-    def _profile(self, bot: Bot) -> BotProfile:
-        return BotProfile.model_validate(
-            {
-                "id": bot.id,
-                "name": bot.name,
-                "description": bot.description,
-                "image": bot.image,
-                **self._profile_extra(bot),
-                "desired_state": bot.desired_state,
-                "container_id": bot.container_id,
-                "created_at": bot.created_at,
-                "updated_at": bot.updated_at,
-            }
-        )
