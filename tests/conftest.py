@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import shutil
 import socket
@@ -28,8 +29,11 @@ from wopr_platform.updates.clock import Clock
 ROOT = Path(__file__).resolve().parent.parent
 STUB_IMAGE = "localhost/wopr-stub:latest"
 BROKEN_IMAGE = "localhost/wopr-stub:broken"
-TOKEN = "test-token-" + uuid.uuid4().hex
-TEST_PLATFORM_SECRET = "test-platform-secret-" + uuid.uuid4().hex
+# random for each run, yet the same in every parallel worker of a run: the workers must collect the same test ids,
+# and some ids show values made from it
+RUN_ID = uuid.uuid5(uuid.NAMESPACE_OID, os.environ.get("PYTEST_XDIST_TESTRUNUID") or uuid.uuid4().hex)
+TOKEN = "test-token-" + RUN_ID.hex
+TEST_PLATFORM_SECRET = "test-platform-secret-" + uuid.uuid5(RUN_ID, "platform-secret").hex
 
 # the other real components, each in its own fixture module
 pytest_plugins = ["tests.fixtures.registry", "tests.fixtures.token_registry", "tests.fixtures.caddy"]
@@ -51,12 +55,16 @@ def stub_image() -> str:
         subprocess.run(["docker", "version"], check=True, capture_output=True, timeout=30)
     except (OSError, subprocess.CalledProcessError) as err:
         pytest.exit(f"the test-suite needs a running Docker engine: {err}", returncode=3)
-    subprocess.run([str(ROOT / "scripts" / "build-stub-image"), STUB_IMAGE], check=True, capture_output=True)
-    subprocess.run(
-        ["docker", "build", "-q", "-t", BROKEN_IMAGE, str(ROOT / "tests" / "images" / "broken")],
-        check=True,
-        capture_output=True,
-    )
+    # one build at a time (parallel workers, other runs on this engine): the later ones come from the build cache,
+    # so the tag never moves to another image id under a running test
+    with (Path(tempfile.gettempdir()) / "wopr-stub-image.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        subprocess.run([str(ROOT / "scripts" / "build-stub-image"), STUB_IMAGE], check=True, capture_output=True)
+        subprocess.run(
+            ["docker", "build", "-q", "-t", BROKEN_IMAGE, str(ROOT / "tests" / "images" / "broken")],
+            check=True,
+            capture_output=True,
+        )
     return STUB_IMAGE
 
 
