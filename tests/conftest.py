@@ -45,6 +45,62 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# --- which tests run where --------------------------------------------------------------------------------
+#
+# scripts/test runs every test on SQLite, and again on PostgreSQL only the tests marked `database`: those whose
+# outcome can depend on the database (repositories and their queries, migrations, unique constraints and races on
+# them, transactions undone on failure, the operations journal, the leader lease, audit, update history, template
+# seeds, JSON columns read back after a patch). A module or test that only checks HTTP, headers, container specs,
+# the proxy or the registry client is not listed: its database is incidental. When in doubt, list it.
+# An entry is a module under tests/ ("integration/test_patch") or one test in it ("...::test_name").
+DATABASE_TESTS = frozenset(
+    {
+        "integration/test_audit",
+        "integration/test_bad_input",
+        "integration/test_concurrency",
+        "integration/test_crash_recovery",
+        "integration/test_engine_unavailable",
+        "integration/test_fuzz",
+        "integration/test_hardening::test_per_bot_resources_override_the_defaults_within_bounds",
+        "integration/test_hardening::test_resources_out_of_bounds_are_a_400_and_change_nothing",
+        "integration/test_hardening::test_new_defaults_reach_existing_bots_through_the_reconciler",
+        "integration/test_health::test_the_profile_keeps_the_health_check_and_patch_changes_it_without_recreate",
+        "integration/test_image_watcher",
+        "integration/test_leadership",
+        "integration/test_lifecycle",
+        "integration/test_patch",
+        "integration/test_proxy::test_subdomains_are_validated_unique_across_tenants_and_patchable",
+        "integration/test_reconciler",
+        "integration/test_secrets",
+        "integration/test_templates",
+        "integration/test_tenants",
+        "integration/test_updates",
+    }
+)
+# Everything else runs in parallel workers (scripts/test): a test uses its own platform id, ports, temporary
+# directory, database and image tags, and looks at the engine only through its own labels. A test that changes the
+# engine for every other one (dockerd stopped and restarted) is listed here: it runs alone, after the parallel run.
+SERIAL_TESTS = frozenset({"integration/test_engine_outage"})
+
+
+def _listed(item: pytest.Item, names: frozenset[str]) -> bool:
+    try:
+        module = item.path.resolve().relative_to(ROOT / "tests").with_suffix("").as_posix()
+    except ValueError:
+        return False
+    function = getattr(item, "originalname", item.name)
+    return module in names or f"{module}::{function}" in names
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if _listed(item, DATABASE_TESTS):
+            item.add_marker(pytest.mark.database)
+        if _listed(item, SERIAL_TESTS):
+            item.add_marker(pytest.mark.serial)
+
+
 # --- engine and images ------------------------------------------------------------------------------------
 
 
