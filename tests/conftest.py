@@ -78,9 +78,17 @@ DATABASE_TESTS = frozenset(
     }
 )
 # Everything else runs in parallel workers (scripts/test): a test uses its own platform id, ports, temporary
-# directory, database and image tags, and looks at the engine only through its own labels. A test that changes the
-# engine for every other one (dockerd stopped and restarted) is listed here: it runs alone, after the parallel run.
-SERIAL_TESTS = frozenset({"integration/test_engine_outage"})
+# directory, database and image tags, and looks at the engine only through its own labels. Listed here, to run
+# alone after the parallel run: a test that changes the engine for every other one (dockerd stopped and restarted),
+# and one that other tests' work on the engine can upset (the network isolation checks: while dockerd creates a
+# network it briefly lifts the isolation between bridges).
+SERIAL_TESTS = frozenset(
+    {
+        "integration/test_engine_outage",
+        "integration/test_tenants::test_a_bot_reaches_its_own_tenant_only_and_the_platform_reaches_every_bot",
+        "integration/test_tenants::test_a_container_on_the_default_bridge_cannot_reach_a_bot",
+    }
+)
 
 
 def _listed(item: pytest.Item, names: frozenset[str]) -> bool:
