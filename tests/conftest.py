@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import shutil
 import socket
@@ -28,8 +29,11 @@ from wopr_platform.updates.clock import Clock
 ROOT = Path(__file__).resolve().parent.parent
 STUB_IMAGE = "localhost/wopr-stub:latest"
 BROKEN_IMAGE = "localhost/wopr-stub:broken"
-TOKEN = "test-token-" + uuid.uuid4().hex
-TEST_PLATFORM_SECRET = "test-platform-secret-" + uuid.uuid4().hex
+# random for each run, yet the same in every parallel worker of a run: the workers must collect the same test ids,
+# and some ids show values made from it
+RUN_ID = uuid.uuid5(uuid.NAMESPACE_OID, os.environ.get("PYTEST_XDIST_TESTRUNUID") or uuid.uuid4().hex)
+TOKEN = "test-token-" + RUN_ID.hex
+TEST_PLATFORM_SECRET = "test-platform-secret-" + uuid.uuid5(RUN_ID, "platform-secret").hex
 
 # the other real components, each in its own fixture module
 pytest_plugins = ["tests.fixtures.registry", "tests.fixtures.token_registry", "tests.fixtures.caddy"]
@@ -39,6 +43,70 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+# --- which tests run where --------------------------------------------------------------------------------
+#
+# scripts/test runs every test on SQLite, and again on PostgreSQL only the tests marked `database`: those whose
+# outcome can depend on the database (repositories and their queries, migrations, unique constraints and races on
+# them, transactions undone on failure, the operations journal, the leader lease, audit, update history, template
+# seeds, JSON columns read back after a patch). A module or test that only checks HTTP, headers, container specs,
+# the proxy or the registry client is not listed: its database is incidental. When in doubt, list it.
+# An entry is a module under tests/ ("integration/test_patch") or one test in it ("...::test_name").
+DATABASE_TESTS = frozenset(
+    {
+        "integration/test_audit",
+        "integration/test_bad_input",
+        "integration/test_concurrency",
+        "integration/test_crash_recovery",
+        "integration/test_engine_unavailable",
+        "integration/test_fuzz",
+        "integration/test_hardening::test_per_bot_resources_override_the_defaults_within_bounds",
+        "integration/test_hardening::test_resources_out_of_bounds_are_a_400_and_change_nothing",
+        "integration/test_hardening::test_new_defaults_reach_existing_bots_through_the_reconciler",
+        "integration/test_health::test_the_profile_keeps_the_health_check_and_patch_changes_it_without_recreate",
+        "integration/test_image_watcher",
+        "integration/test_leadership",
+        "integration/test_lifecycle",
+        "integration/test_patch",
+        "integration/test_proxy::test_subdomains_are_validated_unique_across_tenants_and_patchable",
+        "integration/test_reconciler",
+        "integration/test_secrets",
+        "integration/test_templates",
+        "integration/test_tenants",
+        "integration/test_updates",
+    }
+)
+# Everything else runs in parallel workers (scripts/test): a test uses its own platform id, ports, temporary
+# directory, database and image tags, and looks at the engine only through its own labels. Listed here, to run
+# alone after the parallel run: a test that changes the engine for every other one (dockerd stopped and restarted),
+# and one that other tests' work on the engine can upset (the network isolation checks: while dockerd creates a
+# network it briefly lifts the isolation between bridges).
+SERIAL_TESTS = frozenset(
+    {
+        "integration/test_engine_outage",
+        "integration/test_tenants::test_a_bot_reaches_its_own_tenant_only_and_the_platform_reaches_every_bot",
+        "integration/test_tenants::test_a_container_on_the_default_bridge_cannot_reach_a_bot",
+    }
+)
+
+
+def _listed(item: pytest.Item, names: frozenset[str]) -> bool:
+    try:
+        module = item.path.resolve().relative_to(ROOT / "tests").with_suffix("").as_posix()
+    except ValueError:
+        return False
+    function = getattr(item, "originalname", item.name)
+    return module in names or f"{module}::{function}" in names
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if _listed(item, DATABASE_TESTS):
+            item.add_marker(pytest.mark.database)
+        if _listed(item, SERIAL_TESTS):
+            item.add_marker(pytest.mark.serial)
 
 
 # --- engine and images ------------------------------------------------------------------------------------
@@ -51,12 +119,16 @@ def stub_image() -> str:
         subprocess.run(["docker", "version"], check=True, capture_output=True, timeout=30)
     except (OSError, subprocess.CalledProcessError) as err:
         pytest.exit(f"the test-suite needs a running Docker engine: {err}", returncode=3)
-    subprocess.run([str(ROOT / "scripts" / "build-stub-image"), STUB_IMAGE], check=True, capture_output=True)
-    subprocess.run(
-        ["docker", "build", "-q", "-t", BROKEN_IMAGE, str(ROOT / "tests" / "images" / "broken")],
-        check=True,
-        capture_output=True,
-    )
+    # one build at a time (parallel workers, other runs on this engine): the later ones come from the build cache,
+    # so the tag never moves to another image id under a running test
+    with (Path(tempfile.gettempdir()) / "wopr-stub-image.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        subprocess.run([str(ROOT / "scripts" / "build-stub-image"), STUB_IMAGE], check=True, capture_output=True)
+        subprocess.run(
+            ["docker", "build", "-q", "-t", BROKEN_IMAGE, str(ROOT / "tests" / "images" / "broken")],
+            check=True,
+            capture_output=True,
+        )
     return STUB_IMAGE
 
 

@@ -12,7 +12,7 @@ import aiodocker
 import httpx
 import pytest
 
-from tests.conftest import STUB_IMAGE, Platform, PlatformFactory
+from tests.conftest import RUN_ID, STUB_IMAGE, Platform, PlatformFactory
 
 LEAK_MARKERS = ("Traceback", "/work/", "site-packages")
 PER_BOT_ROUTES = [
@@ -143,7 +143,7 @@ async def test_a_body_that_is_not_json_is_invalid_json_body(fleet: Fleet, method
         assert body["details"]["code"] == "malformed_json", body
 
 
-@pytest.mark.parametrize("body", [[], [_create()], "a bot", 5, None, True], ids=repr)
+@pytest.mark.parametrize("body", [[], [_create(name="bot-in-a-list")], "a bot", 5, None, True], ids=repr)
 async def test_json_that_is_not_an_object_is_400(fleet: Fleet, body: Any) -> None:
     """Valid JSON of the wrong kind (array, string, number, null) is a 400."""
     await fleet.refused(400, "POST", "/fleet/bots", json=body)
@@ -173,7 +173,7 @@ async def test_wrong_field_types_are_400(fleet: Fleet, fields: dict[str, Any]) -
     assert body["details"]["code"] == "validation_failed"
 
 
-@pytest.mark.parametrize("fields", [{"foo": 1}, {"containerId": "x"}, {"id": str(uuid.uuid4())}], ids=repr)
+@pytest.mark.parametrize("fields", [{"foo": 1}, {"containerId": "x"}, {"id": str(RUN_ID)}], ids=repr)
 async def test_unknown_fields_are_400(fleet: Fleet, fields: dict[str, Any]) -> None:
     """Fields the API does not know, including server-owned ones, are refused rather than ignored."""
     await fleet.refused(400, "POST", "/fleet/bots", json=_create(**fields))
@@ -359,7 +359,7 @@ def _route_kwargs(method: str) -> dict[str, Any]:
 @pytest.mark.parametrize(("method", "suffix"), PER_BOT_ROUTES)
 @pytest.mark.parametrize(
     "bot_id",
-    ["nope", "1", "00000000-0000-0000-0000-00000000000g", uuid.uuid4().hex, "x" * 65, "%2e%2e"],
+    ["nope", "1", "00000000-0000-0000-0000-00000000000g", RUN_ID.hex, "x" * 65, "%2e%2e"],
     ids=["word", "number", "non-hex", "no-dashes", "long", "dots"],
 )
 async def test_malformed_ids_are_404_on_every_route(fleet: Fleet, method: str, suffix: str, bot_id: str) -> None:
@@ -544,7 +544,7 @@ async def test_update_of_a_locally_built_image_is_409(fleet: Fleet) -> None:
     assert "no registry digest" in body["error"]
 
 
-@pytest.mark.parametrize("rollout_id", ["nope", str(uuid.uuid4()), "x" * 65])
+@pytest.mark.parametrize("rollout_id", ["nope", str(RUN_ID), "x" * 65])
 async def test_unknown_rollouts_are_404(fleet: Fleet, rollout_id: str) -> None:
     await fleet.refused(404, "GET", f"/fleet/rollouts/{rollout_id}")
 
