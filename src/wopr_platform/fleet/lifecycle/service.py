@@ -410,14 +410,7 @@ class FleetService:
 
     async def start_bot(self, tenant_id: str, bot_id: str) -> None:
         """Make it run (recreating a container removed behind our back), then want it running."""
-        async with self.operation(tenant_id, bot_id) as bot:
-            container = await self._containers.existing(bot)
-            if container is None:
-                new_id = await self._containers.build(bot, Snapshot.of(bot), start=True, crash_prefix="start")
-                await self._set_desired(bot, "running", container_id=new_id)
-                return
-            await self._containers.start(container.id)
-            await self._set_desired(bot, "running")
+        await self._run(tenant_id, bot_id, restart=False)
 
     async def stop_bot(self, tenant_id: str, bot_id: str) -> None:
         """Want it stopped and stop it (SIGTERM, then SIGKILL after the stop timeout)."""
@@ -429,13 +422,16 @@ class FleetService:
 
     async def restart_bot(self, tenant_id: str, bot_id: str) -> None:
         """Restart it, then want it running."""
+        await self._run(tenant_id, bot_id, restart=True)
+
+    async def _run(self, tenant_id: str, bot_id: str, *, restart: bool) -> None:
         async with self.operation(tenant_id, bot_id) as bot:
             container = await self._containers.existing(bot)
             if container is None:
                 new_id = await self._containers.build(bot, Snapshot.of(bot), start=True, crash_prefix="start")
                 await self._set_desired(bot, "running", container_id=new_id)
                 return
-            await self._containers.restart(container.id)
+            await (self._containers.restart if restart else self._containers.start)(container.id)
             await self._set_desired(bot, "running")
 
     # image updates: what the updates domain asks of a bot it holds through `operation` ---------------------
