@@ -2,7 +2,8 @@
 
 API run: wall time of `POST /fleet/bots` from an httpx client (the answer comes after the container started).
 Raw run: aiodocker volume create + container create + start with the config the platform's adapter sends
-(named volume at /data, Init, labels, restart policy, log options, exposed port, stop timeout).
+(built by the adapter's own `container_config`: named volume at /data, Init, labels, restart policy, log options,
+exposed port, stop timeout, the hardening, the default limits, the tenant's network).
 Runs are interleaved (API/raw, then raw/API, ...) so both see the same noise; cleanup is outside the timing.
 Target: API median within 1.2x of the raw median.
 
@@ -27,32 +28,45 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import harness
 
+from wopr_platform.core.limits import Limits
+from wopr_platform.core.naming import network_name
+from wopr_platform.core.settings import Settings
+from wopr_platform.docker.hardening import container_config
+from wopr_platform.docker.types import ContainerSpec
+
 SECTION = "create_start"
 TARGET_RATIO = 1.2
 DEFAULT_ITERATIONS = 20
 
 
-def raw_config(platform_id: str, bot_id: str, volume: str, stop_timeout: int) -> dict[str, Any]:
-    """The same container config the platform's DockerEngine.create() sends for a default bot."""
-    return {
-        "Image": harness.STUB_IMAGE,
-        "Env": ["WOPR_HOME=/data"],
-        "Labels": {
-            "wopr.managed": "true",
-            "wopr.platform": platform_id,
-            "wopr.bot-id": bot_id,
-            "wopr.tenant": "default",
-            "wopr.spec-hash": uuid.uuid4().hex[:16],
-        },
-        "ExposedPorts": {"7437/tcp": {}},
-        "StopTimeout": stop_timeout,
-        "HostConfig": {
-            "Init": True,
-            "RestartPolicy": {"Name": "unless-stopped"},
-            "Mounts": [{"Type": "volume", "Source": volume, "Target": "/data"}],
-            "LogConfig": {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
-        },
+def raw_config(platform_id: str, bot_id: str, volume: str, stop_timeout: int, network: str) -> dict[str, Any]:
+    """The same container config the platform's Docker adapter sends for a default bot: hardened, with the default
+    limits, on its tenant's network (built by the adapter's own function, so the baseline cannot drift from it)."""
+    defaults = Settings.model_fields
+    labels = {
+        "wopr.managed": "true",
+        "wopr.platform": platform_id,
+        "wopr.bot-id": bot_id,
+        "wopr.tenant": "default",
+        "wopr.spec-hash": uuid.uuid4().hex[:16],
+        "wopr.network": network,
     }
+    spec = ContainerSpec(
+        name=f"wopr-{bot_id}",
+        image=harness.STUB_IMAGE,
+        env={"WOPR_HOME": "/data"},
+        labels=labels,
+        volume=volume,
+        restart_policy="unless-stopped",
+        stop_timeout=stop_timeout,
+        network=network,
+        limits=Limits(
+            memory_mb=int(defaults["default_memory_mb"].default),
+            cpus=float(defaults["default_cpus"].default),
+            pids=int(defaults["default_pids"].default),
+        ),
+    )
+    return container_config(spec)
 
 
 class RawRunner:
@@ -62,13 +76,14 @@ class RawRunner:
         self.docker = docker
         self.platform_id = platform_id
         self.stop_timeout = stop_timeout
+        self.network = ""  # the tenant network the platform's bots join (it exists once the platform made a bot)
         self.stages: dict[str, list[float]] = defaultdict(list)
 
     async def once(self) -> tuple[float, tuple[str, str]]:
         bot_id = str(uuid.uuid4())
         volume = f"wopr.default.data-{bot_id}"
         labels = {"wopr.managed": "true", "wopr.platform": self.platform_id, "wopr.tenant": "default"}
-        config = raw_config(self.platform_id, bot_id, volume, self.stop_timeout)
+        config = raw_config(self.platform_id, bot_id, volume, self.stop_timeout, self.network)
         t0 = time.perf_counter()
         await self.docker._query_json("volumes/create", method="POST", data={"Name": volume, "Labels": labels})
         t1 = time.perf_counter()
@@ -118,6 +133,7 @@ async def main(args: argparse.Namespace) -> int:
     try:
         async with harness.running_platform(DOCKER_HOST=docker_url if proxy else None) as platform:
             harness.log(f"platform {platform.platform_id} up at {platform.url}; {args.warmup} warm-up round(s)")
+            raw.network = network_name(platform.platform_id, "default")
             for i in range(args.warmup):
                 _, bot_id = await api_once(platform, f"warm{i}")
                 await api_clean(platform, bot_id)

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from tests.conftest import Platform
+from wopr_platform.fleet.schemas import BotDetail, BotList
 
 ROUTES = [
     ("get", "/health"),
@@ -156,3 +157,15 @@ async def test_status_documents_observed_state_and_a_nullable_health(document: d
     status = document["components"]["schemas"]["BotStatus"]
     assert {"state", "observedState", "health"} <= set(status["required"])
     assert {"type": "null"} in status["properties"]["health"]["anyOf"], status["properties"]["health"]
+
+
+async def test_the_bot_list_answer_is_its_declared_model(platform: Platform) -> None:
+    """The list is rendered straight to JSON (not through its model, for speed): it must still be a BotList, with
+    each entry the same status the bot's own answer shows."""
+    bot = await platform.create_bot()
+    await platform.wait_for(bot["id"], state="running")
+    listed = BotList.model_validate((await platform.client.get("/fleet/bots")).json(), strict=False)
+    detail = BotDetail.model_validate((await platform.client.get(f"/fleet/bots/{bot['id']}")).json(), strict=False)
+    [entry] = [b for b in listed.bots if b.id == bot["id"]]
+    changing = {"uptime_seconds", "stats", "health"}  # may move between the two requests
+    assert entry.model_dump(exclude=changing) == detail.model_dump(include=set(type(entry).model_fields) - changing)

@@ -41,7 +41,6 @@ from wopr_platform.fleet.repository import BotRepository
 from wopr_platform.fleet.schemas import (
     BotCreate,
     BotDetail,
-    BotList,
     BotOrigin,
     BotPatch,
     BotProfile,
@@ -139,15 +138,12 @@ class FleetService:
 
     # reads ----------------------------------------------------------------------------------------------
 
-    async def list_bots(self, tenant_id: str) -> BotList:
-        """Every bot of the tenant with its live status; no Docker call, and no query unless something changed.
-
-        Built without validation (`model_construct`): every value comes from the platform's own rows and
-        observations, and this list can be a thousand bots long.
-        """
+    async def list_bots_json(self, tenant_id: str) -> bytes:
+        """The tenant's BotList answer, as JSON: every bot with its live status; no Docker call, and no query unless
+        something changed (rendered straight to JSON, see `BotViews.bot_list_json`)."""
         now = _now()
         rows = await self._list_rows(tenant_id)
-        return self._views.bot_list(rows, now)
+        return self._views.bot_list_json(rows, now)
 
     async def _list_rows(self, tenant_id: str) -> Sequence[Any]:
         """The tenant's status rows, re-read only after a commit through this process or LIST_CACHE_SECONDS

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import Row
 
 from wopr_platform.core.addresses import PublicAddress
@@ -16,7 +17,7 @@ from wopr_platform.fleet import resources
 from wopr_platform.fleet.observation.health import HealthMonitor
 from wopr_platform.fleet.observation.observed import ObservedState
 from wopr_platform.fleet.observation.stats import StatsCollector
-from wopr_platform.fleet.schemas import BotDetail, BotList, BotProfile, BotStatus, Stats
+from wopr_platform.fleet.schemas import BotDetail, BotProfile
 from wopr_platform.fleet.secrets.redaction import redact_env
 
 
@@ -31,10 +32,11 @@ class BotViews:
         self._stats = stats
         self._settings = settings
 
-    def bot_list(self, rows: Sequence[Bot | Row[Any]], now: datetime) -> BotList:
-        """Built without validation (`model_construct`): every value comes from the platform's own rows and
-        observations, and this list can be a thousand bots long."""
-        return BotList.model_construct(bots=[BotStatus.model_construct(**self._status(bot, now)) for bot in rows])
+    def bot_list_json(self, rows: Sequence[Bot | Row[Any]], now: datetime) -> bytes:
+        """The BotList answer rendered straight to JSON: the one answer not built as its model, because the list can
+        be a thousand bots long and building a model per bot costs three times the rendering. The same fields as
+        BotStatus, by their wire names; the fuzz run checks every answer against BotList's schema."""
+        return orjson.dumps({"bots": [self._status(bot, now) for bot in rows]}, option=orjson.OPT_UTC_Z)
 
     def detail(self, bot: Bot, now: datetime) -> BotDetail:
         return BotDetail.model_validate({**self._status(bot, now), **self._profile_extra(bot), "urls": self._urls(bot)})
@@ -50,7 +52,7 @@ class BotViews:
         return address.urls(bot.subdomain, bot.id)
 
     def _status(self, bot: Bot | Row[Any], now: datetime) -> dict[str, Any]:
-        """The fields of a BotStatus (by field name), from the row and what the engine last reported."""
+        """A BotStatus by wire names, from the row and what the engine last reported."""
         info = self._observed.for_bot(bot.id, bot.container_id)
         running = info is not None and info.state == "running"
         started = info.started_at if info is not None and running else None
@@ -60,44 +62,44 @@ class BotViews:
             "name": bot.name,
             "description": bot.description,
             "image": bot.image,
-            "container_id": info.id if info else bot.container_id,
+            "containerId": info.id if info else bot.container_id,
             # the original's values for a bot without a container; `observedState` tells missing from unknown
             "state": info.state if info else "stopped",
-            "observed_state": info.state if info else ("unknown" if self._observed.stale_reason else "missing"),
+            "observedState": info.state if info else ("unknown" if self._observed.stale_reason else "missing"),
             "health": self._health.status(info) if info else None,
             "uptime": started,  # the original's field: when the running container started
-            "uptime_seconds": int((now - started).total_seconds()) if started else None,
-            "started_at": started,
-            "created_at": bot.created_at,
-            "updated_at": bot.updated_at,
-            "desired_state": bot.desired_state,
-            "restart_count": info.restart_count if info else 0,
-            "crash_looping": self._observed.crash_looping(bot.id),
+            "uptimeSeconds": int((now - started).total_seconds()) if started else None,
+            "startedAt": started,
+            "createdAt": bot.created_at,
+            "updatedAt": bot.updated_at,
+            "desiredState": bot.desired_state,
+            "restartCount": info.restart_count if info else 0,
+            "crashLooping": self._observed.crash_looping(bot.id),
             "stale": self._observed.stale_reason is not None,
             "stats": (
-                Stats.model_construct(
-                    cpu_percent=usage.cpu_percent,
-                    memory_usage_mb=usage.memory_usage_mb,
-                    memory_limit_mb=usage.memory_limit_mb,
-                    memory_percent=usage.memory_percent,
-                )
+                {
+                    "cpuPercent": usage.cpu_percent,
+                    "memoryUsageMb": usage.memory_usage_mb,
+                    "memoryLimitMb": usage.memory_limit_mb,
+                    "memoryPercent": usage.memory_percent,
+                }
                 if usage
                 else None
             ),
         }
 
     def _profile_extra(self, bot: Bot) -> dict[str, Any]:
-        """The profile fields a BotStatus does not have (by field name)."""
+        """The profile fields a BotStatus does not have (by wire name)."""
         limits = resources.effective(bot.resources, self._settings.default_limits)
         return {
             "env": redact_env(bot.env, bot.secret_env_keys),
-            "secret_env": list(bot.secret_env_keys or ()),
-            "restart_policy": bot.restart_policy,
-            "volume_name": bot.volume_name,
-            "image_digest": bot.image_digest,
-            "release_channel": bot.release_channel,
-            "update_policy": bot.update_policy,
-            "health_check": bot.health_check,
+            "secretEnv": list(bot.secret_env_keys or ()),
+            "restartPolicy": bot.restart_policy,
+            "volumeName": bot.volume_name,
+            "imageDigest": bot.image_digest,
+            "releaseChannel": bot.release_channel,
+            "updatePolicy": bot.update_policy,
+            "healthCheck": bot.health_check,
             "template": {"name": bot.template_name, "version": bot.template_version} if bot.template_name else None,
             "subdomain": bot.subdomain,
             "resources": resources.wire(limits),
@@ -111,9 +113,9 @@ class BotViews:
                 "description": bot.description,
                 "image": bot.image,
                 **self._profile_extra(bot),
-                "desired_state": bot.desired_state,
-                "container_id": bot.container_id,
-                "created_at": bot.created_at,
-                "updated_at": bot.updated_at,
+                "desiredState": bot.desired_state,
+                "containerId": bot.container_id,
+                "createdAt": bot.created_at,
+                "updatedAt": bot.updated_at,
             }
         )
