@@ -7,7 +7,7 @@ callers hold the bot's lock.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from wopr_platform.core import naming
@@ -181,7 +181,7 @@ class BotContainers:
             except SecretsUnreadable:
                 return True  # what it should be cannot be known (nor built): leave the container as it is
             expected = (
-                frozenset(self._hashes_under_any_policy(bot)),
+                frozenset(self._hashes_under_any_policy(spec)),
                 spec.image,
                 frozenset(f"{k}={v}" for k, v in spec.env.items()),
                 spec.network,
@@ -198,11 +198,12 @@ class BotContainers:
             return False  # joined to another network (another tenant's?) behind our back
         return not info.detailed or wanted_env <= set(info.env)
 
-    def _hashes_under_any_policy(self, bot: Any) -> list[str]:
-        """The spec hash of the bot's container as made under each restart policy (all else as the profile says)."""
-        snap = Snapshot.of(bot)
+    @staticmethod
+    def _hashes_under_any_policy(spec: ContainerSpec) -> list[str]:
+        """The spec hash of the bot's container as made under each restart policy (all else as in `spec`)."""
+        env = {key: value for key, value in spec.env.items() if key != "WOPR_HOME"}  # as `spec` hashed it
         return [
-            self.spec(bot, replace(snap, restart_policy=policy)).labels[naming.LABEL_SPEC_HASH]
+            naming.spec_hash(spec.image, env, spec.volume, policy, network=spec.network, limits=spec.limits)
             for policy in RESTART_POLICIES
         ]
 
