@@ -22,7 +22,7 @@ import pytest
 import uvicorn
 
 from wopr_platform.app.asgi import create_app
-from wopr_platform.app.server import PlatformServer
+from wopr_platform.app.server import PlatformServer, server_config
 from wopr_platform.core.settings import Settings
 from wopr_platform.updates.clock import Clock
 
@@ -330,10 +330,9 @@ async def make_platform(stub_image: str, database_url: str) -> AsyncIterator[Pla
         settings = Settings(**values)
         platform_ids.add(settings.platform_id)
         app = create_app(settings, clock=clock)
-        server = PlatformServer(
-            uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on"),
-            before_shutdown=app.state.events.close,
-        )
+        config = server_config(app, settings)  # served as production serves it, front door included
+        config.lifespan = "on"
+        server = PlatformServer(config, before_shutdown=app.state.events.close)
         task = asyncio.create_task(server.serve())
         deadline = time.monotonic() + 30
         while not server.started:

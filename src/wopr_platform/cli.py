@@ -20,11 +20,9 @@ def _settings_or_exit() -> Settings:
 
 
 def _serve() -> int:
-    import uvicorn
-
     from wopr_platform.app.asgi import create_app
     from wopr_platform.app.build import check_settings
-    from wopr_platform.app.server import PlatformServer
+    from wopr_platform.app.server import PlatformServer, server_config
 
     settings = _settings_or_exit()
     try:
@@ -34,14 +32,7 @@ def _serve() -> int:
         return 2
     configure_logging(settings.log_level)
     app = create_app(settings)
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
+    config = server_config(app, settings)
     PlatformServer(config, before_shutdown=app.state.events.close).run()
     return 0
 

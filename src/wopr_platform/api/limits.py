@@ -1,24 +1,14 @@
-"""Refuse request bodies over the configured size before they are read into memory."""
+"""Refuse request bodies over the configured size before they are read into memory.
+
+A body announced over the limit is answered 413 as soon as its headers are read; one that arrives without a length
+is cut off at the limit. Either way the rest of it is never read: the front door (app/frontdoor.py) closes the
+connection with a lingering close, so the 413 reaches the client before the connection ends."""
 
 from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from wopr_platform.api.errors import send_error
-
-# A refused body is read and dropped up to this many bytes before the answer: closing a connection with unread
-# input makes the kernel reset it, and the reset can destroy the 413 before the client has read it.
-DRAIN_LIMIT = 16 * 1_048_576
-
-
-async def _drain(receive: Receive) -> None:
-    """Read and drop the rest of the request body, at most DRAIN_LIMIT bytes of it."""
-    dropped = 0
-    while dropped <= DRAIN_LIMIT:
-        message = await receive()
-        if message["type"] != "http.request" or not message.get("more_body", False):
-            return
-        dropped += len(message.get("body", b""))
 
 
 class BodySizeLimit:
@@ -39,8 +29,6 @@ class BodySizeLimit:
             except ValueError:
                 declared = self._max + 1
             if declared > self._max:
-                if declared <= self._max + DRAIN_LIMIT and b"expect" not in headers:
-                    await _drain(receive)
                 await self._refuse(send)
                 return
         received = 0
@@ -58,8 +46,6 @@ class BodySizeLimit:
                 received += len(message.get("body", b""))
                 if received > self._max:
                     refused = True
-                    if message.get("more_body", False):
-                        await _drain(receive)
                     if not started:
                         await self._refuse(send)
                     return {"type": "http.disconnect"}

@@ -14,6 +14,7 @@ from sqlalchemy.exc import ArgumentError
 from wopr_platform.core import addresses as proxy_addresses
 from wopr_platform.core import limits
 from wopr_platform.core.limits import Limits
+from wopr_platform.core.networks import Networks
 from wopr_platform.core.reference import ImageReference, InvalidReference
 
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -115,6 +116,20 @@ class Settings(BaseSettings):
     rate_limit: int = Field(600, ge=0, le=1_000_000, validation_alias="FLEET_RATE_LIMIT")
     rate_window: float = Field(60.0, gt=0, le=86400, validation_alias="FLEET_RATE_WINDOW")
     https: bool = Field(False, validation_alias="PLATFORM_HTTPS")
+    # the HTTP front door (see app/frontdoor.py): how long a request's headers and its body may take to arrive,
+    # how long an idle keep-alive connection stays open, connections accepted in total and from one client address,
+    # requests served by one connection, and the proxies whose forwarded headers are believed (none by default)
+    http_header_timeout: float = Field(10.0, gt=0, le=600, validation_alias="HTTP_HEADER_TIMEOUT")
+    http_body_timeout: float = Field(30.0, gt=0, le=3600, validation_alias="HTTP_BODY_TIMEOUT")
+    http_keepalive_timeout: int = Field(5, ge=1, le=600, validation_alias="HTTP_KEEPALIVE_TIMEOUT")
+    http_max_connections: int = Field(2048, ge=1, le=1_000_000, validation_alias="HTTP_MAX_CONNECTIONS")
+    http_max_connections_per_client: int = Field(
+        128, ge=1, le=1_000_000, validation_alias="HTTP_MAX_CONNECTIONS_PER_CLIENT"
+    )
+    http_max_requests_per_connection: int = Field(
+        1000, ge=1, le=1_000_000, validation_alias="HTTP_MAX_REQUESTS_PER_CONNECTION"
+    )
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list, validation_alias="TRUSTED_PROXIES")
     # secrets at rest (see crypto/keys.py): the key material that seals secret env values in the database, and
     # earlier key material still accepted for reading (comma-separated) while values move to the current key
     platform_secret: SecretStr | None = Field(None, validation_alias="PLATFORM_SECRET")
@@ -190,6 +205,15 @@ class Settings(BaseSettings):
             value = [part.strip().lower() for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _check_trusted_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            Networks.parse(str(entry) for entry in value)
+        return value
+
     @field_validator("rollout_waves", mode="before")
     @classmethod
     def _check_waves(cls, value: object) -> object:
@@ -255,6 +279,11 @@ class Settings(BaseSettings):
     def default_limits(self) -> Limits:
         """The resource limits of a bot that sets none of its own."""
         return Limits(memory_mb=self.default_memory_mb, cpus=self.default_cpus, pids=self.default_pids)
+
+    @property
+    def trusted_networks(self) -> Networks:
+        """The addresses whose X-Forwarded-For / X-Forwarded-Proto are believed."""
+        return Networks.parse(self.trusted_proxies)
 
     @property
     def max_limits(self) -> Limits:
