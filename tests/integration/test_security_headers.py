@@ -117,9 +117,12 @@ async def test_hsts_only_when_served_over_https(make_platform: PlatformFactory) 
         assert response.headers["strict-transport-security"] == "max-age=31536000"
 
 
-async def test_request_ids_are_echoed_when_plain_and_replaced_when_not(platform: Platform) -> None:
+async def test_request_ids_are_always_the_platforms_own(platform: Platform) -> None:
+    """A caller's X-Request-ID never becomes the request's id (it could reuse another request's); the audit log
+    keeps it apart (tests/integration/test_audit.py)."""
     given = await platform.client.get("/fleet/bots", headers={"X-Request-ID": "req-123.abc"})
-    assert given.headers["x-request-id"] == "req-123.abc"
+    assert given.headers["x-request-id"] != "req-123.abc"
+    assert len(given.headers["x-request-id"]) == 32
     for bad in ("x" * 65, "a b", "<script>", "ünï"):
         response = await platform.client.get("/fleet/bots", headers={"X-Request-ID": bad.encode()})
         assert response.headers["x-request-id"] != bad

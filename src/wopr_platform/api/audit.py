@@ -107,6 +107,7 @@ class AuditMiddleware:
                     error_code=error_code,
                     fields=fields,
                     request_id=str(state.get("request_id", ""))[:64],
+                    client_request_id=state.get("client_request_id"),
                     client_address=str(client[0])[:64] if client else None,
                     duration_ms=int((time.monotonic() - started) * 1000),
                 )

@@ -37,21 +37,21 @@ OWNED = frozenset(
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
-def request_id_of(scope: Scope) -> str:
-    """The caller's `X-Request-ID` when it is a short plain token, else a new random one."""
+def client_request_id_of(scope: Scope) -> str | None:
+    """The caller's own `X-Request-ID` when it is a short plain token: kept beside ours, never in its place."""
     for name, value in scope.get("headers", ()):
-        if name.lower() == b"x-request-id":
+        if name == b"x-request-id":
             given: str = value.decode("latin-1")
-            if REQUEST_ID.match(given):
-                return given
-            break
-    return uuid.uuid4().hex
+            return given if REQUEST_ID.match(given) else None
+    return None
 
 
 class ResponseHeaders:
     """ASGI middleware: adds the security headers and `X-Request-ID` to every response start.
 
-    The request id is also put in the request's state (`request.state.request_id`) for the audit log.
+    The request id is always the platform's own (a caller could otherwise reuse another request's id); it is put in
+    the request's state (`request.state.request_id`) for the audit log, with the caller's own `X-Request-ID`
+    beside it (`client_request_id`) so a client can still find its calls.
     HSTS is sent only when the platform says it is reached over HTTPS (`PLATFORM_HTTPS`): over plain HTTP the
     header means nothing, and sent by mistake it would lock browsers out of a host that has no certificate.
     """
@@ -65,8 +65,10 @@ class ResponseHeaders:
         if scope["type"] != "http":
             await self._app(scope, receive, send)
             return
-        request_id = request_id_of(scope)
-        scope.setdefault("state", {})["request_id"] = request_id
+        request_id = uuid.uuid4().hex
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        state["client_request_id"] = client_request_id_of(scope)
         policy = DOCS_POLICY if scope["path"] in self._docs_paths else API_POLICY
         added = [*self._common, (b"content-security-policy", policy), (b"x-request-id", request_id.encode())]
 

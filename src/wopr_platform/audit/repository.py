@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import asdict
 
@@ -24,6 +25,7 @@ class AuditRepository:
         for record in records:
             row = asdict(record)
             row["fields"] = list(record.fields) if record.fields is not None else None
+            row["public_id"] = uuid.uuid4().hex
             rows.append(row)
         await self._session.execute(insert(AuditEvent), rows)
 
@@ -42,6 +44,9 @@ class AuditRepository:
         if query.until is not None:
             statement = statement.where(AuditEvent.at < query.until)
         if query.before is not None:
-            statement = statement.where(AuditEvent.id < query.before)
+            cursor = select(AuditEvent.id).where(
+                AuditEvent.tenant_id == tenant_id, AuditEvent.public_id == query.before
+            )
+            statement = statement.where(AuditEvent.id < cursor.scalar_subquery())
         statement = statement.order_by(AuditEvent.id.desc()).limit(query.limit)
         return (await self._session.scalars(statement)).all()

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 TargetKind = Literal["bot", "template", "rollout"]
@@ -25,7 +25,8 @@ class AuditRecord:
     status: int
     error_code: str | None
     fields: tuple[str, ...] | None  # the names of the fields a PATCH/PUT changed, never their values
-    request_id: str
+    request_id: str  # the platform's own: the X-Request-ID of the answer
+    client_request_id: str | None  # the caller's X-Request-ID, if it sent a plain one
     client_address: str | None
     duration_ms: int
 
@@ -38,7 +39,7 @@ class AuditQuery:
     action: str | None = None  # a whole action, or only its method
     since: datetime | None = None  # inclusive
     until: datetime | None = None  # exclusive
-    before: int | None = None  # only events with a smaller id (the previous page's `nextBefore`)
+    before: str | None = None  # only events older than this one (the previous page's `nextBefore`)
     limit: int = 100
 
 
@@ -47,7 +48,7 @@ class _Wire(BaseModel):
 
 
 class AuditEventOut(_Wire):
-    id: int
+    id: str = Field(validation_alias=AliasChoices("public_id", "id"))
     at: datetime
     actor: str
     tenant_id: str
@@ -58,6 +59,7 @@ class AuditEventOut(_Wire):
     error_code: str | None
     fields: list[str] | None
     request_id: str
+    client_request_id: str | None
     client_address: str | None
     duration_ms: int
 
@@ -66,4 +68,4 @@ class AuditPage(_Wire):
     """GET /audit: newest first; `nextBefore` is the `before` of the next (older) page, null on the last one."""
 
     events: list[AuditEventOut]
-    next_before: int | None
+    next_before: str | None

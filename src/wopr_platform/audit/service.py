@@ -25,5 +25,5 @@ class AuditService:
             rows = await AuditRepository(session).page(tenant_id, query)
         return AuditPage(
             events=[AuditEventOut.model_validate(row, from_attributes=True) for row in rows],
-            next_before=rows[-1].id if len(rows) == query.limit else None,
+            next_before=rows[-1].public_id if len(rows) == query.limit else None,
         )

@@ -177,12 +177,15 @@ class AuditEvent(Base):
     __table_args__ = (
         Index("ix_audit_events_tenant", "tenant_id", "id"),
         Index("ix_audit_events_tenant_target", "tenant_id", "target_id", "id"),
+        Index("ux_audit_events_public_id", "public_id", unique=True),
     )
 
     # increasing in the order events were written: the newest-first order and the `before` cursor of GET /audit
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
     )
+    # the id the API shows: random, so a tenant cannot count the other tenants' events between two of its own
+    public_id: Mapped[str] = mapped_column(String(32))
     at: Mapped[datetime]
     tenant_id: Mapped[str] = mapped_column(String(63))
     actor: Mapped[str] = mapped_column(String(100))
@@ -193,5 +196,6 @@ class AuditEvent(Base):
     error_code: Mapped[str | None] = mapped_column(String(60), default=None)
     fields: Mapped[list[str] | None] = mapped_column(JSON, default=None)
     request_id: Mapped[str] = mapped_column(String(64))
+    client_request_id: Mapped[str | None] = mapped_column(String(64), default=None)
     client_address: Mapped[str | None] = mapped_column(String(64), default=None)
     duration_ms: Mapped[int] = mapped_column(Integer)

@@ -16,7 +16,7 @@ from wopr_platform.audit.schemas import AuditPage, AuditQuery
 router = APIRouter(tags=["audit"])
 # a whole action ("PATCH /fleet/bots/{bot_id}") or only its method ("DELETE")
 ACTION_PATTERN = r"^(POST|PATCH|PUT|DELETE)( /[A-Za-z0-9_{}/.-]{0,200})?$"
-MAX_CURSOR = 2**63 - 1
+CURSOR_PATTERN = r"^[0-9a-f]{32}$"
 ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
 
 
@@ -45,7 +45,9 @@ async def list_audit_events(
     action: Annotated[str | None, Query(max_length=220, pattern=ACTION_PATTERN)] = None,
     since: Annotated[Time, Query(description="ISO 8601; events at or after it")] = None,
     until: Annotated[Time, Query(description="ISO 8601; events before it")] = None,
-    before: Annotated[int | None, Query(ge=1, le=MAX_CURSOR, description="the previous page's nextBefore")] = None,
+    before: Annotated[
+        str | None, Query(pattern=CURSOR_PATTERN, description="the previous page's nextBefore (an event id)")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> AuditPage:
     """The caller's tenant's mutating calls (who, what, on what, outcome), newest first."""
