@@ -14,7 +14,9 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from wopr_platform import __version__
+from wopr_platform.api.ambiguity import Unambiguous
 from wopr_platform.api.audit import AuditMiddleware
+from wopr_platform.api.clients import ClientAddress
 from wopr_platform.api.errors import install_error_handlers
 from wopr_platform.api.headers import ResponseHeaders
 from wopr_platform.api.limits import BodySizeLimit
@@ -123,8 +125,11 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     app.include_router(updates_router)
     app.include_router(proxy_router)
     app.include_router(audit_router)
+    # outermost last: the client's address is settled first, then rate limits, the body limit, ambiguity, audit
     app.add_middleware(AuditMiddleware, writer=audit)
+    app.add_middleware(Unambiguous)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     token = settings.fleet_api_token.get_secret_value() if settings.fleet_api_token else None
     app.add_middleware(RateLimit, limit=settings.rate_limit, window=settings.rate_window, token=token)
+    app.add_middleware(ClientAddress, trusted=settings.trusted_networks)
     return app
