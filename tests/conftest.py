@@ -56,6 +56,7 @@ def free_port() -> int:
 DATABASE_TESTS = frozenset(
     {
         "integration/test_audit",
+        "integration/test_audit_ids_migration",
         "integration/test_bad_input",
         "integration/test_concurrency",
         "integration/test_crash_recovery",
