@@ -20,6 +20,7 @@ from pydantic.alias_generators import to_camel
 
 from wopr_platform.core import limits, subdomains
 from wopr_platform.core.cron import InvalidCron, validate_cron
+from wopr_platform.core.reference import ImageReference, InvalidReference
 from wopr_platform.crypto.secretbox import PREFIX as SEALED_PREFIX
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,62}\Z")
@@ -91,8 +92,11 @@ def _check_policy(value: str) -> str:
 
 
 def _check_image(value: str) -> str:
-    if not value or len(value) > 512 or any(ch.isspace() or ch == "\x00" for ch in value):
-        raise ValueError("image must be a non-empty image reference without spaces")
+    """A reference in Docker's grammar and within its lengths (the allowlist is checked by the fleet service)."""
+    try:
+        ImageReference.parse(value)
+    except InvalidReference as err:
+        raise ValueError(f"invalid image reference: {err}") from None
     return value
 
 

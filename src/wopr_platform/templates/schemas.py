@@ -8,7 +8,6 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from wopr_platform.core.reference import ImageReference, InvalidReference
 from wopr_platform.fleet.schemas import (
     ENV_KEY_RE,
     MAX_ENV_ENTRIES,
@@ -70,14 +69,6 @@ def _check_plugin(value: str) -> str:
     return value
 
 
-def _check_image_reference(value: str) -> str:
-    try:
-        ImageReference.parse(value)
-    except InvalidReference as err:
-        raise ValueError(f"invalid image reference: {err}") from None
-    return value
-
-
 def _check_variable_name(value: str) -> str:
     if not placeholders.VARIABLE_RE.match(value):
         raise ValueError(f"{value[:64]!r} is not a valid variable name ([A-Za-z_][A-Za-z0-9_]*)")
@@ -135,7 +126,7 @@ class Template(_File):
     channel: Plugin
     provider: Plugin
     release: ReleaseChannel
-    image: Annotated[str, AfterValidator(_check_image_reference)]
+    image: Image
     restart_policy: RestartPolicy = "unless-stopped"
     update_policy: UpdatePolicy = "manual"
     health_check: HealthCheck | None = None
