@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from wopr_platform.crypto.secretbox import MARK as SEALED_MARK
 from wopr_platform.fleet.schemas import (
     ENV_KEY_RE,
     MAX_ENV_ENTRIES,
@@ -26,6 +27,7 @@ from wopr_platform.fleet.schemas import (
     Subdomain,
     UpdatePolicy,
     VolumeName,
+    sealed_mark_refused,
 )
 from wopr_platform.templates import placeholders
 
@@ -57,6 +59,8 @@ def _check_env_key(value: str) -> str:
 def _check_template_value(value: str) -> str:
     if "\x00" in value:
         raise ValueError("value contains a NUL byte")
+    if value.startswith(SEALED_MARK):
+        raise ValueError(sealed_mark_refused("value"))
     if len(value) > MAX_ENV_VALUE:
         raise ValueError(f"value is longer than {MAX_ENV_VALUE} characters")
     placeholders.check(value)
@@ -78,6 +82,8 @@ def _check_variable_name(value: str) -> str:
 def _check_variable_value(value: str) -> str:
     if "\x00" in value:
         raise ValueError("value contains a NUL byte")
+    if value.startswith(SEALED_MARK):
+        raise ValueError(sealed_mark_refused("value"))
     if len(value) > MAX_ENV_VALUE:
         raise ValueError(f"value is longer than {MAX_ENV_VALUE} characters")
     return value
