@@ -321,7 +321,10 @@ class DriftItem(_Wire):
     """One way a bot's container differs from its profile now."""
 
     bot_id: str
-    kind: str = Field(description="missing, stopped, running, changed, duplicate or adopt")
+    kind: str = Field(
+        description="missing, stopped, running, changed, duplicate or adopt (repaired); old_volume (a volume the bot "
+        "had before its volumeName changed, kept with its data until DELETE ?removeVolumes=true)"
+    )
     detail: dict[str, Any]
 
 
