@@ -361,8 +361,10 @@ class Reconciler:
                 del self._idle_networks[name]
                 log.info("unused tenant network removed", extra={"network": name, "tenant": tenant})
 
-    def report(self, tenant_id: str) -> DriftReport:
-        """GET /fleet/drift: what differs now, the orphans waiting out their grace, and the latest repairs."""
+    def report(self, tenant_id: str, *, platform_wide: bool) -> DriftReport:
+        """GET /fleet/drift: what differs now, the orphans waiting out their grace, and the latest repairs; orphans
+        without a tenant label (and their repairs) belong to no tenant, so only `platform_wide` shows them."""
+        unlabelled: tuple[str | None, ...] = (None, "") if platform_wide else ()
         return DriftReport(
             drift=[
                 DriftItem(bot_id=d.bot_id, kind=d.kind, detail=d.detail)
@@ -378,12 +380,12 @@ class Reconciler:
                     remove_after_seconds=self._orphan_grace,
                 )
                 for o in self._orphans.values()
-                if o.info.tenant_id in (None, tenant_id)
+                if o.info.tenant_id == tenant_id or o.info.tenant_id in unlabelled
             ],
             repairs=[
                 RepairView(bot_id=r.bot_id, kind=r.kind, action=r.action, outcome=r.outcome, error=r.error, at=r.at)
                 for r in reversed(self.history)
-                if r.tenant_id in ("", tenant_id)  # "": an orphan without a tenant label, listed to all as above
+                if r.tenant_id == tenant_id or r.tenant_id in unlabelled  # "": an orphan without a tenant label
             ],
             last_run_at=self.last_run_at,
             last_run_ms=self.last_run_ms,
