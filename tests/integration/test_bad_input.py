@@ -255,6 +255,30 @@ async def test_invalid_image_references_are_400(fleet: Fleet, image: str) -> Non
     assert body["details"].get("field") == "image" or body["details"]["errors"][0]["field"] == "image"
 
 
+# allowed by the test allowlist (under localhost/wopr-stub) but past Docker's limits, which the engine refuses
+LONG_NAME = "localhost/wopr-stub/" + "a" * 240  # a repository name of 260 characters (Docker allows 255)
+LONG_TAG = STUB_IMAGE.split(":")[0] + ":" + "t" * 129  # Docker allows tags of 128
+
+
+@pytest.mark.parametrize("image", [LONG_NAME, LONG_NAME + ":latest", LONG_TAG], ids=["name", "name-tag", "tag"])
+@pytest.mark.parametrize("route", ["create", "patch", "template", "seed"])
+async def test_references_past_dockers_limits_are_400_on_every_route(fleet: Fleet, route: str, image: str) -> None:
+    """A reference the engine would refuse (repository name over 255 characters, tag over 128) is a 400 on every
+    route that takes an image, not the engine's 502; nothing is created or changed."""
+    bot_url = f"/fleet/bots/{fleet.bot['id']}"
+    variables = {"OPENCODE_API_KEY": "k"}
+    method, url, body = {
+        "create": ("POST", "/fleet/bots", _create(image=image)),
+        "patch": ("PATCH", bot_url, {"image": image}),
+        "template": ("POST", "/fleet/bots", {"template": "whatsapp-opencode", "image": image, "variables": variables}),
+        "seed": ("POST", "/fleet/seed", {"image": image, "variables": variables}),
+    }[route]
+    body = await fleet.refused(400, method, url, json=body)
+    assert body["details"]["code"] == "validation_failed"
+    assert "image" in body["error"]
+    assert (await fleet.platform.bot(fleet.bot["id"]))["image"] == STUB_IMAGE
+
+
 @pytest.mark.parametrize(
     "volume", ["../x", "a/b", "..", ".hidden", "x" * 64, "a\\b", "", "-x", "a..b", "vol\n", "vøl"], ids=repr
 )

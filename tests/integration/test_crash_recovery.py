@@ -275,12 +275,18 @@ async def test_interrupted_patch_is_all_old_or_all_new(
 async def test_interrupted_delete_is_finished(
     platforms: ProcessPlatforms, docker: aiodocker.Docker, remove_volumes: bool
 ) -> None:
-    """The delete had begun, so recovery carries it through: no profile, no container, the volume as asked."""
+    """The delete had begun, so recovery carries it through: no profile, no container, the volumes as asked (the
+    bot's own and the one it had before its volumeName changed)."""
     with platforms.reporting():
         bot, bystander = await _set_scene(platforms)
-        volume = _volume(platforms, bot["volumeName"])
+        earlier = _volume(platforms, bot["volumeName"])
 
         crashing = await platforms.start(crash_at="delete.after_container_removed")
+        changed = await crashing.client.patch(
+            f"/fleet/bots/{bot['id']}", json={"volumeName": "v-" + uuid.uuid4().hex[:8]}
+        )
+        assert changed.status_code == 200, changed.text
+        volume = _volume(platforms, changed.json()["volumeName"])
         params = {"removeVolumes": "true"} if remove_volumes else {}
         await _killed_during(crashing, crashing.client.delete(f"/fleet/bots/{bot['id']}", params=params))
         assert await _journal(platforms.database_url) == [("delete", "started")]
@@ -291,7 +297,9 @@ async def test_interrupted_delete_is_finished(
         assert containers[bystander["id"]]["Id"] == bystander["containerId"]
         assert (await recovered.client.get(f"/fleet/bots/{bot['id']}")).status_code == 404
         assert await docker.containers.list(all=True, filters={"label": [f"wopr.bot-id={bot['id']}"]}) == []
-        assert (volume in await _engine_volumes(docker, platforms.platform_id)) is not remove_volumes
+        left = await _engine_volumes(docker, platforms.platform_id)
+        assert (volume in left) is not remove_volumes
+        assert (earlier in left) is not remove_volumes
 
 
 # --- repairs the platform makes on its own -------------------------------------------------------------

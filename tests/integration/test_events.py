@@ -166,3 +166,32 @@ async def test_the_stream_ends_cleanly_when_the_platform_shuts_down(make_platfor
         await stream.finished()
         assert stream.ended
         assert "created" in stream.kinds(bot["id"])
+
+
+async def test_each_start_is_one_started_event(fast: Platform, docker: aiodocker.Docker) -> None:
+    """A start through the API, a restart (the engine reports `start` and then `restart`) and a start made on the
+    engine behind the platform's back are each one `started` event."""
+    bot = await fast.create_bot()
+    await fast.wait_for(bot["id"], health="healthy")
+    assert (await fast.client.post(f"/fleet/bots/{bot['id']}/stop")).status_code == 200
+    await fast.wait_for(bot["id"], state="exited")
+
+    async def one_started(stream: EventStream) -> None:
+        await stream.saw(bot["id"], "started")
+        await asyncio.sleep(1.5)  # room for a late duplicate
+        assert stream.kinds(bot["id"]).count("started") == 1, stream.kinds(bot["id"])
+
+    async with EventStream(fast, {"botId": bot["id"]}) as stream:
+        assert (await fast.client.post(f"/fleet/bots/{bot['id']}/start")).status_code == 200
+        await one_started(stream)
+    await fast.wait_for(bot["id"], health="healthy")
+
+    async with EventStream(fast, {"botId": bot["id"]}) as stream:
+        assert (await fast.client.post(f"/fleet/bots/{bot['id']}/restart")).status_code == 200
+        await one_started(stream)
+
+    assert (await fast.client.post(f"/fleet/bots/{bot['id']}/stop")).status_code == 200
+    await fast.wait_for(bot["id"], state="exited")
+    async with EventStream(fast, {"botId": bot["id"]}) as stream:
+        await docker.containers.container(bot["containerId"]).start()  # not through the API
+        await one_started(stream)

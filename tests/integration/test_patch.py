@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 import aiodocker
@@ -11,7 +11,8 @@ import httpx
 import pytest
 from aiodocker.containers import DockerContainer
 
-from tests.conftest import BROKEN_IMAGE, STUB_IMAGE, Platform
+from tests.conftest import BROKEN_IMAGE, STUB_IMAGE, Platform, PlatformFactory
+from tests.integration.test_reconciler import eventually
 from wopr_platform.core import naming
 
 MISSING_IMAGE = "localhost/wopr-stub:does-not-exist"
@@ -207,6 +208,55 @@ async def test_volume_change_recreates_on_the_new_volume(platform: Platform, doc
     assert (await platform.bot(bot["id"]))["volumeName"] == new_volume
     kept = await (await docker.volumes.get(_volume(platform, old_volume))).show()
     assert kept["Name"] == _volume(platform, old_volume)
+
+
+async def _volumes(docker: aiodocker.Docker, platform: Platform) -> set[str]:
+    label = f"wopr.platform={platform.settings.platform_id}"
+    return {v["Name"] for v in (await docker.volumes.list(filters={"label": [label]})).get("Volumes") or []}
+
+
+async def _old_volumes(platform: Platform) -> list[dict[str, Any]]:
+    drift = (await platform.client.get("/fleet/drift")).json()["drift"]
+    return [d for d in drift if d["kind"] == "old_volume"]
+
+
+async def test_earlier_volumes_are_kept_shown_as_drift_and_removed_with_the_bot(
+    make_platform: PlatformFactory, docker: aiodocker.Docker
+) -> None:
+    """A PATCH of `volumeName` keeps the old volume (its data is safe), drift shows it as `old_volume` of its bot,
+    and `DELETE ?removeVolumes=true` removes it with the bot; a volume another bot uses now is never touched."""
+    platform = await make_platform(FLEET_RECONCILE_INTERVAL=1)
+    first, second, third = ("v-" + uuid.uuid4().hex[:10] for _ in range(3))
+    bot = await _running_bot(platform, volumeName=first)
+    assert (await _patch(platform, bot["id"], {"volumeName": second})).status_code == 200
+    assert (await _patch(platform, bot["id"], {"volumeName": third})).status_code == 200
+    assert {_volume(platform, v) for v in (first, second, third)} <= await _volumes(docker, platform)
+
+    earlier = sorted(_volume(platform, v) for v in (first, second))
+    await eventually(lambda: _equal(_old_volumes(platform), earlier), "the two earlier volumes as drift")
+    assert {d["botId"] for d in await _old_volumes(platform)} == {bot["id"]}
+    async with httpx.AsyncClient(
+        base_url=platform.url, headers={**platform.client.headers, "X-Tenant-Id": "other"}, trust_env=False
+    ) as other:
+        assert [d for d in (await other.get("/fleet/drift")).json()["drift"] if d["kind"] == "old_volume"] == []
+
+    # another bot takes an earlier volume: it is that bot's now, no longer shown, and never removed with the first
+    taker = await _running_bot(platform, volumeName=first)
+    await eventually(
+        lambda: _equal(_old_volumes(platform), [_volume(platform, second)]), "the taken volume no longer shown"
+    )
+
+    response = await platform.client.delete(f"/fleet/bots/{bot['id']}", params={"removeVolumes": "true"})
+    assert response.status_code == 204, response.text
+    left = await _volumes(docker, platform)
+    assert _volume(platform, second) not in left and _volume(platform, third) not in left
+    assert _volume(platform, first) in left
+    assert (await platform.bot(taker["id"]))["state"] == "running"
+    await eventually(lambda: _equal(_old_volumes(platform), []), "no old volume left")
+
+
+async def _equal(volumes: Awaitable[list[dict[str, Any]]], expected: list[str]) -> bool:
+    return sorted(d["detail"]["volume"] for d in await volumes) == expected
 
 
 async def test_a_stopped_bot_stays_stopped_when_recreated(platform: Platform, docker: aiodocker.Docker) -> None:

@@ -79,6 +79,13 @@ async def test_host_and_path_reach_the_right_bot_and_never_another_tenants(
     route = next(route for route in body["routes"] if route["botId"] == alpha["id"])
     assert route["state"] == "up" and route["upstream"].endswith(":7437")
     assert route["host"] == f"{alpha['subdomain']}.{DOMAIN}" and route["pathPrefix"] == f"/instance/{alpha['id']}/"
+    # another tenant sees its own routes, and not the proxy's state: that is the whole platform's
+    async with httpx.AsyncClient(
+        base_url=platform.url, headers={**platform.client.headers, "X-Tenant-Id": "tenant-b"}, trust_env=False
+    ) as tenant_b:
+        theirs = (await tenant_b.get("/proxy/routes")).json()
+    assert [route["botId"] for route in theirs["routes"]] == [gamma["id"]]
+    assert theirs["proxy"] is None
     async with httpx.AsyncClient(base_url=platform.url, trust_env=False) as anonymous:
         assert (await anonymous.get("/proxy/routes")).status_code == 401
 

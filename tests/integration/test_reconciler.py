@@ -290,12 +290,17 @@ async def test_an_orphan_is_removed_after_its_grace_and_another_platforms_contai
         entry = await eventually(listed, "the orphan in the drift report")
         assert entry["botId"] == orphan_bot
         assert entry["removeAfterSeconds"] == 2
+        # a container without a tenant label is no tenant's: only the platform's operator sees it
+        other = await platform.client.get("/fleet/drift", headers={"X-Tenant-Id": "other"})
+        assert all(o["containerId"] != orphan for o in other.json()["orphans"])
 
         async def gone() -> bool:
             return await inspect(docker, orphan) is None
 
         await eventually(gone, "the orphan removed")
         await wait_for_repair(platform, orphan_bot, "orphan", "removed")
+        other = await platform.client.get("/fleet/drift", headers={"X-Tenant-Id": "other"})
+        assert all(r["botId"] != orphan_bot for r in other.json()["repairs"])
         report = await drift_report(platform)
         assert all(o["containerId"] != orphan for o in report["orphans"])
 

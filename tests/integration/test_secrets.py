@@ -163,6 +163,50 @@ async def test_bad_secret_markings_are_refused_and_create_nothing(
     assert await docker.containers.list(all=True, filters={"label": [label]}) == []
 
 
+@pytest.mark.parametrize("value", ["wopr:enc:", "wopr:enc:v2:k:abc", "wopr:enc:anything", PREFIX + "abc:def"])
+async def test_every_value_with_the_sealed_mark_is_refused_wherever_values_are_given(
+    platform: Platform, docker: aiodocker.Docker, value: str
+) -> None:
+    """`wopr:enc:` marks a sealed value of any version: no env value, template variable or template override may
+    start with it (create, PATCH, template, seed), each a 400 naming the mark, and nothing is created or changed."""
+    bot = await platform.create_bot(env={"A": "1"})
+    variables = {"OPENCODE_API_KEY": value}
+    requests: list[tuple[str, str, dict[str, Any]]] = [
+        ("POST", "/fleet/bots", {"name": "s-" + uuid.uuid4().hex[:6], "image": STUB_IMAGE, "env": {"A": value}}),
+        (
+            "POST",
+            "/fleet/bots",
+            {"name": "s-" + uuid.uuid4().hex[:6], "image": STUB_IMAGE, "env": {"A": value}, "secretEnv": ["A"]},
+        ),
+        ("PATCH", f"/fleet/bots/{bot['id']}", {"env": {"A": value}}),
+        ("PATCH", f"/fleet/bots/{bot['id']}", {"env": {"A": value}, "secretEnv": ["A"]}),
+        ("POST", "/fleet/bots", {"template": "whatsapp-opencode", "image": STUB_IMAGE, "variables": variables}),
+        (
+            "POST",
+            "/fleet/bots",
+            {
+                "template": "whatsapp-opencode",
+                "image": STUB_IMAGE,
+                "variables": {"OPENCODE_API_KEY": "k"},
+                "env": {"B": value},
+            },
+        ),
+        ("POST", "/fleet/seed", {"image": STUB_IMAGE, "variables": variables}),
+    ]
+    label = f"wopr.platform={platform.settings.platform_id}"
+    containers = [c.id for c in await docker.containers.list(all=True, filters={"label": [label]})]
+    for method, url, body in requests:
+        response = await platform.client.request(method, url, json=body)
+        assert response.status_code == 400, (method, url, response.text)
+        assert set(response.json()) == {"error", "details"}
+        assert response.json()["details"]["code"] == "validation_failed"
+        assert "wopr:enc:" in response.text, response.text
+    listed = (await platform.client.get("/fleet/bots")).json()["bots"]
+    assert [b["id"] for b in listed] == [bot["id"]]
+    assert (await platform.bot(bot["id"]))["env"] == {"A": "1"}
+    assert [c.id for c in await docker.containers.list(all=True, filters={"label": [label]})] == containers
+
+
 async def test_a_new_platform_secret_takes_over_with_the_previous_one_and_a_lost_key_is_a_clear_error(
     make_platform: PlatformFactory, docker: aiodocker.Docker
 ) -> None:

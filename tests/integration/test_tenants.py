@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import uuid
+from pathlib import Path
 from typing import Any
 
 import aiodocker
@@ -27,6 +29,7 @@ from tests.integration.test_reconciler import (
     wait_for_passes,
     wait_for_repair,
 )
+from wopr_platform.templates.loader import packaged_directory
 
 
 def as_tenant(platform: Platform, tenant: str) -> httpx.AsyncClient:
@@ -175,6 +178,36 @@ async def test_another_tenants_bot_is_a_404_on_every_route_and_lists_are_scoped(
         # one name per tenant: b may use the name a uses
         again = await create_for(tenant_b, name=bot["name"])
         assert again["id"] != bot["id"]
+
+
+async def test_global_actions_are_the_platform_operators_only(make_platform: PlatformFactory, tmp_path: Path) -> None:
+    """Actions and reads that reach beyond one tenant (reloading the templates every tenant uses, the fleet's
+    rollouts) are a 403 for a caller acting for another tenant, and nothing happens; the operator acting for the
+    default tenant (no header, or `default`) may take them."""
+    folder = tmp_path / "templates"
+    folder.mkdir()
+    shutil.copy(packaged_directory() / "whatsapp-opencode.yaml", folder)
+    platform = await make_platform(FLEET_TEMPLATES_DIR=str(folder))
+    shutil.copy(packaged_directory() / "telegram-anthropic.yaml", folder)  # picked up by the next reload only
+    rollout = f"/fleet/rollouts/{uuid.uuid4()}"
+
+    async with as_tenant(platform, "acme") as acme, as_tenant(platform, "default") as default:
+        for method, url in (("POST", "/fleet/templates/reload"), ("GET", "/fleet/rollouts"), ("GET", rollout)):
+            response = await acme.request(method, url)
+            assert response.status_code == 403, (method, url, response.text)
+            assert set(response.json()) == {"error", "details"}
+            assert response.json()["details"]["code"] == "platform_admin_required"
+        listed = (await acme.get("/fleet/templates")).json()["templates"]  # the shared catalog stays readable
+        assert [t["name"] for t in listed] == ["whatsapp-opencode"]  # the refused reload did nothing
+
+        reloaded = await default.post("/fleet/templates/reload")
+        assert reloaded.status_code == 200, reloaded.text
+        assert reloaded.json()["loaded"] == ["telegram-anthropic", "whatsapp-opencode"]
+        assert (await default.get("/fleet/rollouts")).json() == {"rollouts": []}
+        assert (await platform.client.get("/fleet/rollouts")).status_code == 200
+        assert (await platform.client.get(rollout)).status_code == 404
+    async with httpx.AsyncClient(base_url=platform.url, trust_env=False) as anonymous:
+        assert (await anonymous.post("/fleet/templates/reload")).status_code == 401
 
 
 @pytest.mark.parametrize("tenant", ["", "A", "a.b", "a_b", "-a", "a-", "../a", "a b", "a" * 64, "tënant", "a\tb"])

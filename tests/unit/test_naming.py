@@ -115,6 +115,12 @@ def test_labels_scope_containers_to_platform_tenant_and_bot() -> None:
         "wopr.network": "n1",
     }
     assert naming.volume_labels("p1", "t1") == {"wopr.managed": "true", "wopr.platform": "p1", "wopr.tenant": "t1"}
+    assert naming.volume_labels("p1", "t1", "b1") == {
+        "wopr.managed": "true",
+        "wopr.platform": "p1",
+        "wopr.tenant": "t1",
+        "wopr.bot-id": "b1",
+    }
 
 
 def test_spec_hash_ignores_env_order_and_sees_every_field() -> None:

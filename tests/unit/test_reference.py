@@ -27,6 +27,7 @@ DIGEST = "sha256:" + "ab" * 32
         (f"ghcr.io/a/b:1@{DIGEST}", "ghcr.io", "a/b", "1", DIGEST),
         ("a__b/c-d.e_f--g", "docker.io", "a__b/c-d.e_f--g", "latest", None),
         ("x:" + "t" * 128, "docker.io", "library/x", "t" * 128, None),
+        ("localhost/" + "n" * 245, "localhost", "n" * 245, "latest", None),  # a name of 255, Docker's longest
     ],
 )
 def test_parse_normalises_like_docker(
@@ -76,6 +77,9 @@ def test_str_is_the_fully_qualified_reference() -> None:
         "bad_host.io:port/x",
         "-bad.io/x",
         "x" * 513,
+        "localhost/" + "n" * 246,  # a repository name over Docker's 255 characters
+        "localhost/" + "n" * 246 + f":t@{DIGEST}",
+        "n" * 240,  # 258 once normalised to docker.io/library/...
     ],
     ids=repr,
 )

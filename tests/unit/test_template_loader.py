@@ -97,6 +97,7 @@ BROKEN = {
         "provider.plugin",
         "",
     ),
+    "sealed-mark.yaml": (_variant("hello ${USER_NAME}", "wopr:enc:v2:x"), "env.GREETING", "sealed secret"),
     "bad-image.yaml": (_variant('"ghcr.io/wopr-network/wopr:stable"', '"UPPER/Case:tag"'), "image", "invalid image"),
     "not-a-mapping.yaml": ("- just\n- a list\n", None, "mapping"),
     "empty.yml": ("", None, "mapping"),

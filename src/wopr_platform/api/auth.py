@@ -1,4 +1,5 @@
-"""Bearer-token authentication of the operator on `/fleet/*`, and the tenant it acts for (`X-Tenant-Id`)."""
+"""Bearer-token authentication of the operator on `/fleet/*`, the tenant it acts for (`X-Tenant-Id`), and who may
+take the platform's global actions (`PlatformAdmin`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
-from wopr_platform.core.errors import Unauthorized, ValidationFailed
+from wopr_platform.core.errors import Forbidden, Unauthorized, ValidationFailed
 from wopr_platform.core.naming import DEFAULT_TENANT, TENANT_RE
 
 TENANT_HEADER = "X-Tenant-Id"
@@ -20,6 +21,15 @@ class Principal:
 
     subject: str
     tenant_id: str
+
+    @property
+    def platform_admin(self) -> bool:
+        """May act beyond its tenant (actions and state of the whole platform, every tenant's).
+
+        Until there are roles, the one rule for it: the operator acting for the default tenant. An operator acting
+        for another tenant (`X-Tenant-Id`) gets only what that tenant may do.
+        """
+        return self.subject == "operator" and self.tenant_id == DEFAULT_TENANT
 
 
 def require_operator(
@@ -60,3 +70,16 @@ def require_operator(
 
 
 Operator = Annotated[Principal, Depends(require_operator)]
+
+
+def require_platform_admin(principal: Operator) -> Principal:
+    """Global actions (they affect or show every tenant): 403 for a caller acting for one tenant."""
+    if not principal.platform_admin:
+        raise Forbidden(
+            "this action affects every tenant: only the platform's operator acting for the default tenant may take it",
+            details={"code": "platform_admin_required"},
+        )
+    return principal
+
+
+PlatformAdmin = Annotated[Principal, Depends(require_platform_admin)]

@@ -20,7 +20,7 @@ ERROR_SCHEMA: dict[str, Any] = {
     },
 }
 ERROR_RESPONSE: dict[str, Any] = {
-    "description": "An error (400 bad input, 401, 404, 409, 413, 429 with Retry-After, 502, 503), in the one shape",
+    "description": "An error (400 bad input, 401, 403, 404, 409, 413, 429 with Retry-After, 502, 503) in the one shape",
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
 }
 # FastAPI documents its own 422 answer for bad input; this API answers such input with a 400 in the error shape

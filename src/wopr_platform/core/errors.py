@@ -29,6 +29,13 @@ class Unauthorized(PlatformError):
     headers = (("WWW-Authenticate", "Bearer"),)  # the scheme to authenticate with (RFC 7235), as the original sent
 
 
+class Forbidden(PlatformError):
+    """The caller is who it says, but may not take this action."""
+
+    status = 403
+    code = "forbidden"
+
+
 class NotFound(PlatformError):
     status = 404
     code = "not_found"

@@ -60,8 +60,13 @@ def default_volume(bot_id: str) -> str:
     return f"data-{bot_id}"
 
 
-def volume_labels(platform_id: str, tenant_id: str) -> dict[str, str]:
-    return {LABEL_MANAGED: "true", LABEL_PLATFORM: platform_id, LABEL_TENANT: tenant_id}
+def volume_labels(platform_id: str, tenant_id: str, bot_id: str | None = None) -> dict[str, str]:
+    """Labels of what the platform makes for a tenant; a bot's volume also carries the bot's id, so every volume a
+    bot was given (after a change of its `volumeName` too) can be found by it."""
+    labels = {LABEL_MANAGED: "true", LABEL_PLATFORM: platform_id, LABEL_TENANT: tenant_id}
+    if bot_id is not None:
+        labels[LABEL_BOT_ID] = bot_id
+    return labels
 
 
 def network_labels(platform_id: str, tenant_id: str) -> dict[str, str]:

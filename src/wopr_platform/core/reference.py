@@ -14,6 +14,10 @@ _DOMAIN_RE = re.compile(
 )
 _TAG_RE = re.compile(r"^[\w][\w.-]{0,127}\Z", re.ASCII)
 _DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}\Z")
+# Docker's limit on a repository name, registry included, as normalised (`docker.io/library/...`): the engine
+# refuses a longer one
+MAX_NAME_LENGTH = 255
+# name, `:` and a 128-character tag, `@sha256:` and 64 hex digits fit well within this
 MAX_REFERENCE_LENGTH = 512
 
 
@@ -52,6 +56,10 @@ class ImageReference:
             if not _TAG_RE.match(tag):
                 raise InvalidReference("tag must match [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
         registry, repository = cls._split_name(rest)
+        if len(registry) + 1 + len(repository) > MAX_NAME_LENGTH:
+            raise InvalidReference(
+                f"the repository name (with its registry) must be at most {MAX_NAME_LENGTH} characters"
+            )
         if tag is None and digest is None:
             tag = "latest"
         return cls(registry=registry, repository=repository, tag=tag, digest=digest)

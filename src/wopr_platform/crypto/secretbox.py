@@ -19,7 +19,9 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from wopr_platform.core.settings import MIN_SECRET_BYTES
 
-PREFIX = "wopr:enc:v1:"
+# every sealed value, of any format version, starts with MARK: no value from outside may (it would pass as sealed)
+MARK = "wopr:enc:"
+PREFIX = MARK + "v1:"
 NONCE_BYTES = 12
 
 

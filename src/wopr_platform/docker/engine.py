@@ -34,7 +34,7 @@ from wopr_platform.core.errors import (
 )
 from wopr_platform.core.naming import LABEL_BOT_ID, LABEL_MANAGED, LABEL_NETWORK, LABEL_PLATFORM, LABEL_TENANT
 from wopr_platform.docker.hardening import ON_FAILURE_RETRIES, check_hardened, container_config, without_host_paths
-from wopr_platform.docker.types import ContainerInfo, ContainerSpec, ContainerStats, EngineEvent
+from wopr_platform.docker.types import ContainerInfo, ContainerSpec, ContainerStats, EngineEvent, VolumeInfo
 
 log = logging.getLogger(__name__)
 
@@ -186,6 +186,23 @@ class DockerEngine:
                 await self.client._query_json(f"volumes/{name}", method="DELETE")
         except EngineNotFound:
             return
+
+    async def bot_volumes(self, bot_id: str | None = None) -> list[VolumeInfo]:
+        """The volumes this platform made for bots (or for one bot), by their bot id label, in one call."""
+        labels = [*self._scope, f"{LABEL_BOT_ID}={bot_id}" if bot_id else LABEL_BOT_ID]
+        with _translate("list volumes"):
+            data = await self.client._query_json("volumes", params={"filters": json.dumps({"label": labels})})
+        found = []
+        for row in (data or {}).get("Volumes") or []:
+            volume_labels = row.get("Labels") or {}
+            found.append(
+                VolumeInfo(
+                    name=str(row["Name"]),
+                    bot_id=str(volume_labels.get(LABEL_BOT_ID, "")),
+                    tenant_id=volume_labels.get(LABEL_TENANT),
+                )
+            )
+        return found
 
     async def volume_exists(self, name: str) -> bool:
         try:

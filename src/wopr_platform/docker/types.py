@@ -49,6 +49,15 @@ class ContainerInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class VolumeInfo:
+    """A volume the platform made for a bot (it carries the bot's id label)."""
+
+    name: str
+    bot_id: str
+    tenant_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class EngineEvent:
     """A container event from the engine's event stream."""
 

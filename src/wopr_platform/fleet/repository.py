@@ -160,6 +160,11 @@ class BotRepository:
             delete(TemplateSeed).where(TemplateSeed.bot_id == bot_id, TemplateSeed.state == SEED_CREATING)
         )
 
+    async def volume_names(self, tenant_id: str) -> set[str]:
+        """The `volumeName` every bot of the tenant has now."""
+        result = await self._session.execute(select(Bot.volume_name).where(Bot.tenant_id == tenant_id))
+        return set(result.scalars().all())
+
     async def taken(self, tenant_id: str, bot_id: str, *, name: str | None, volume: str | None) -> str | None:
         """Which of `name` / `volume` another bot of the tenant already uses (None when both are free)."""
         if name is not None:

@@ -20,7 +20,8 @@ from pydantic.alias_generators import to_camel
 
 from wopr_platform.core import limits, subdomains
 from wopr_platform.core.cron import InvalidCron, validate_cron
-from wopr_platform.crypto.secretbox import PREFIX as SEALED_PREFIX
+from wopr_platform.core.reference import ImageReference, InvalidReference
+from wopr_platform.crypto.secretbox import MARK as SEALED_MARK
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,62}\Z")
 VOLUME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}\Z")
@@ -52,6 +53,11 @@ def _check_volume(value: str) -> str:
     return value
 
 
+def sealed_mark_refused(what: str) -> str:
+    """Why a value that looks sealed is refused: it would be stored and opened as if the platform had sealed it."""
+    return f"{what} starts with {SEALED_MARK!r}, the platform's mark of a sealed secret; no value may"
+
+
 def _check_env(value: dict[str, str]) -> dict[str, str]:
     if len(value) > MAX_ENV_ENTRIES:
         raise ValueError(f"env has more than {MAX_ENV_ENTRIES} entries")
@@ -62,10 +68,8 @@ def _check_env(value: dict[str, str]) -> dict[str, str]:
             raise ValueError(f"env key {key} is set by the platform")
         if "\x00" in item:
             raise ValueError(f"env value of {key} contains a NUL byte")
-        if item.startswith(SEALED_PREFIX):
-            raise ValueError(
-                f"env value of {key} starts with {SEALED_PREFIX!r}, the platform's mark of a sealed secret"
-            )
+        if item.startswith(SEALED_MARK):
+            raise ValueError(sealed_mark_refused(f"env value of {key}"))
         if len(item) > MAX_ENV_VALUE:
             raise ValueError(f"env value of {key} is longer than {MAX_ENV_VALUE} characters")
     return value
@@ -91,8 +95,11 @@ def _check_policy(value: str) -> str:
 
 
 def _check_image(value: str) -> str:
-    if not value or len(value) > 512 or any(ch.isspace() or ch == "\x00" for ch in value):
-        raise ValueError("image must be a non-empty image reference without spaces")
+    """A reference in Docker's grammar and within its lengths (the allowlist is checked by the fleet service)."""
+    try:
+        ImageReference.parse(value)
+    except InvalidReference as err:
+        raise ValueError(f"invalid image reference: {err}") from None
     return value
 
 
@@ -314,7 +321,10 @@ class DriftItem(_Wire):
     """One way a bot's container differs from its profile now."""
 
     bot_id: str
-    kind: str = Field(description="missing, stopped, running, changed, duplicate or adopt")
+    kind: str = Field(
+        description="missing, stopped, running, changed, duplicate or adopt (repaired); old_volume (a volume the bot "
+        "had before its volumeName changed, kept with its data until DELETE ?removeVolumes=true)"
+    )
     detail: dict[str, Any]
 
 

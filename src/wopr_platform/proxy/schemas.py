@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from wopr_platform.fleet.schemas import PublicUrls
@@ -64,4 +64,7 @@ class RouteList(_Wire):
     """GET /proxy/routes."""
 
     routes: list[RouteView]
-    proxy: ProxyStatus
+    proxy: ProxyStatus | None = Field(
+        description="the proxy's state, the whole platform's (Caddy's admin address, every tenant's route count): "
+        "shown to the platform's operator only, null for a caller acting for another tenant"
+    )

@@ -150,9 +150,10 @@ class ProxySync:
     def _find(self, kind: str, key: str) -> BotRoute | None:
         return (self.table.by_subdomain if kind == config.HOST_KIND else self.table.by_id).get(key)
 
-    def route_list(self, tenant_id: str) -> RouteList:
-        """GET /proxy/routes: the tenant's routing table and the proxy's state."""
-        return RouteList.model_validate({"routes": self.routes(tenant_id), "proxy": self.status()})
+    def route_list(self, tenant_id: str, *, with_status: bool) -> RouteList:
+        """GET /proxy/routes: the tenant's routing table and, `with_status`, the proxy's state (platform-wide)."""
+        status = self.status() if with_status else None
+        return RouteList.model_validate({"routes": self.routes(tenant_id), "proxy": status})
 
     def routes(self, tenant_id: str) -> list[dict[str, Any]]:
         """The tenant's routing table as the API shows it."""

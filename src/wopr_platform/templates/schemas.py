@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from wopr_platform.core.reference import ImageReference, InvalidReference
+from wopr_platform.crypto.secretbox import MARK as SEALED_MARK
 from wopr_platform.fleet.schemas import (
     ENV_KEY_RE,
     MAX_ENV_ENTRIES,
@@ -27,6 +27,7 @@ from wopr_platform.fleet.schemas import (
     Subdomain,
     UpdatePolicy,
     VolumeName,
+    sealed_mark_refused,
 )
 from wopr_platform.templates import placeholders
 
@@ -58,6 +59,8 @@ def _check_env_key(value: str) -> str:
 def _check_template_value(value: str) -> str:
     if "\x00" in value:
         raise ValueError("value contains a NUL byte")
+    if value.startswith(SEALED_MARK):
+        raise ValueError(sealed_mark_refused("value"))
     if len(value) > MAX_ENV_VALUE:
         raise ValueError(f"value is longer than {MAX_ENV_VALUE} characters")
     placeholders.check(value)
@@ -70,14 +73,6 @@ def _check_plugin(value: str) -> str:
     return value
 
 
-def _check_image_reference(value: str) -> str:
-    try:
-        ImageReference.parse(value)
-    except InvalidReference as err:
-        raise ValueError(f"invalid image reference: {err}") from None
-    return value
-
-
 def _check_variable_name(value: str) -> str:
     if not placeholders.VARIABLE_RE.match(value):
         raise ValueError(f"{value[:64]!r} is not a valid variable name ([A-Za-z_][A-Za-z0-9_]*)")
@@ -87,6 +82,8 @@ def _check_variable_name(value: str) -> str:
 def _check_variable_value(value: str) -> str:
     if "\x00" in value:
         raise ValueError("value contains a NUL byte")
+    if value.startswith(SEALED_MARK):
+        raise ValueError(sealed_mark_refused("value"))
     if len(value) > MAX_ENV_VALUE:
         raise ValueError(f"value is longer than {MAX_ENV_VALUE} characters")
     return value
@@ -135,7 +132,7 @@ class Template(_File):
     channel: Plugin
     provider: Plugin
     release: ReleaseChannel
-    image: Annotated[str, AfterValidator(_check_image_reference)]
+    image: Image
     restart_policy: RestartPolicy = "unless-stopped"
     update_policy: UpdatePolicy = "manual"
     health_check: HealthCheck | None = None

@@ -91,7 +91,7 @@ async def restart_bot(bot_id: BotId, principal: Operator, fleet: Fleet) -> Ok:
 @router.get("/drift", response_model=DriftReport)
 async def drift(principal: Operator, services: AllServices) -> DriftReport:
     """What differs between desired and observed state right now, and what the reconciler did about it."""
-    return services.reconciler.report(principal.tenant_id)
+    return services.reconciler.report(principal.tenant_id, platform_wide=principal.platform_admin)
 
 
 @router.get("/events", response_class=StreamingResponse)
@@ -104,7 +104,9 @@ async def events(
     if bot_id is not None:
         bot_id = checked_id(bot_id, "bot")
     return StreamingResponse(
-        sse_stream(services.events, bot_id=bot_id, tenant_id=principal.tenant_id),
+        sse_stream(
+            services.events, bot_id=bot_id, tenant_id=principal.tenant_id, platform_wide=principal.platform_admin
+        ),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Path
 from pydantic import PlainValidator
 
-from wopr_platform.api.auth import Operator
+from wopr_platform.api.auth import Operator, PlatformAdmin
 from wopr_platform.api.deps import Templates
 from wopr_platform.fleet.schemas import BotCreate
 from wopr_platform.templates.schemas import (
@@ -55,8 +55,8 @@ async def list_templates(principal: Operator, templates: Templates) -> TemplateL
 
 
 @router.post("/templates/reload", response_model=ReloadResult)
-async def reload_templates(principal: Operator, templates: Templates) -> ReloadResult:
-    """Re-read the templates folder without a restart."""
+async def reload_templates(principal: PlatformAdmin, templates: Templates) -> ReloadResult:
+    """Re-read the templates folder without a restart (global: every tenant's catalog; the platform's operator only)."""
     return await templates.reload()
 
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
 
-from wopr_platform.api.auth import Operator
+from wopr_platform.api.auth import Operator, PlatformAdmin
 from wopr_platform.api.deps import BotId, Updates, checked_id
 from wopr_platform.updates.schemas import ImageStatus, RolloutList, RolloutOut, UpdateHistory, UpdateResultOut
 
@@ -42,13 +42,14 @@ async def update_history(bot_id: BotId, principal: Operator, updates: Updates, l
 
 
 @router.get("/rollouts", response_model=RolloutList)
-async def list_rollouts(principal: Operator, updates: Updates, limit: Limit = 50) -> RolloutList:
-    """Fleet rollouts and their waves, newest first."""
+async def list_rollouts(principal: PlatformAdmin, updates: Updates, limit: Limit = 50) -> RolloutList:
+    """Fleet rollouts and their waves, newest first (global: waves name every tenant's bots; the platform's
+    operator only)."""
     return await updates.rollouts(limit)
 
 
 @router.get("/rollouts/{rollout_id}", response_model=RolloutOut)
 async def get_rollout(
-    rollout_id: Annotated[str, Depends(_rollout_id)], principal: Operator, updates: Updates
+    principal: PlatformAdmin, rollout_id: Annotated[str, Depends(_rollout_id)], updates: Updates
 ) -> RolloutOut:
     return await updates.rollout(rollout_id)

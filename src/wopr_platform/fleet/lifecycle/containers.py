@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from wopr_platform.core import naming
-from wopr_platform.core.errors import EngineNotFound, ValidationFailed
+from wopr_platform.core.errors import EngineConflict, EngineNotFound, ValidationFailed
 from wopr_platform.core.faults import CrashPoints
 from wopr_platform.core.reference import ImageReference, InvalidReference, pinned
 from wopr_platform.core.settings import Settings
 from wopr_platform.db.models import Bot
 from wopr_platform.docker.engine import DockerEngine
-from wopr_platform.docker.types import ContainerInfo, ContainerSpec
+from wopr_platform.docker.types import ContainerInfo, ContainerSpec, VolumeInfo
 from wopr_platform.fleet import resources
 from wopr_platform.fleet.observation.health import HealthMonitor
 from wopr_platform.fleet.observation.observed import ObservedState
@@ -251,7 +251,8 @@ class BotContainers:
         volume_is_new = not await self._engine.volume_exists(spec.volume)
         if volume_is_new and on_new_volume is not None:
             await on_new_volume()
-        await self._engine.ensure_volume(spec.volume, naming.volume_labels(self._settings.platform_id, bot.tenant_id))
+        labels = naming.volume_labels(self._settings.platform_id, bot.tenant_id, bot.id)
+        await self._engine.ensure_volume(spec.volume, labels)
         container_id: str | None = None
         try:
             try:
@@ -362,6 +363,19 @@ class BotContainers:
 
     async def remove_volume(self, bot: Bot, volume_name: str | None = None) -> None:
         await self._engine.remove_volume(self.volume(bot, volume_name))
+
+    async def bot_volumes(self, bot_id: str | None = None) -> list[VolumeInfo]:
+        """The volumes the platform made for bots (or for one bot), found by their bot id label (one engine call):
+        a bot's current volume and the ones it had before its `volumeName` changed."""
+        return await self._engine.bot_volumes(bot_id)
+
+    async def remove_earlier_volume(self, name: str) -> bool:
+        """Remove a volume a bot no longer uses; one a container still mounts is kept (False)."""
+        try:
+            await self._engine.remove_volume(name)
+        except EngineConflict:
+            return False
+        return True
 
     async def labelled(self, bot_id: str) -> list[ContainerInfo]:
         """Every container the engine holds with this bot's label (asks the engine, not memory)."""

@@ -376,15 +376,16 @@ class FleetService:
             return stored
 
     async def delete_bot(self, tenant_id: str, bot_id: str, *, remove_volumes: bool) -> None:
-        """Remove the bot's containers (and its volume if asked), then its profile."""
+        """Remove the bot's containers (and, if asked, its volume and the ones it had before), then its profile."""
         async with self.operation(tenant_id, bot_id) as bot:
+            earlier = await self._earlier_volumes(bot) if remove_volumes else []
             async with self._db.step() as session:
                 op_id = self._journal.begin(
                     session,
                     "delete",
                     bot_id,
                     tenant_id,
-                    {"removeVolumes": remove_volumes, "volume": self._containers.volume(bot)},
+                    {"removeVolumes": remove_volumes, "volume": self._containers.volume(bot), "volumes": earlier},
                 )
             try:
                 for container in await self._containers.labelled(bot_id):
@@ -394,6 +395,9 @@ class FleetService:
                     await self._containers.remove(bot.container_id)
                 if remove_volumes:
                     await self._containers.remove_volume(bot)
+                    for name in earlier:
+                        if not await self._containers.remove_earlier_volume(name):
+                            log.warning("an earlier volume of the bot is in use; kept", extra={"bot_id": bot_id})
             except BaseException:
                 await self._journal.finish_now(op_id)
                 raise
@@ -403,6 +407,16 @@ class FleetService:
             self._health.forget(bot_id)
         log.info("bot deleted", extra={"bot_id": bot_id, "removed_volumes": remove_volumes})
         self._events.publish("removed", bot_id, tenant_id)
+
+    async def _earlier_volumes(self, bot: Bot) -> list[str]:
+        """The volumes made for the bot before its `volumeName` changed, which no bot of its tenant uses now."""
+        labelled = await self._containers.bot_volumes(bot.id)
+        if not labelled:
+            return []
+        async with self._db.read() as session:
+            names = await BotRepository(session).volume_names(bot.tenant_id)
+        in_use = {self._containers.volume(bot, name) for name in names}
+        return sorted(volume.name for volume in labelled if volume.name not in in_use)
 
     async def start_bot(self, tenant_id: str, bot_id: str) -> None:
         """Make it run (recreating a container removed behind our back), then want it running."""

@@ -52,14 +52,17 @@ class BotEvent:
 
 
 class _Subscriber:
-    def __init__(self, bot_id: str | None, tenant_id: str | None) -> None:
+    def __init__(self, bot_id: str | None, tenant_id: str | None, platform_wide: bool) -> None:
         self.bot_id = bot_id
         self.tenant_id = tenant_id
+        self.platform_wide = platform_wide
         self.queue: asyncio.Queue[BotEvent | None] = asyncio.Queue(QUEUE_SIZE)
         self.overflowed = False
 
     def wants(self, event: BotEvent) -> bool:
-        if self.tenant_id is not None and event.tenant_id not in (None, self.tenant_id):
+        # an event of no tenant (a container without a tenant label) is the platform's
+        no_tenant_allowed = event.tenant_id is None and self.platform_wide
+        if self.tenant_id is not None and event.tenant_id != self.tenant_id and not no_tenant_allowed:
             return False
         return self.bot_id is None or event.bot_id == self.bot_id
 
@@ -109,9 +112,10 @@ class EventBus:
                 self._subscribers.discard(subscriber)
                 log.warning("event subscriber fell behind; its stream is closed")
 
-    def subscribe(self, *, bot_id: str | None, tenant_id: str | None) -> Subscription:
-        """Events from this call on (registered now, not at the first iteration) until the bus closes."""
-        subscriber = _Subscriber(bot_id, tenant_id)
+    def subscribe(self, *, bot_id: str | None, tenant_id: str | None, platform_wide: bool = False) -> Subscription:
+        """Events from this call on (registered now, not at the first iteration) until the bus closes: every event
+        for `tenant_id` None, else the tenant's, and with `platform_wide` those of no tenant too."""
+        subscriber = _Subscriber(bot_id, tenant_id, platform_wide)
         if not self._closed:
             self._subscribers.add(subscriber)
         else:
@@ -136,9 +140,9 @@ class EventBus:
         return len(self._subscribers)
 
 
-async def sse_stream(bus: EventBus, *, bot_id: str | None, tenant_id: str) -> AsyncIterator[bytes]:
+async def sse_stream(bus: EventBus, *, bot_id: str | None, tenant_id: str, platform_wide: bool) -> AsyncIterator[bytes]:
     """Encode the bus as server-sent events, with a comment line as heartbeat so proxies keep the stream open."""
-    events = bus.subscribe(bot_id=bot_id, tenant_id=tenant_id)
+    events = bus.subscribe(bot_id=bot_id, tenant_id=tenant_id, platform_wide=platform_wide)
     yield b": connected\n\n"
     pending: asyncio.Task[BotEvent] | None = None
     try:

@@ -120,7 +120,9 @@ class EngineWatcher:
             self._on_change()
         if event.action in ("start", "restart"):
             self._health.kick()
-            if event.bot_id:
+            # one event per start: a restart is reported as `start` and then `restart`, and a start by the engine
+            # itself (restart policy) as `start` alone; the lifecycle publishes no `started` of its own
+            if event.bot_id and event.action == "start":
                 self._events.publish("started", event.bot_id, tenant, containerId=event.container_id)
         elif event.action == "die":
             if event.bot_id:

@@ -10,6 +10,9 @@ Drift it repairs, each under the bot's lock and with a per-bot back-off so nothi
 - `duplicate`: more than one container carries the bot's label → keep the profile's, remove the rest;
 - `adopt`: the profile names no live container but exactly one matching container carries its label (or one
   of several holds the bot's container name) → adopt it.
+Shown, never repaired:
+- `old_volume`: a volume made for the bot that is no longer its volume (its `volumeName` changed) and that no bot
+  uses; kept with its data until `DELETE ?removeVolumes=true` removes it with the bot.
 Containers labelled as ours that belong to no bot are orphans, removed after a grace period; so is the
 network of a tenant that has no bot left (bots of a tenant share one bridge network, see fleet.naming).
 """
@@ -152,6 +155,7 @@ class Reconciler:
         self._idle_networks: dict[str, float] = {}
         self.recovered = asyncio.Event()
         self.current: list[Drift] = []
+        self.old_volumes: list[Drift] = []
         self.history: deque[Repair] = deque(maxlen=HISTORY)
         self.last_run_at: datetime | None = None
         self.last_run_ms: float | None = None
@@ -211,6 +215,7 @@ class Reconciler:
         left = await asyncio.gather(*(repair(bot_id, drift) for bot_id, drift in drifting.items()))
         self.current = [d for part in left for d in part]
         outstanding = self.current
+        await self._old_volumes_pass(bots)
         await self._orphans_pass({bot.id for bot in bots})
         await self._networks_pass({bot.tenant_id for bot in bots})
         self.last_run_at = _now()
@@ -283,6 +288,26 @@ class Reconciler:
                 stored.container_id = container_id
         bot.container_id = container_id
 
+    async def _old_volumes_pass(self, bots: list[Any]) -> None:
+        """Find the volumes made for a bot that neither it nor another bot uses now (one engine call)."""
+        try:
+            volumes = await self._containers.bot_volumes()
+        except PlatformError as err:
+            log.warning("could not list the bots' volumes", extra={"reason": err.message})
+            return
+        in_use = {self._containers.volume(bot) for bot in bots}
+        tenants = {bot.id: bot.tenant_id for bot in bots}
+        self.old_volumes = [
+            Drift(
+                volume.bot_id,
+                tenants[volume.bot_id],
+                "old_volume",
+                {"volume": volume.name, "action": "kept until DELETE ?removeVolumes=true"},
+            )
+            for volume in sorted(volumes, key=lambda v: v.name)
+            if volume.bot_id in tenants and volume.name not in in_use
+        ]
+
     async def _orphans_pass(self, bot_ids: set[str]) -> None:
         now = time.monotonic()
         seen: set[str] = set()
@@ -336,12 +361,14 @@ class Reconciler:
                 del self._idle_networks[name]
                 log.info("unused tenant network removed", extra={"network": name, "tenant": tenant})
 
-    def report(self, tenant_id: str) -> DriftReport:
-        """GET /fleet/drift: what differs now, the orphans waiting out their grace, and the latest repairs."""
+    def report(self, tenant_id: str, *, platform_wide: bool) -> DriftReport:
+        """GET /fleet/drift: what differs now, the orphans waiting out their grace, and the latest repairs; orphans
+        without a tenant label (and their repairs) belong to no tenant, so only `platform_wide` shows them."""
+        unlabelled: tuple[str | None, ...] = (None, "") if platform_wide else ()
         return DriftReport(
             drift=[
                 DriftItem(bot_id=d.bot_id, kind=d.kind, detail=d.detail)
-                for d in self.current
+                for d in [*self.current, *self.old_volumes]
                 if d.tenant_id == tenant_id
             ],
             orphans=[
@@ -353,12 +380,12 @@ class Reconciler:
                     remove_after_seconds=self._orphan_grace,
                 )
                 for o in self._orphans.values()
-                if o.info.tenant_id in (None, tenant_id)
+                if o.info.tenant_id == tenant_id or o.info.tenant_id in unlabelled
             ],
             repairs=[
                 RepairView(bot_id=r.bot_id, kind=r.kind, action=r.action, outcome=r.outcome, error=r.error, at=r.at)
                 for r in reversed(self.history)
-                if r.tenant_id in ("", tenant_id)  # "": an orphan without a tenant label, listed to all as above
+                if r.tenant_id == tenant_id or r.tenant_id in unlabelled  # "": an orphan without a tenant label
             ],
             last_run_at=self.last_run_at,
             last_run_ms=self.last_run_ms,

@@ -85,6 +85,9 @@ class Recovery:
             await self._containers.remove(container.id)
         if op.payload.get("removeVolumes") and op.payload.get("volume"):
             await self._engine.remove_volume(str(op.payload["volume"]))
+        if op.payload.get("removeVolumes"):
+            for name in op.payload.get("volumes") or ():  # the ones it had before (rows of older platforms: none)
+                await self._containers.remove_earlier_volume(str(name))
         async with self._db.step() as session:
             await BotRepository(session).delete(op.bot_id)
         self._events.publish("removed", op.bot_id, op.tenant_id, reason="interrupted delete finished")
