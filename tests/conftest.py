@@ -24,6 +24,7 @@ import uvicorn
 from wopr_platform.app.asgi import create_app
 from wopr_platform.app.server import PlatformServer
 from wopr_platform.core.settings import Settings
+from wopr_platform.firewall.iptables import HostFirewall
 from wopr_platform.updates.clock import Clock
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,6 +85,7 @@ DATABASE_TESTS = frozenset(
 # network it briefly lifts the isolation between bridges).
 SERIAL_TESTS = frozenset(
     {
+        "integration/test_bot_reach::test_a_bot_reaches_its_own_tenant_but_not_another_tenants_bots",
         "integration/test_engine_outage",
         "integration/test_tenants::test_a_bot_reaches_its_own_tenant_only_and_the_platform_reaches_every_bot",
         "integration/test_tenants::test_a_container_on_the_default_bridge_cannot_reach_a_bot",
@@ -291,6 +293,12 @@ async def _cleanup_engine(platform_id: str) -> None:
         await remove_networks(client, label)
     finally:
         await client.close()
+    await remove_firewall_chains(platform_id)
+
+
+async def remove_firewall_chains(platform_id: str) -> None:
+    """Take the platform id's host firewall chains off the host (the platform leaves them when it stops)."""
+    await HostFirewall(platform_id).remove()
 
 
 async def remove_networks(client: aiodocker.Docker, label: str) -> None:

@@ -42,8 +42,9 @@ def _serve() -> int:
         access_log=False,
         timeout_graceful_shutdown=10,
     )
-    PlatformServer(config, before_shutdown=app.state.events.close).run()
-    return 0
+    server = PlatformServer(config, before_shutdown=app.state.events.close)
+    server.run()
+    return 0 if server.started else 3  # the start-up failed (logged): e.g. a production check refused it
 
 
 def _migrate() -> int:
