@@ -85,7 +85,6 @@ DATABASE_TESTS = frozenset(
 # network it briefly lifts the isolation between bridges).
 SERIAL_TESTS = frozenset(
     {
-        "integration/test_bot_reach::test_a_bot_reaches_its_own_tenant_but_not_another_tenants_bots",
         "integration/test_engine_outage",
         "integration/test_tenants::test_a_bot_reaches_its_own_tenant_only_and_the_platform_reaches_every_bot",
         "integration/test_tenants::test_a_container_on_the_default_bridge_cannot_reach_a_bot",

@@ -28,7 +28,7 @@ from tests.integration.test_hardening import docker_exec, inspect, tenant_networ
 from tests.integration.test_reconciler import eventually
 from tests.integration.test_tenants import address, create_for, healthy, reaches
 from wopr_platform.core.addresses import HostPort
-from wopr_platform.firewall.iptables import HostFirewall, Installed, Ruleset
+from wopr_platform.firewall.iptables import Chains, HostFirewall, Installed, Ruleset
 
 pytestmark = pytest.mark.slow
 NC_WAIT = 2  # seconds busybox nc waits for a connection: what "nothing answers" means here
@@ -178,7 +178,8 @@ async def test_with_isolation_off_the_same_attempts_answer(
                 got = await answers(created["containerId"], [(gw, port), (gw, api_port(platform))])
             assert banner.decode() in got[(gw, port)]
             assert got[(gw, api_port(platform))].startswith("HTTP/1.1 200")
-            assert await installed(group.platform_id) == Installed(gate=None, policy=None, jumps=0)
+            nothing = Chains(gate=None, policy=None, jumps=0)
+            assert await installed(group.platform_id) == Installed(host=nothing, across=nothing)
             body = await ready(platform.client)
             assert body["checks"]["hostIsolation"] == {"ok": True, "enabled": False}, body
 
@@ -196,8 +197,8 @@ async def test_an_offered_port_is_reachable_and_nothing_else(
     async with listener("0.0.0.0", offered) as banner, listener("0.0.0.0", other):
         got = await answers(bot["containerId"], [(gw, offered), (gw, other)])
     assert list(got) == [(gw, offered)] and banner.decode() in got[(gw, offered)]
-    _, policy = HostFirewall(platform.settings.platform_id).rules(Ruleset(frozenset(), (HostPort(offered),)))
-    assert (await installed(platform.settings.platform_id)).policy == policy
+    wanted = HostFirewall(platform.settings.platform_id).rules(Ruleset(frozenset(), (HostPort(offered),)))
+    assert (await installed(platform.settings.platform_id)).host.policy == wanted.host.policy
 
 
 # --- the rules ---------------------------------------------------------------------------------------------
@@ -212,12 +213,16 @@ async def test_the_rules_are_one_jump_and_one_rule_per_tenant_network_and_a_rest
             await platform_bot(first, "acme")
             await platform_bot(first, "globex")
             bridges = {await bridge_of(docker, f"wopr-{group.platform_id}.{t}.net") for t in ("acme", "globex")}
-            gate, policy = HostFirewall(group.platform_id).gate, HostFirewall(group.platform_id).policy
-            expected = Installed(
+            firewall = HostFirewall(group.platform_id)
+            gate, policy = firewall.gate, firewall.policy
+            expected = firewall.rules(Ruleset(frozenset(bridges)))
+            assert expected.host == Chains(
                 gate=tuple(f"-A {gate} -i {bridge} -j {policy}" for bridge in sorted(bridges)),
                 policy=(f"-A {policy} -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN", f"-A {policy} -j DROP"),
                 jumps=1,
             )
+            assert expected.across.gate == expected.host.gate and expected.across.jumps == 1
+            assert len(expected.across.policy or ()) == 2 * len(bridges)  # within each network; to none other
             assert await installed(group.platform_id) == expected
             assert await first.terminate() in (0, -signal.SIGTERM)  # uvicorn re-raises the signal
             # a stopped platform leaves its rules: its bots keep running and must stay off the host meanwhile
@@ -240,7 +245,8 @@ async def test_rules_removed_or_changed_behind_its_back_are_put_back(
     isolation = platform.app.state.services.isolation
     firewall = HostFirewall(platform_id)
     expected = await installed(platform_id)
-    assert expected.jumps == 1 and expected.bridges == {await bridge_of(docker, tenant_network(platform))}
+    assert (expected.host.jumps, expected.across.jumps) == (1, 1)
+    assert expected.bridges == {await bridge_of(docker, tenant_network(platform))}
 
     async def back() -> bool:
         return await installed(platform_id) == expected
@@ -254,6 +260,9 @@ async def test_rules_removed_or_changed_behind_its_back_are_put_back(
         ("-F", firewall.gate),  # the bridges forgotten
         ("-I", "INPUT", "1", "-j", firewall.gate),  # the jump twice
         ("-I", firewall.policy, "1", "-j", "RETURN"),  # the policy opened
+        ("-t", "mangle", "-D", "FORWARD", "-j", firewall.gate),  # the same in the other table
+        ("-t", "mangle", "-F", firewall.policy),
+        ("-t", "mangle", "-I", "FORWARD", "1", "-j", firewall.gate),
     ]
     for count, breakage in enumerate(breakages, start=1):
         await iptables(*breakage)
@@ -273,23 +282,61 @@ async def test_rules_removed_or_changed_behind_its_back_are_put_back(
 # --- other tenants' bots -----------------------------------------------------------------------------------
 
 
-async def test_a_bot_reaches_its_own_tenant_but_not_another_tenants_bots(
+async def test_a_bot_reaches_its_own_tenant_but_never_another_tenants_bots(
     database_url: str, tmp_path: Path, docker: aiodocker.Docker
 ) -> None:
-    """Across tenants the engine's own isolation chains (FORWARD) drop the traffic; the host firewall leaves bot
-    to bot traffic alone (it never passes INPUT), so bots of one tenant still talk to each other."""
+    """Docker's own isolation chains drop traffic from one bridge to another, except in the moments dockerd
+    re-inserts its FORWARD jumps (on every network it creates or removes). The platform's chain in the mangle table,
+    which dockerd never rewrites, drops it first, so it holds while networks come and go; its DROP counters show
+    it was that rule. Bots of one tenant still talk to each other."""
     async with process_platforms(database_url, tmp_path) as group:
         with group.reporting():
             platform = await start_serving_everywhere(group)
             a1, a2 = await platform_bot(platform, "acme"), await platform_bot(platform, "acme")
             b1 = await platform_bot(platform, "globex")
             net_a, net_b = (f"wopr-{group.platform_id}.{t}.net" for t in ("acme", "globex"))
-            ip_a2 = address(await inspect(docker, a2["containerId"]), net_a)
+            ip_a1, ip_a2 = [address(await inspect(docker, bot["containerId"]), net_a) for bot in (a1, a2)]
             ip_b1 = address(await inspect(docker, b1["containerId"]), net_b)
-            ip_a1 = address(await inspect(docker, a1["containerId"]), net_a)
             assert await reaches(a1["containerId"], ip_a2)
-            assert not await reaches(a1["containerId"], ip_b1)
-            assert not await reaches(b1["containerId"], ip_a1)
+            before = await across_drops(group.platform_id)
+
+            churning = asyncio.Event()
+            churn = asyncio.create_task(churn_networks(docker, group.platform_id, churning))
+            try:
+                await churning.wait()
+                for _ in range(5):
+                    reached = await asyncio.gather(
+                        reaches(a1["containerId"], ip_b1),
+                        reaches(b1["containerId"], ip_a1),
+                        reaches(b1["containerId"], ip_a2),
+                    )
+                    assert reached == [False, False, False]
+            finally:
+                churn.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await churn
+            assert await across_drops(group.platform_id) > before
+            assert await reaches(a2["containerId"], ip_a1)
+
+
+async def churn_networks(docker: aiodocker.Docker, platform_id: str, started: asyncio.Event) -> None:
+    """Create and remove networks (not the platform's: no `wopr.managed` label) until cancelled."""
+    while True:
+        name = f"churn-{platform_id}-{uuid.uuid4().hex[:6]}"
+        network = await docker.networks.create({"Name": name, "Labels": {"wopr.platform": platform_id}})
+        started.set()
+        await network.delete()
+
+
+async def across_drops(platform_id: str) -> int:
+    """Packets the platform's mangle chain dropped on their way from one tenant network to another."""
+    out = subprocess.run(["iptables-save", "-c", "-t", "mangle"], check=True, capture_output=True, text=True).stdout
+    policy = HostFirewall(platform_id).policy
+    return sum(
+        int(line[1:].split(":", 1)[0])
+        for line in out.splitlines()
+        if f" -A {policy} " in line and line.endswith("-j DROP")
+    )
 
 
 # --- no firewall -------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from wopr_platform.core.addresses import HostPort
-from wopr_platform.firewall.iptables import HostFirewall, Installed, Ruleset, chain_names
+from wopr_platform.firewall.iptables import Chains, HostFirewall, Ruleset, chain_names
 
 
 def test_chain_names_are_per_platform_and_fit_iptables() -> None:
@@ -19,21 +19,36 @@ def test_chain_names_are_per_platform_and_fit_iptables() -> None:
 
 def test_the_rules_are_one_per_bridge_then_answers_offered_ports_and_a_drop() -> None:
     firewall = HostFirewall("p1")
-    gate, policy = firewall.rules(
+    wanted = firewall.rules(
         Ruleset(frozenset({"br-bbbbbbbbbbbb", "br-aaaaaaaaaaaa"}), (HostPort(8080), HostPort(53, "udp")))
     )
-    assert gate == (
+    gate = (
         "-A WOPR-p1 -i br-aaaaaaaaaaaa -j WOPR-p1-BOTS",
         "-A WOPR-p1 -i br-bbbbbbbbbbbb -j WOPR-p1-BOTS",
     )
-    assert policy == (
-        "-A WOPR-p1-BOTS -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN",
-        "-A WOPR-p1-BOTS -p udp -m udp --dport 53 -j RETURN",
-        "-A WOPR-p1-BOTS -p tcp -m tcp --dport 8080 -j RETURN",
-        "-A WOPR-p1-BOTS -j DROP",
+    # to the host (filter INPUT): answers to the host's own connections and the offered ports, nothing else
+    assert wanted.host == Chains(
+        gate=gate,
+        policy=(
+            "-A WOPR-p1-BOTS -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN",
+            "-A WOPR-p1-BOTS -p udp -m udp --dport 53 -j RETURN",
+            "-A WOPR-p1-BOTS -p tcp -m tcp --dport 8080 -j RETURN",
+            "-A WOPR-p1-BOTS -j DROP",
+        ),
+        jumps=1,
     )
-    installed = Installed(gate=gate, policy=policy, jumps=1)
-    assert installed.bridges == {"br-aaaaaaaaaaaa", "br-bbbbbbbbbbbb"}
+    # across networks (mangle FORWARD): within a tenant's network, not to another tenant's
+    assert wanted.across == Chains(
+        gate=gate,
+        policy=(
+            "-A WOPR-p1-BOTS -i br-aaaaaaaaaaaa -o br-aaaaaaaaaaaa -j RETURN",
+            "-A WOPR-p1-BOTS -i br-bbbbbbbbbbbb -o br-bbbbbbbbbbbb -j RETURN",
+            "-A WOPR-p1-BOTS -o br-aaaaaaaaaaaa -j DROP",
+            "-A WOPR-p1-BOTS -o br-bbbbbbbbbbbb -j DROP",
+        ),
+        jumps=1,
+    )
+    assert wanted.bridges == {"br-aaaaaaaaaaaa", "br-bbbbbbbbbbbb"}
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,12 @@
-"""Bots and the host: the host firewall keeps what bots send to the host's own addresses from arriving.
+"""Bots and the host: the host firewall keeps what bots send to the host's own addresses from arriving, and what
+they send to another tenant's network.
 
 A bot reaches the host through its tenant network's bridge (the gateway address, or any other address of the
 host): such packets go through the host's INPUT chain, which Docker leaves open. The platform keeps its own chains
 there (`firewall.iptables`): from the bridges of its tenant networks, only answers to the host's own connections
-(health probes, the proxy) and the ports offered to bots (`BOT_HOST_PORTS`, none by default) get through.
+(health probes, the proxy) and the ports offered to bots (`BOT_HOST_PORTS`, none by default) get through. Chains of
+the same shape in the mangle table's FORWARD drop traffic from one tenant network to another, also in the moments
+dockerd's own isolation rules are being rewritten.
 
 The chains are put in step at start-up, before a new tenant network gets its first container (`cover`), and every
 `BOT_HOST_CHECK_INTERVAL` seconds, which also puts them back after someone else removed or changed them.
@@ -115,7 +118,7 @@ class HostIsolation:
                 ruleset = Ruleset(frozenset(self._bridges), self._ports)
             except ValueError as err:  # a bridge named by hand with characters a rule cannot hold
                 raise FirewallUnavailable(str(err)) from err
-            applied = await self._firewall.apply(ruleset, keep_installed=not self._listed)
+            applied = await self._firewall.apply(ruleset, keep_installed=not self._listed, last=previous)
         except FirewallUnavailable as err:
             if err.message != self.reason:
                 log.error(
@@ -128,8 +131,6 @@ class HostIsolation:
             log.info("bots kept off the host", extra={"chain": self._firewall.gate, "bridges": len(applied.bridges)})
         self.reason = None
         self.covered = applied.bridges
-        # a rewrite this platform did not ask for: the chains were removed or changed behind its back
-        behind_our_back = [w for w in applied.wrong if w != "bridges changed" or applied.bridges == previous]
-        if previous is not None and behind_our_back:
+        if applied.tampered:  # removed or changed behind the platform's back, and now put back
             self.repairs += 1
-            log.warning("host firewall chains put back", extra={"chain": self._firewall.gate, "found": behind_our_back})
+            log.warning("host firewall chains put back", extra={"chain": self._firewall.gate, "found": applied.wrong})
