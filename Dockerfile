@@ -11,6 +11,8 @@ COPY templates ./templates
 RUN uv sync --frozen --no-dev --no-editable
 
 FROM python:3.11-slim
+# iptables: the platform keeps bots off the host with firewall chains of its own (run with --cap-add NET_ADMIN)
+RUN apt-get update && apt-get install -y --no-install-recommends iptables && rm -rf /var/lib/apt/lists/*
 COPY --from=build /app/.venv /app/.venv
 ENV PATH=/app/.venv/bin:$PATH \
     WOPR_DATA_DIR=/var/lib/wopr-platform \

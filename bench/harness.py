@@ -33,6 +33,9 @@ from typing import Any
 import aiodocker
 import httpx
 
+from wopr_platform.core.errors import PlatformError
+from wopr_platform.firewall.iptables import HostFirewall
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "benchmarks.md"
 STUB_IMAGE = "localhost/wopr-stub:latest"
@@ -112,6 +115,11 @@ async def cleanup_engine(platform_ids: Iterable[str], concurrency: int = 8) -> t
                 except aiodocker.DockerError as err:
                     if err.status != 404:
                         log(f"cleanup: {err}")
+            # and the host firewall chains the platform leaves in place when it stops
+            try:
+                await HostFirewall(platform_id).remove()
+            except PlatformError as err:
+                log(f"cleanup: {err.message}")
     finally:
         await client.close()
     return removed[0], removed[1]

@@ -24,6 +24,7 @@ import uvicorn
 from wopr_platform.app.asgi import create_app
 from wopr_platform.app.server import PlatformServer, server_config
 from wopr_platform.core.settings import Settings
+from wopr_platform.firewall.iptables import HostFirewall
 from wopr_platform.updates.clock import Clock
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -292,6 +293,12 @@ async def _cleanup_engine(platform_id: str) -> None:
         await remove_networks(client, label)
     finally:
         await client.close()
+    await remove_firewall_chains(platform_id)
+
+
+async def remove_firewall_chains(platform_id: str) -> None:
+    """Take the platform id's host firewall chains off the host (the platform leaves them when it stops)."""
+    await HostFirewall(platform_id).remove()
 
 
 async def remove_networks(client: aiodocker.Docker, label: str) -> None:

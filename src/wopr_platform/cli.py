@@ -33,8 +33,9 @@ def _serve() -> int:
     configure_logging(settings.log_level)
     app = create_app(settings)
     config = server_config(app, settings)
-    PlatformServer(config, before_shutdown=app.state.events.close).run()
-    return 0
+    server = PlatformServer(config, before_shutdown=app.state.events.close)
+    server.run()
+    return 0 if server.started else 3  # the start-up failed (logged): e.g. a production check refused it
 
 
 def _migrate() -> int:

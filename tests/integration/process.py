@@ -17,7 +17,7 @@ from pathlib import Path
 import aiodocker
 import httpx
 
-from tests.conftest import ROOT, TOKEN, free_port, remove_networks
+from tests.conftest import ROOT, TOKEN, free_port, remove_firewall_chains, remove_networks
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
@@ -146,7 +146,7 @@ class ProcessPlatforms:
 
 
 async def remove_platform_objects(platform_id: str) -> None:
-    """Remove every container, volume and network labelled with the platform id."""
+    """Remove every container, volume and network labelled with the platform id, and its firewall chains."""
     async with aiodocker.Docker() as client:
         label = f"wopr.platform={platform_id}"
         for container in await client.containers.list(all=True, filters={"label": [label]}):
@@ -155,6 +155,7 @@ async def remove_platform_objects(platform_id: str) -> None:
         for volume in volumes.get("Volumes") or []:
             await (await client.volumes.get(volume["Name"])).delete()
         await remove_networks(client, label)
+    await remove_firewall_chains(platform_id)
 
 
 @asynccontextmanager

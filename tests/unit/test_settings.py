@@ -75,6 +75,20 @@ def test_default_database_is_a_sqlite_file_in_the_data_dir(env: pytest.MonkeyPat
     assert load_settings().database_url == "postgresql+asyncpg://u@db:5432/wopr"
 
 
+def test_bots_are_kept_off_the_host_by_default_and_offered_ports_are_parsed(env: pytest.MonkeyPatch) -> None:
+    """Isolation on, no port offered; `BOT_HOST_PORTS` is a list of `port[/tcp|/udp]`, deduplicated."""
+    settings = load_settings()
+    assert (settings.bot_host_isolation, settings.bot_host_ports, settings.bot_host_check_interval) == (True, [], 5.0)
+    env.setenv("BOT_HOST_PORTS", " 8080, 53/UDP ,8080/tcp,,")
+    env.setenv("BOT_HOST_ISOLATION", "false")
+    settings = load_settings()
+    assert [str(port) for port in settings.bot_host_ports] == ["53/udp", "8080/tcp"]
+    assert settings.bot_host_isolation is False
+    env.setenv("PORT", "8080")  # the API's port, but over UDP it is another service
+    env.setenv("BOT_HOST_PORTS", "8080/udp")
+    assert [str(port) for port in load_settings().bot_host_ports] == ["8080/udp"]
+
+
 def test_node_env_is_accepted_as_env(env: pytest.MonkeyPatch) -> None:
     """The seed's NODE_ENV works; ENV wins when both are set."""
     env.setenv("NODE_ENV", "production")
@@ -124,6 +138,12 @@ def test_values_are_read_and_normalised(env: pytest.MonkeyPatch) -> None:
         ("FLEET_RESYNC_INTERVAL", "-5"),
         ("PLATFORM_SECRET", "too-short"),
         ("PLATFORM_SECRET_PREVIOUS", "a-long-enough-old-secret,short"),
+        ("BOT_HOST_ISOLATION", "maybe"),
+        ("BOT_HOST_PORTS", "3100"),  # the API's own port is never offered to bots
+        ("BOT_HOST_PORTS", "70000"),
+        ("BOT_HOST_PORTS", "80/icmp"),
+        ("BOT_HOST_PORTS", "8080-8090"),
+        ("BOT_HOST_CHECK_INTERVAL", "0"),
     ],
     ids=repr,
 )

@@ -16,6 +16,7 @@ from wopr_platform.core.errors import NotFound
 from wopr_platform.db.leadership import Leadership
 from wopr_platform.db.unit import Database
 from wopr_platform.docker.engine import DockerEngine
+from wopr_platform.fleet.isolation import HostIsolation
 from wopr_platform.fleet.lifecycle.service import FleetService
 from wopr_platform.fleet.observation.events import EventBus
 from wopr_platform.fleet.observation.observed import ObservedState
@@ -43,6 +44,7 @@ class Services:
     docker: DockerEngine
     observed: ObservedState
     leadership: Leadership
+    isolation: HostIsolation | None = None  # None when BOT_HOST_ISOLATION=false
 
 
 def services(request: Request) -> Services:

@@ -1,4 +1,5 @@
-"""Whether this replica can serve: the database, the Docker engine, its view of the engine and the proxy answer."""
+"""Whether this replica can serve: the database, the Docker engine, its view of the engine and the proxy answer, and
+the host firewall keeps bots off the host."""
 
 from __future__ import annotations
 
@@ -58,6 +59,14 @@ async def readiness(services: Services) -> Readiness:
     else:
         routable, why = proxy.readiness()
         checks["proxy"] = Check(ok=routable, enabled=True, reason=why, admin_url=proxy.status()["adminUrl"])
+    isolation = services.isolation
+    if isolation is None:
+        checks["hostIsolation"] = Check(ok=True, enabled=False)
+    else:
+        isolated, why = isolation.readiness()
+        checks["hostIsolation"] = (
+            Check(ok=True, enabled=True) if isolated else Check(ok=False, enabled=True, reason=why)
+        )
     ok = all(check.ok for check in checks.values())
     return Readiness(
         status="ready" if ok else "not_ready",

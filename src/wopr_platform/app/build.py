@@ -6,6 +6,7 @@ This is the one place that knows how the parts fit together; each part is handed
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -18,6 +19,7 @@ from wopr_platform.app.loops import Loop
 from wopr_platform.audit.service import AuditService
 from wopr_platform.audit.writer import AuditWriter
 from wopr_platform.caddy.admin import CaddyAdmin
+from wopr_platform.core.errors import FirewallUnavailable
 from wopr_platform.core.faults import CrashPoints
 from wopr_platform.core.settings import Settings, SettingsError
 from wopr_platform.crypto.keys import secret_box
@@ -26,6 +28,8 @@ from wopr_platform.db.leadership import Leadership
 from wopr_platform.db.migrate import upgrade
 from wopr_platform.db.unit import Database
 from wopr_platform.docker.engine import DockerEngine
+from wopr_platform.firewall.iptables import HostFirewall
+from wopr_platform.fleet.isolation import HostIsolation
 from wopr_platform.fleet.lifecycle.containers import BotContainers
 from wopr_platform.fleet.lifecycle.journal import Journal
 from wopr_platform.fleet.lifecycle.locks import BotLocks
@@ -51,6 +55,8 @@ from wopr_platform.updates.rollouts import RolloutRules, RolloutScheduler
 from wopr_platform.updates.service import UpdateService
 from wopr_platform.updates.updater import Updater
 from wopr_platform.updates.watcher import ImageWatcher
+
+log = logging.getLogger(__name__)
 
 
 def check_settings(settings: Settings) -> None:
@@ -91,6 +97,33 @@ class Closable(Protocol):
     async def close(self) -> None: ...
 
 
+async def host_isolation(settings: Settings, docker: DockerEngine) -> HostIsolation | None:
+    """The host firewall that keeps bots off the host, put in step once (None when BOT_HOST_ISOLATION=false).
+
+    Every replica keeps it (it is per host, and replicas on one host write the same rules). In production a
+    firewall that cannot be installed stops the start-up; elsewhere it is logged and /health/ready reports it.
+    """
+    if not settings.bot_host_isolation:
+        log.warning("bots are not kept off the host by the platform (BOT_HOST_ISOLATION=false)")
+        return None
+    isolation = HostIsolation(
+        firewall=HostFirewall(settings.platform_id),
+        engine=docker,
+        ports=settings.bot_host_ports,
+        interval=settings.bot_host_check_interval,
+        strict=settings.env == "production",
+    )
+    await isolation.check(ask_engine=False)  # the loop's first round, right after, asks the engine
+    if isolation.reason is not None and settings.env == "production":
+        message = (
+            "refusing to start in production: bots could reach the host (set BOT_HOST_ISOLATION=false only where "
+            f"the host's own firewall keeps them off): {isolation.reason}"
+        )
+        log.critical(message)
+        raise FirewallUnavailable(message)
+    return isolation
+
+
 async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: AuditWriter) -> Platform:
     """Migrate the database, then build the platform; nothing here touches the engine yet."""
     db = create_engine(settings.database_url)
@@ -121,6 +154,7 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
         credentials=credentials, insecure_hosts=settings.registry_insecure, timeout=settings.registry_timeout
     )
     secret_env = SecretEnv(await asyncio.to_thread(secret_box, settings))
+    isolation = await host_isolation(settings, docker)
     containers = BotContainers(
         engine=docker,
         observed=observed,
@@ -129,6 +163,7 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
         crash=crash,
         secrets=secret_env,
         registry_auth=credentials.engine_auth,
+        on_network=isolation.cover if isolation is not None else None,
     )
     replacer = Replacer(
         db=database,
@@ -245,10 +280,13 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
         docker=docker,
         observed=observed,
         leadership=leadership,
+        isolation=isolation,
     )
     loops: tuple[Loop, ...] = (leadership, watcher, health, stats)
     if proxy is not None:
         loops += (proxy,)
+    if isolation is not None:
+        loops += (isolation,)
     clients: tuple[Closable, ...] = (instances, *((caddy,) if caddy is not None else ()), registry, docker)
     return Platform(
         services=services,

@@ -101,3 +101,23 @@ class PublicAddress:
             "host": self._origin(self.host(subdomain)) + "/",
             "path": self._origin(self.domain) + f"{PATH_PREFIX}{bot_id}/",
         }
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class HostPort:
+    """A port on the host's own addresses that bots may reach (`BOT_HOST_PORTS`): a number and its protocol."""
+
+    number: int
+    protocol: Literal["tcp", "udp"] = "tcp"
+
+    @classmethod
+    def parse(cls, text: str) -> HostPort:
+        """`8080`, `8080/tcp` or `53/udp`; ValueError otherwise."""
+        number, _, protocol = text.strip().lower().partition("/")
+        protocol = protocol or "tcp"
+        if not number.isdigit() or not 1 <= int(number) <= 65535 or protocol not in ("tcp", "udp"):
+            raise ValueError(f"{text.strip()!r} is not a port (1 to 65535) with an optional /tcp or /udp")
+        return cls(int(number), "udp" if protocol == "udp" else "tcp")
+
+    def __str__(self) -> str:
+        return f"{self.number}/{self.protocol}"

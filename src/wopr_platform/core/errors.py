@@ -75,6 +75,12 @@ class EngineTimeout(ServiceUnavailable):
     code = "engine_timeout"
 
 
+class FirewallUnavailable(ServiceUnavailable):
+    """The host firewall that keeps bots off the host's own addresses cannot be read or changed."""
+
+    code = "firewall_unavailable"
+
+
 class EngineError(PlatformError):
     """The Docker engine refused or failed an operation (e.g. an image the engine cannot start)."""
 

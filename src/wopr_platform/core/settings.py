@@ -13,6 +13,7 @@ from sqlalchemy.exc import ArgumentError
 
 from wopr_platform.core import addresses as proxy_addresses
 from wopr_platform.core import limits
+from wopr_platform.core.addresses import HostPort
 from wopr_platform.core.limits import Limits
 from wopr_platform.core.networks import Networks
 from wopr_platform.core.reference import ImageReference, InvalidReference
@@ -136,6 +137,12 @@ class Settings(BaseSettings):
     platform_secret_previous: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list, validation_alias="PLATFORM_SECRET_PREVIOUS"
     )
+    # bots and the host (see fleet/isolation.py): whether the platform keeps a host firewall chain that drops what
+    # bots send to the host's own addresses, the host ports it still lets bots reach (none by default; never the
+    # API's), and how often the chain is checked and put back
+    bot_host_isolation: bool = Field(True, validation_alias="BOT_HOST_ISOLATION")
+    bot_host_ports: Annotated[list[HostPort], NoDecode] = Field(default_factory=list, validation_alias="BOT_HOST_PORTS")
+    bot_host_check_interval: float = Field(5.0, gt=0, le=3600, validation_alias="BOT_HOST_CHECK_INTERVAL")
 
     @field_validator("default_memory_mb", "default_cpus", "default_pids")
     @classmethod
@@ -165,6 +172,19 @@ class Settings(BaseSettings):
             if short:
                 raise ValueError(f"every entry must be at least {MIN_SECRET_BYTES} bytes")
             return items
+        return value
+
+    @field_validator("bot_host_ports", mode="before")
+    @classmethod
+    def _split_host_ports(cls, value: object, info: ValidationInfo) -> object:
+        if isinstance(value, str):
+            value = [part for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            ports = [item if isinstance(item, HostPort) else HostPort.parse(str(item)) for item in value]
+            api_port = info.data.get("port")
+            if any(port.number == api_port and port.protocol == "tcp" for port in ports):
+                raise ValueError(f"must not offer the API's own port ({api_port}) to bots")
+            return sorted(set(ports))
         return value
 
     @field_validator("templates_dir", "template_secrets_file", "registry_credentials_file", mode="before")

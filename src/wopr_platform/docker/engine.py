@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 API_VERSION = "v1.41"
 WATCHED_EVENTS = ("create", "start", "restart", "die", "stop", "kill", "oom", "destroy", "pause", "unpause", "update")
+BRIDGE_NAME_OPTION = "com.docker.network.bridge.name"
 _UNREACHABLE = 900  # aiodocker's status for "cannot connect"
 _FRACTION = re.compile(r"\.(\d+)")
 
@@ -85,6 +86,12 @@ def _ip_of(networks: dict[str, Any] | None, preferred: str | None) -> str | None
         if address:
             return str(address)
     return None
+
+
+def _bridge_of(network: dict[str, Any]) -> str:
+    """The host's interface of a bridge network: the name its options give, else Docker's `br-<12 of its id>`."""
+    named = (network.get("Options") or {}).get(BRIDGE_NAME_OPTION)
+    return str(named) if named else "br-" + str(network["Id"])[:12]
 
 
 def _networks_of(settings: dict[str, Any] | None) -> tuple[str, ...] | None:
@@ -214,9 +221,10 @@ class DockerEngine:
 
     # networks -----------------------------------------------------------------------------------------
 
-    async def ensure_network(self, name: str, labels: dict[str, str]) -> None:
-        """Create the bridge network `name` with `labels` unless it exists (idempotent); an existing network of
-        that name must carry the labels, else EngineError (bots never join a network someone else made)."""
+    async def ensure_network(self, name: str, labels: dict[str, str]) -> str:
+        """Create the bridge network `name` with `labels` unless it exists (idempotent); returns its bridge
+        interface on the host. An existing network of that name must carry the labels, else EngineError (bots
+        never join a network someone else made)."""
         async with self._networks:
             data = await self._network(name)
             if data is None:
@@ -233,8 +241,8 @@ class DockerEngine:
                 }
                 try:
                     with _translate("create network"):
-                        await self.client._query_json("networks/create", method="POST", data=body)
-                    return
+                        created = await self.client._query_json("networks/create", method="POST", data=body)
+                    return _bridge_of(created)
                 except EngineConflict:  # another replica made it meanwhile
                     data = await self._network(name)
             found = (data or {}).get("Labels") or {}
@@ -242,6 +250,7 @@ class DockerEngine:
                 raise EngineError(
                     f"network {name} exists but is not this platform's tenant network", details={"network": name}
                 )
+            return _bridge_of(data)
 
     async def _network(self, name: str) -> dict[str, Any] | None:
         try:
@@ -257,6 +266,13 @@ class DockerEngine:
         with _translate("list networks"):
             rows = await self.client._query_json("networks", params={"filters": filters})
         return {str(row["Name"]): (row.get("Labels") or {}).get(LABEL_TENANT) for row in rows}
+
+    async def list_bridges(self) -> dict[str, str]:
+        """The host's bridge interface of each network this platform made, by network name (one call)."""
+        filters = json.dumps({"label": self._scope})
+        with _translate("list networks"):
+            rows = await self.client._query_json("networks", params={"filters": filters})
+        return {str(row["Name"]): _bridge_of(row) for row in rows if row.get("Driver") == "bridge"}
 
     async def remove_network(self, name: str, unused: Callable[[], Awaitable[bool]]) -> bool:
         """Remove the network if `unused()` still says so and no running container is attached; True when it

@@ -23,7 +23,8 @@ async def health() -> Liveness:
     responses={503: {"model": Readiness, "description": "something the platform needs does not answer"}},
 )
 async def ready(services: AllServices, response: Response) -> Readiness:
-    """200 when the database, the Docker engine and (with tenant routing on) Caddy answer; 503 naming what does not."""
+    """200 when the database, the Docker engine, (with tenant routing on) Caddy and (with BOT_HOST_ISOLATION on)
+    the host firewall answer; 503 naming what does not."""
     answer = await readiness(services)
     if not answer.ok:
         response.status_code = 503

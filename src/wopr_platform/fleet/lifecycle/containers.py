@@ -24,6 +24,8 @@ from wopr_platform.fleet.observation.observed import ObservedState
 from wopr_platform.fleet.secrets.sealed_env import SecretEnv, SecretsUnreadable
 
 RegistryAuth = Callable[[str], dict[str, str] | None]
+# told the bridge interface of a tenant network before any container joins it (fleet.isolation covers it)
+NetworkHook = Callable[[str], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +100,10 @@ class BotContainers:
         crash: CrashPoints,
         secrets: SecretEnv,
         registry_auth: RegistryAuth | None = None,
+        on_network: NetworkHook | None = None,
     ) -> None:
         self._engine = engine
+        self._on_network = on_network
         self._secrets = secrets
         self._registry_auth = registry_auth
         self._observed = observed
@@ -222,9 +226,14 @@ class BotContainers:
                 )
 
     async def ensure_network(self, bot: Any) -> str:
-        """Make sure the bot's tenant network exists (idempotent); returns its name."""
+        """Make sure the bot's tenant network exists (idempotent) and the network hook has seen its bridge;
+        returns its name."""
         network = self.network(bot)
-        await self._engine.ensure_network(network, naming.network_labels(self._settings.platform_id, bot.tenant_id))
+        bridge = await self._engine.ensure_network(
+            network, naming.network_labels(self._settings.platform_id, bot.tenant_id)
+        )
+        if self._on_network is not None:
+            await self._on_network(bridge)
         return network
 
     async def tenant_networks(self) -> dict[str, str | None]:
