@@ -326,8 +326,11 @@ def _quiet_server_class() -> type[Any]:
 
 
 @asynccontextmanager
-async def running_platform(**overrides: Any) -> AsyncIterator[Platform]:
+async def running_platform(*, front_door: bool = True, **overrides: Any) -> AsyncIterator[Platform]:
     """A real wopr-platform served by uvicorn in this process (temp SQLite DB), torn down and swept after.
+
+    It is served as production serves it (`app.server.server_config`: the front door's deadlines and caps);
+    `front_door=False` serves it with uvicorn's defaults instead, the baseline of bench/front_door.py.
 
     `overrides` are settings by environment name (e.g. FLEET_STATS_INTERVAL=3600, DOCKER_HOST=...).
     If the server stops on its own (a signal reaches uvicorn first), the calling task is cancelled so the
@@ -336,6 +339,7 @@ async def running_platform(**overrides: Any) -> AsyncIterator[Platform]:
     import uvicorn
 
     from wopr_platform.app.asgi import create_app
+    from wopr_platform.app.server import server_config
     from wopr_platform.core.logging import configure_logging
     from wopr_platform.core.settings import Settings
 
@@ -358,9 +362,12 @@ async def running_platform(**overrides: Any) -> AsyncIterator[Platform]:
     _PLATFORM_IDS.add(settings.platform_id)
     configure_logging(settings.log_level)
     app = create_app(settings)
-    server = _quiet_server_class()(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on")
-    )
+    if front_door:
+        config = server_config(app, settings)
+        config.lifespan = "on"
+    else:
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on")
+    server = _quiet_server_class()(config)
     caller = asyncio.current_task()
     stopping = False
     task = asyncio.create_task(server.serve(), name="uvicorn")
