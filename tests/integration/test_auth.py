@@ -63,12 +63,17 @@ async def test_with_no_token_configured_every_fleet_route_is_401(
     path: str,
     kwargs: dict[str, Any],
 ) -> None:
-    """With no FLEET_API_TOKEN the fleet API refuses everyone, even a caller presenting some bearer token."""
+    """With no FLEET_API_TOKEN the operator token is disabled: a caller presenting some bearer token is told so, and
+    a caller presenting nothing is refused (accounts and keys still work: tests/integration/test_accounts.py)."""
     platform = await _without_token(make_platform, monkeypatch, token)
-    for headers in ({}, {"Authorization": f"Bearer {TOKEN}"}, {"Authorization": "Bearer"}):
+    for headers, code in (
+        ({}, "unauthorized"),
+        ({"Authorization": f"Bearer {TOKEN}"}, "auth_not_configured"),
+        ({"Authorization": "Bearer"}, "unauthorized"),
+    ):
         async with httpx.AsyncClient(base_url=platform.url, trust_env=False, headers=headers) as client:
             body = assert_401(await client.request(method, path, **kwargs))
-        assert body["details"]["code"] == "auth_not_configured"
+        assert body["details"]["code"] == code, (headers, body)
 
 
 async def test_with_no_token_configured_health_still_answers(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from wopr_platform.api.ratelimit import RateLimit, TokenBuckets, address_key
+from wopr_platform.api.ratelimit import RateLimit
+from wopr_platform.core.buckets import TokenBuckets, address_key
 
 
 class Clock:

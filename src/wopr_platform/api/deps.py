@@ -11,6 +11,7 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Request
 
+from wopr_platform.accounts.service import AccountService
 from wopr_platform.audit.service import AuditService
 from wopr_platform.core.errors import NotFound
 from wopr_platform.db.leadership import Leadership
@@ -36,6 +37,7 @@ class Services:
     templates: TemplateService
     updates: UpdateService
     audit: AuditService
+    accounts: AccountService
     reconciler: Reconciler
     events: EventBus
     proxy: ProxySync | None  # None when tenant routing is off
@@ -70,6 +72,10 @@ def _audit(request: Request) -> AuditService:
     return services(request).audit
 
 
+def _accounts(request: Request) -> AccountService:
+    return services(request).accounts
+
+
 def checked_id(value: str, what: str) -> str:
     """An id must be a UUID; anything else cannot name one, so it is a 404 (`what` names it in the answer)."""
     if not UUID_RE.match(value):
@@ -86,4 +92,5 @@ Fleet = Annotated[FleetService, Depends(_fleet)]
 Templates = Annotated[TemplateService, Depends(_templates)]
 Updates = Annotated[UpdateService, Depends(_updates)]
 Audit = Annotated[AuditService, Depends(_audit)]
+Accounts = Annotated[AccountService, Depends(_accounts)]
 BotId = Annotated[str, Depends(_bot_id)]

@@ -10,18 +10,20 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.types import ASGIApp
 
 from wopr_platform import __version__
 from wopr_platform.api.ambiguity import Unambiguous
 from wopr_platform.api.audit import AuditMiddleware
+from wopr_platform.api.auth import authorize
 from wopr_platform.api.clients import ClientAddress
 from wopr_platform.api.errors import install_error_handlers
 from wopr_platform.api.headers import ResponseHeaders
 from wopr_platform.api.limits import BodySizeLimit
 from wopr_platform.api.openapi import document_errors
 from wopr_platform.api.ratelimit import RateLimit
+from wopr_platform.api.routes.accounts import router as accounts_router
 from wopr_platform.api.routes.audit import router as audit_router
 from wopr_platform.api.routes.fleet import router as fleet_router
 from wopr_platform.api.routes.health import router as health_router
@@ -109,6 +111,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
             log.info("wopr-platform stopped")
 
     app = PlatformAPI(
+        dependencies=[Depends(authorize)],  # every route's need (api/permissions.py) is checked before it runs
         title="wopr-platform",
         version=__version__,
         description="Control plane for fleets of WOPR bot instances.",
@@ -125,6 +128,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     app.include_router(updates_router)
     app.include_router(proxy_router)
     app.include_router(audit_router)
+    app.include_router(accounts_router)
     # outermost last: the client's address is settled first, then rate limits, the body limit, ambiguity, audit
     app.add_middleware(AuditMiddleware, writer=audit)
     app.add_middleware(Unambiguous)

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from wopr_platform.accounts.service import AccountService, AccountSettings
 from wopr_platform.api.deps import Services
 from wopr_platform.app.loops import Loop
 from wopr_platform.audit.service import AuditService
@@ -273,6 +274,14 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
         templates=templates,
         updates=updates,
         audit=AuditService(db=database, writer=audit),
+        accounts=AccountService(
+            db=database,
+            settings=AccountSettings(
+                signup=settings.auth_signup,
+                session_idle=timedelta(seconds=settings.session_idle_timeout),
+                session_max_age=timedelta(seconds=settings.session_max_age),
+            ),
+        ),
         reconciler=reconciler,
         events=events,
         proxy=proxy,

@@ -130,6 +130,11 @@ class Settings(BaseSettings):
     http_max_requests_per_connection: int = Field(
         1000, ge=1, le=1_000_000, validation_alias="HTTP_MAX_REQUESTS_PER_CONNECTION"
     )
+    # accounts (see accounts/): who may sign up (`open`; `invite`: only the first user, the platform admin, then
+    # members are added by tenant admins; `off`), and how long a session lasts idle and at most
+    auth_signup: Literal["open", "invite", "off"] = Field("open", validation_alias="AUTH_SIGNUP")
+    session_idle_timeout: int = Field(8 * 3600, ge=60, le=30 * 86400, validation_alias="SESSION_IDLE_TIMEOUT")
+    session_max_age: int = Field(7 * 86400, ge=300, le=365 * 86400, validation_alias="SESSION_MAX_AGE")
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list, validation_alias="TRUSTED_PROXIES")
     # secrets at rest (see crypto/keys.py): the key material that seals secret env values in the database, and
     # earlier key material still accepted for reading (comma-separated) while values move to the current key

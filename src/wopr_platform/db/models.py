@@ -199,3 +199,75 @@ class AuditEvent(Base):
     client_request_id: Mapped[str | None] = mapped_column(String(64), default=None)
     client_address: Mapped[str | None] = mapped_column(String(64), default=None)
     duration_ms: Mapped[int] = mapped_column(Integer)
+
+
+class User(Base):
+    """Someone who signs in: an email (lower-cased, unique) and an argon2 hash of their password."""
+
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    platform_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # sessions made before it are no longer valid (password change, "sign out everywhere")
+    sessions_valid_after: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Session(Base):
+    """A signed-in browser: the cookie holds a random token, only its SHA-256 is stored."""
+
+    __tablename__ = "sessions"
+    __table_args__ = (Index("ix_sessions_user", "user_id"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[str] = mapped_column(String(36))
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())  # absolute expiry
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class Tenant(Base):
+    """A customer: its id is the one bots, networks and volumes carry."""
+
+    __tablename__ = "tenants"
+
+    id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Membership(Base):
+    """A user's role in a tenant: owner (one per tenant), admin, member or viewer."""
+
+    __tablename__ = "memberships"
+    __table_args__ = (Index("ix_memberships_user", "user_id"),)
+
+    tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    role: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ApiKey(Base):
+    """A key for one tenant with scopes; the secret is shown once, only its SHA-256 is stored."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (Index("ix_api_keys_tenant", "tenant_id"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(63))
+    created_by: Mapped[str] = mapped_column(String(36))  # a user id
+    name: Mapped[str] = mapped_column(String(100))
+    prefix: Mapped[str] = mapped_column(String(20))  # shown in lists: "wopr_3f9a1c2e"
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scopes: Mapped[list[str]] = mapped_column(JSON)
+    allowed_addresses: Mapped[list[str] | None] = mapped_column(JSON, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)

@@ -1,0 +1,127 @@
+"""All SQL about users, sessions, tenants, memberships and API keys."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from wopr_platform.db.models import ApiKey, Membership, Session, Tenant, User
+
+
+class AccountRepository:
+    """Reads and writes of one session."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    # users
+
+    async def user_by_email(self, email: str) -> User | None:
+        return (await self._session.scalars(select(User).where(User.email == email))).first()
+
+    async def user(self, user_id: str) -> User | None:
+        return await self._session.get(User, user_id)
+
+    async def any_user(self) -> bool:
+        return (await self._session.scalar(select(func.count()).select_from(User))) != 0
+
+    def add(self, row: User | Session | Tenant | Membership | ApiKey) -> None:
+        self._session.add(row)
+
+    async def flush(self) -> None:
+        await self._session.flush()
+
+    # sessions
+
+    async def session_with_user(self, token_hash: str) -> tuple[Session, User, list[Membership]] | None:
+        """The session of a token, its user and the user's memberships, in one query."""
+        rows = (
+            await self._session.execute(
+                select(Session, User, Membership)
+                .join(User, User.id == Session.user_id)
+                .outerjoin(Membership, Membership.user_id == User.id)
+                .where(Session.token_hash == token_hash, Session.revoked_at.is_(None))
+            )
+        ).all()
+        if not rows:
+            return None
+        session, user = rows[0][0], rows[0][1]
+        return session, user, [row[2] for row in rows if row[2] is not None]
+
+    async def touch_session(self, session_id: str, at: datetime) -> None:
+        await self._session.execute(update(Session).where(Session.id == session_id).values(last_seen_at=at))
+
+    async def revoke_session(self, session_id: str, at: datetime) -> None:
+        await self._session.execute(
+            update(Session).where(Session.id == session_id, Session.revoked_at.is_(None)).values(revoked_at=at)
+        )
+
+    async def revoke_sessions_of(self, user_id: str, at: datetime) -> None:
+        await self._session.execute(
+            update(Session).where(Session.user_id == user_id, Session.revoked_at.is_(None)).values(revoked_at=at)
+        )
+
+    # tenants and members
+
+    async def tenant(self, tenant_id: str) -> Tenant | None:
+        return await self._session.get(Tenant, tenant_id)
+
+    async def tenants_of(self, user_id: str) -> Sequence[tuple[Tenant, Membership]]:
+        rows = await self._session.execute(
+            select(Tenant, Membership)
+            .join(Membership, Membership.tenant_id == Tenant.id)
+            .where(Membership.user_id == user_id)
+            .order_by(Tenant.id)
+        )
+        return [(row[0], row[1]) for row in rows.all()]
+
+    async def all_tenants(self, limit: int) -> Sequence[Tenant]:
+        return (await self._session.scalars(select(Tenant).order_by(Tenant.id).limit(limit))).all()
+
+    async def membership(self, tenant_id: str, user_id: str) -> Membership | None:
+        return await self._session.get(Membership, (tenant_id, user_id))
+
+    async def members(self, tenant_id: str) -> Sequence[tuple[Membership, User]]:
+        rows = await self._session.execute(
+            select(Membership, User)
+            .join(User, User.id == Membership.user_id)
+            .where(Membership.tenant_id == tenant_id)
+            .order_by(Membership.created_at, User.email)
+        )
+        return [(row[0], row[1]) for row in rows.all()]
+
+    async def remove_member(self, tenant_id: str, user_id: str) -> None:
+        await self._session.execute(
+            delete(Membership).where(Membership.tenant_id == tenant_id, Membership.user_id == user_id)
+        )
+
+    # API keys
+
+    async def key_by_hash(self, secret_hash: str) -> ApiKey | None:
+        return (await self._session.scalars(select(ApiKey).where(ApiKey.secret_hash == secret_hash))).first()
+
+    async def keys(self, tenant_id: str) -> Sequence[ApiKey]:
+        return (
+            await self._session.scalars(
+                select(ApiKey)
+                .where(ApiKey.tenant_id == tenant_id, ApiKey.revoked_at.is_(None))
+                .order_by(ApiKey.created_at)
+            )
+        ).all()
+
+    async def key(self, tenant_id: str, key_id: str) -> ApiKey | None:
+        key = await self._session.get(ApiKey, key_id)
+        return key if key is not None and key.tenant_id == tenant_id else None
+
+    async def touch_key(self, key_id: str, at: datetime) -> None:
+        await self._session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=at))
+
+    async def revoke_keys_by(self, tenant_id: str, user_id: str, at: datetime) -> None:
+        await self._session.execute(
+            update(ApiKey)
+            .where(ApiKey.tenant_id == tenant_id, ApiKey.created_by == user_id, ApiKey.revoked_at.is_(None))
+            .values(revoked_at=at)
+        )

@@ -1,0 +1,171 @@
+"""What the account routes take and answer, and what identifying a caller finds (before the API turns it into a
+principal)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic.alias_generators import to_camel
+
+from wopr_platform.accounts.credentials import MAX_PASSWORD, MIN_PASSWORD
+from wopr_platform.core.access import Role, Scope
+from wopr_platform.core.naming import TENANT_RE
+from wopr_platform.core.networks import Networks
+
+EMAIL_PATTERN = r"^[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?\.[A-Za-z]{2,63}$"
+Email = Annotated[str, StringConstraints(max_length=254, pattern=EMAIL_PATTERN)]
+Password = Annotated[str, StringConstraints(min_length=MIN_PASSWORD, max_length=MAX_PASSWORD)]
+TenantId = Annotated[str, StringConstraints(max_length=63, pattern=TENANT_RE.pattern.replace(r"\Z", "$"))]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")]
+MemberRole = Literal["admin", "member", "viewer"]  # the owner is made by creating a tenant or transferring it
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, strict=True, extra="forbid")
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class SignupIn(_In):
+    email: Email
+    password: Password
+    tenant_id: TenantId | None = Field(None, description="the new user's own tenant (default: a generated id)")
+    tenant_name: Name | None = None
+
+
+class LoginIn(_In):
+    email: Email
+    password: Annotated[str, StringConstraints(min_length=1, max_length=MAX_PASSWORD)]
+
+
+class PasswordChangeIn(_In):
+    current_password: Annotated[str, StringConstraints(min_length=1, max_length=MAX_PASSWORD)]
+    new_password: Password
+
+
+class TenantIn(_In):
+    id: TenantId
+    name: Name
+
+
+class MemberIn(_In):
+    email: Email
+    role: MemberRole
+
+
+class RoleIn(_In):
+    role: MemberRole
+
+
+class KeyIn(_In):
+    name: Name
+    scopes: list[Scope] = Field(min_length=1, max_length=5)
+    expires_at: datetime | None = None
+    allowed_addresses: list[Annotated[str, StringConstraints(max_length=50)]] | None = Field(None, max_length=50)
+
+    @field_validator("allowed_addresses")
+    @classmethod
+    def _networks(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            Networks.parse(value)
+        return value
+
+
+class Accepted(_Out):
+    status: Literal["accepted"] = "accepted"
+    message: str
+
+
+class Membership(_Out):
+    tenant_id: str
+    role: Role
+
+
+class UserOut(_Out):
+    id: str
+    email: str
+    platform_admin: bool
+    created_at: datetime
+    tenants: list[Membership]
+
+
+class SessionOut(_Out):
+    """A new session: the cookie carries its token; state-changing calls made with the cookie send `csrfToken`
+    back in `X-CSRF-Token`."""
+
+    user: UserOut
+    csrf_token: str
+    expires_at: datetime
+
+
+class TenantOut(_Out):
+    id: str
+    name: str
+    created_at: datetime
+    role: Role | None  # the caller's; null for a platform admin who is not a member
+
+
+class TenantList(_Out):
+    tenants: list[TenantOut]
+
+
+class MemberOut(_Out):
+    user_id: str
+    email: str
+    role: Role
+    created_at: datetime
+
+
+class MemberList(_Out):
+    members: list[MemberOut]
+
+
+class KeyOut(_Out):
+    id: str
+    name: str
+    prefix: str
+    scopes: list[Scope]
+    created_by: str
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    allowed_addresses: list[str] | None
+
+
+class KeyCreated(KeyOut):
+    secret: str = Field(description="shown this once; only a hash of it is kept")
+
+
+class KeyList(_Out):
+    keys: list[KeyOut]
+
+
+# --- who is calling (internal) ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SessionCaller:
+    """A signed-in user, found by the session cookie."""
+
+    user_id: str
+    email: str
+    platform_admin: bool
+    session_id: str
+    csrf_token: str
+    roles: dict[str, Role]  # tenant -> role
+
+
+@dataclass(frozen=True, slots=True)
+class KeyCaller:
+    """An API key: one tenant, its scopes, and where it may be used from."""
+
+    key_id: str
+    tenant_id: str
+    scopes: frozenset[Scope]
+    allowed: Networks
+    created_by: str

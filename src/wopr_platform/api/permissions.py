@@ -1,0 +1,83 @@
+"""What every route needs, in one table: a scope of the caller's tenant, or one of a few role-free needs.
+
+- `public`: anyone (health, sign-up, sign-in);
+- `identified`: any valid caller (operator token, API key, signed-in user);
+- `signed_in`: a user with the session cookie (what only a person does: password, sign-out);
+- a scope (`read`, `read:secrets`, `write`, `deploy`, `admin`): held for the tenant acted for;
+- `owner`: the tenant's owner (or a platform admin);
+- `platform_admin`: a platform admin acting for the default tenant (actions of the whole platform).
+
+A route missing here is refused for everyone (and a test fails): nothing is open by omission.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from wopr_platform.core.access import Scope
+
+Need = Scope | Literal["public", "identified", "signed_in", "owner", "platform_admin"]
+
+ROUTES: dict[str, Need] = {
+    # health
+    "GET /health": "public",
+    "GET /health/ready": "public",
+    # accounts
+    "POST /auth/signup": "public",
+    "POST /auth/login": "public",
+    "POST /auth/logout": "signed_in",
+    "POST /auth/logout-everywhere": "signed_in",
+    "POST /auth/password": "signed_in",
+    "GET /auth/me": "identified",
+    "GET /tenants": "identified",
+    "POST /tenants": "signed_in",
+    "GET /members": "read",
+    "POST /members": "admin",
+    "PATCH /members/{user_id}": "admin",
+    "DELETE /members/{user_id}": "admin",
+    "POST /members/{user_id}/ownership": "owner",
+    "GET /keys": "admin",
+    "POST /keys": "admin",
+    "DELETE /keys/{key_id}": "admin",
+    # bots
+    "GET /fleet/bots": "read",
+    "POST /fleet/bots": "write",
+    "GET /fleet/bots/{bot_id}": "read",
+    "PATCH /fleet/bots/{bot_id}": "write",
+    "DELETE /fleet/bots/{bot_id}": "write",
+    "POST /fleet/bots/{bot_id}/start": "write",
+    "POST /fleet/bots/{bot_id}/stop": "write",
+    "POST /fleet/bots/{bot_id}/restart": "write",
+    "GET /fleet/bots/{bot_id}/logs": "read:secrets",
+    "GET /fleet/drift": "read",
+    "GET /fleet/events": "read",
+    # templates
+    "GET /fleet/templates": "read",
+    "GET /fleet/templates/{name}": "read",
+    "POST /fleet/templates/reload": "platform_admin",
+    "POST /fleet/seed": "write",
+    # image updates and rollouts
+    "POST /fleet/bots/{bot_id}/update": "deploy",
+    "GET /fleet/bots/{bot_id}/image-status": "read",
+    "GET /fleet/bots/{bot_id}/updates": "read",
+    "GET /fleet/rollouts": "platform_admin",
+    "GET /fleet/rollouts/{rollout_id}": "platform_admin",
+    # routing and audit
+    "GET /proxy/routes": "read",
+    "GET /audit": "admin",
+}
+
+
+class UndeclaredRoute(Exception):
+    """A route nobody declared a need for (refused; a test lists them)."""
+
+
+def need_of(method: str, path: str) -> Need:
+    """The need of a route (`path` is its template, e.g. `/fleet/bots/{bot_id}`)."""
+    found = ROUTES.get(f"{method} {path}")
+    if found is None:
+        if method == "HEAD":
+            found = ROUTES.get(f"GET {path}")
+        if found is None:
+            raise UndeclaredRoute(f"{method} {path}")
+    return found

@@ -1,0 +1,168 @@
+"""HTTP routes of accounts: sign-up and sign-in, the session cookie, tenants, members and API keys.
+
+What each route needs is declared in api/permissions.py; these routes only parse, call the service and answer.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request, Response
+
+from wopr_platform.accounts.schemas import (
+    Accepted,
+    KeyCreated,
+    KeyIn,
+    KeyList,
+    LoginIn,
+    MemberIn,
+    MemberList,
+    MemberOut,
+    PasswordChangeIn,
+    RoleIn,
+    SessionOut,
+    SignupIn,
+    TenantIn,
+    TenantList,
+    TenantOut,
+    UserOut,
+)
+from wopr_platform.accounts.service import NewSession
+from wopr_platform.api.auth import SESSION_COOKIE, Identified, Operator
+from wopr_platform.api.deps import Accounts, checked_id
+from wopr_platform.core.errors import NotFound
+
+router = APIRouter(tags=["accounts"])
+UserId = Annotated[str, Path(description="a member's user id")]
+
+
+def _set_cookie(request: Request, response: Response, new: NewSession) -> SessionOut:
+    settings = request.app.state.settings
+    response.set_cookie(
+        SESSION_COOKIE,
+        new.token,
+        max_age=settings.session_max_age,
+        httponly=True,
+        samesite="lax",
+        secure=bool(settings.https),
+        path="/",
+    )
+    return new.answer
+
+
+def _user_of(caller: Identified) -> str:
+    if caller.user_id is None or caller.kind != "user":
+        raise NotFound("no user is signed in", details={"code": "not_found"})
+    return caller.user_id
+
+
+@router.post("/auth/signup", status_code=202, response_model=Accepted)
+async def sign_up(body: SignupIn, accounts: Accounts) -> Accepted:
+    """Make an account and its own tenant; the answer is the same whether or not the email was new."""
+    return await accounts.signup(body)
+
+
+@router.post("/auth/login", response_model=SessionOut)
+async def sign_in(body: LoginIn, request: Request, response: Response, accounts: Accounts) -> SessionOut:
+    """A new session: the cookie is set, and the answer holds the CSRF token for state-changing calls."""
+    client = request.scope.get("client")
+    new = await accounts.login(body.email, body.password, client[0] if client else None)
+    return _set_cookie(request, response, new)
+
+
+@router.post("/auth/logout", status_code=204, response_class=Response)
+async def sign_out(caller: Identified, accounts: Accounts) -> Response:
+    if caller.session_id is not None:
+        await accounts.logout(caller.session_id)
+    response = Response(status_code=204)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@router.post("/auth/logout-everywhere", status_code=204, response_class=Response)
+async def sign_out_everywhere(caller: Identified, accounts: Accounts) -> Response:
+    """End every session of the signed-in user, this one included."""
+    await accounts.logout_everywhere(_user_of(caller))
+    response = Response(status_code=204)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@router.post("/auth/password", response_model=SessionOut)
+async def change_password(
+    body: PasswordChangeIn, caller: Identified, request: Request, response: Response, accounts: Accounts
+) -> SessionOut:
+    """Change the password: every session ends and this browser gets a new one."""
+    new = await accounts.change_password(_user_of(caller), body.current_password, body.new_password)
+    return _set_cookie(request, response, new)
+
+
+@router.get("/auth/me", response_model=UserOut)
+async def who_am_i(caller: Identified, accounts: Accounts) -> UserOut:
+    """The signed-in user and their tenants (a key or the operator token gets a 404: it is not a user)."""
+    return await accounts.me(_user_of(caller))
+
+
+@router.get("/tenants", response_model=TenantList)
+async def list_tenants(caller: Identified, accounts: Accounts) -> TenantList:
+    """The caller's tenants with their role; every tenant for a platform admin."""
+    if caller.kind == "key":
+        return await accounts.tenants(None, everyone=False)
+    return await accounts.tenants(caller.user_id, everyone=caller.admin)
+
+
+@router.post("/tenants", status_code=201, response_model=TenantOut)
+async def create_tenant(body: TenantIn, caller: Identified, accounts: Accounts) -> TenantOut:
+    """A new tenant, owned by the signed-in user."""
+    return await accounts.create_tenant(_user_of(caller), body)
+
+
+@router.get("/members", response_model=MemberList)
+async def list_members(principal: Operator, accounts: Accounts) -> MemberList:
+    return await accounts.members(principal.tenant_id)
+
+
+@router.post("/members", status_code=201, response_model=MemberOut)
+async def add_member(body: MemberIn, principal: Operator, accounts: Accounts) -> MemberOut:
+    """Add a user who has an account, by email, as admin, member or viewer."""
+    return await accounts.add_member(principal.tenant_id, body)
+
+
+@router.patch("/members/{user_id}", response_model=MemberOut)
+async def change_role(user_id: UserId, body: RoleIn, principal: Operator, accounts: Accounts) -> MemberOut:
+    return await accounts.set_role(principal.tenant_id, checked_id(user_id, "user"), body.role)
+
+
+@router.delete("/members/{user_id}", status_code=204, response_class=Response)
+async def remove_member(user_id: UserId, principal: Operator, accounts: Accounts) -> Response:
+    """Remove a member (not the owner); the keys they made for this tenant are revoked."""
+    await accounts.remove_member(principal.tenant_id, checked_id(user_id, "user"))
+    return Response(status_code=204)
+
+
+@router.post("/members/{user_id}/ownership", response_model=MemberList)
+async def transfer_ownership(user_id: UserId, principal: Operator, accounts: Accounts) -> MemberList:
+    """Make a member the owner; the previous owner becomes an admin."""
+    return await accounts.transfer_ownership(principal.tenant_id, checked_id(user_id, "user"))
+
+
+@router.get("/keys", response_model=KeyList)
+async def list_keys(principal: Operator, accounts: Accounts) -> KeyList:
+    """The tenant's keys that are not revoked: prefix, scopes, last use (never the secret)."""
+    return await accounts.keys(principal.tenant_id)
+
+
+@router.post("/keys", status_code=201, response_model=KeyCreated)
+async def create_key(body: KeyIn, principal: Operator, accounts: Accounts) -> KeyCreated:
+    """A key for this tenant with at most the caller's own scopes; its secret is shown in this answer only."""
+    creator = principal.user_id or principal.subject
+    return await accounts.create_key(principal.tenant_id, creator, principal.scopes, body)
+
+
+@router.delete("/keys/{key_id}", status_code=204, response_class=Response)
+async def revoke_key(
+    key_id: Annotated[str, Path(description="the key's id")], principal: Operator, accounts: Accounts
+) -> Response:
+    """Revoke a key: the next request with it, on any replica, is a 401."""
+    await accounts.revoke_key(principal.tenant_id, checked_id(key_id, "key"))
+    return Response(status_code=204)
