@@ -56,6 +56,7 @@ def free_port() -> int:
 # An entry is a module under tests/ ("integration/test_patch") or one test in it ("...::test_name").
 DATABASE_TESTS = frozenset(
     {
+        "integration/test_accounts",
         "integration/test_audit",
         "integration/test_audit_ids_migration",
         "integration/test_bad_input",

@@ -65,7 +65,7 @@ class RoleIn(_In):
 class KeyIn(_In):
     name: Name
     scopes: list[Scope] = Field(min_length=1, max_length=5)
-    expires_at: datetime | None = None
+    expires_at: Annotated[datetime | None, Field(strict=False)] = None  # ISO 8601 text in JSON
     allowed_addresses: list[Annotated[str, StringConstraints(max_length=50)]] | None = Field(None, max_length=50)
 
     @field_validator("allowed_addresses")
