@@ -58,6 +58,7 @@ DATABASE_TESTS = frozenset(
     {
         "integration/test_accounts",
         "integration/test_audit",
+        "integration/test_authorization",
         "integration/test_audit_ids_migration",
         "integration/test_bad_input",
         "integration/test_concurrency",
