@@ -58,6 +58,7 @@ def expected(caller: Caller, need: str) -> set[int] | None:
 
 async def _callers(platform: Platform, tenant: str) -> tuple[list[Caller], list[User]]:
     root = await new_user(platform, "root")  # the first user: the platform admin
+    root.client.headers["X-Tenant-Id"] = "default"  # else it acts for its own (only) tenant
     owner = await new_user(platform, "owner", tenant=tenant)
     users = [root, owner]
     callers = [

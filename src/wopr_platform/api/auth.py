@@ -148,11 +148,11 @@ async def _session_caller(request: Request, accounts: AccountService, token: str
         )
     _check_tenant(tenant)
     chosen = tenant
-    if chosen is None:
-        if user.platform_admin:
-            chosen = DEFAULT_TENANT
-        elif len(user.roles) == 1:
+    if chosen is None:  # their only tenant; a platform admin in none or several: the default one
+        if len(user.roles) == 1:
             chosen = next(iter(user.roles))
+        elif user.platform_admin:
+            chosen = DEFAULT_TENANT
     role = user.roles.get(chosen) if chosen is not None else None
     if chosen is not None and role is None and not user.platform_admin:
         raise NotFound("tenant not found", details={"code": "tenant_not_found"})
