@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,12 +44,15 @@ from wopr_platform.core.buckets import TokenBuckets, address_key
 from wopr_platform.core.errors import Conflict, Forbidden, NotFound, PlatformError, Unauthorized
 from wopr_platform.core.networks import Networks
 from wopr_platform.db import models
+from wopr_platform.db.broadcast import Broadcast
 from wopr_platform.db.unit import Database
 
 log = logging.getLogger(__name__)
 
 SignupMode = Literal["open", "invite", "off"]
-TOUCH_EVERY = timedelta(seconds=60)  # last-seen and last-used times are written at most this often
+TOUCH_EVERY = timedelta(seconds=60)
+CACHE_SECONDS = 30.0  # a cached session or key is looked up again at least this often
+MAX_CACHED = 10_000  # last-seen and last-used times are written at most this often
 LOGIN_ATTEMPTS = 10  # per account and per client address ...
 LOGIN_WINDOW = 300.0  # ... per this many seconds
 MAX_TENANTS_LISTED = 1000
@@ -64,6 +68,24 @@ class AccountSettings:
     signup: SignupMode = "open"
     session_idle: timedelta = timedelta(hours=8)
     session_max_age: timedelta = timedelta(days=7)
+
+
+@dataclass(slots=True)
+class _CachedSession:
+    caller: SessionCaller
+    created_at: datetime
+    last_seen_at: datetime
+    expires_at: datetime
+    valid_after: datetime
+    fetched: float  # monotonic
+
+
+@dataclass(slots=True)
+class _CachedKey:
+    caller: KeyCaller
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    fetched: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,11 +127,40 @@ def _key_out(key: models.ApiKey) -> KeyOut:
 class AccountService:
     """Users, sessions, tenants, members and keys."""
 
-    def __init__(self, *, db: Database, settings: AccountSettings, clock: Callable[[], datetime] = _now) -> None:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        settings: AccountSettings,
+        broadcast: Broadcast | None = None,
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
         self._db = db
         self._settings = settings
         self._clock = clock
         self._attempts = TokenBuckets(LOGIN_ATTEMPTS, LOGIN_WINDOW)
+        # Sessions and keys that answered recently, by the hash of their token: identifying a caller is then a
+        # dictionary lookup. Any change to accounts (a revocation, a role, a sign-out) on any replica empties
+        # every replica's cache through `broadcast`; while a replica cannot hear the others, it does not cache.
+        self._broadcast = broadcast
+        self._sessions: dict[str, _CachedSession] = {}
+        self._keys: dict[str, _CachedKey] = {}
+        if broadcast is not None:
+            broadcast.subscribe(self.forget)
+
+    def forget(self) -> None:
+        """Drop every cached session and key (done on every change to accounts, on every replica)."""
+        self._sessions.clear()
+        self._keys.clear()
+
+    def _cache_usable(self) -> bool:
+        return self._broadcast is not None and self._broadcast.reliable
+
+    async def _changed(self) -> None:
+        """After a committed change that could end or narrow someone's access: every replica forgets."""
+        self.forget()
+        if self._broadcast is not None:
+            await self._broadcast.signal()
 
     # --- sign-up, sign-in, sessions --------------------------------------------------------------------------
 
@@ -192,38 +243,57 @@ class AccountService:
     async def identify_session(self, token: str) -> SessionCaller | None:
         """The user of a session cookie, or None when it is unknown, revoked, idle too long or too old."""
         now = self._clock()
-        async with self._db.read() as session:
-            found = await AccountRepository(session).session_with_user(credentials.digest(token))
-        if found is None:
-            return None
-        row, user, memberships = found
+        token_hash = credentials.digest(token)
+        cached = self._sessions.get(token_hash) if self._cache_usable() else None
+        if cached is None or time.monotonic() - cached.fetched > CACHE_SECONDS:
+            async with self._db.read() as session:
+                found = await AccountRepository(session).session_with_user(token_hash)
+            if found is None:
+                self._sessions.pop(token_hash, None)
+                return None
+            row, user, memberships = found
+            cached = _CachedSession(
+                caller=SessionCaller(
+                    user_id=user.id,
+                    email=user.email,
+                    platform_admin=user.platform_admin,
+                    session_id=row.id,
+                    csrf_token=row.csrf_token,
+                    roles={m.tenant_id: m.role for m in memberships},  # type: ignore[misc]
+                ),
+                created_at=row.created_at,
+                last_seen_at=row.last_seen_at,
+                expires_at=row.expires_at,
+                valid_after=user.sessions_valid_after,
+                fetched=time.monotonic(),
+            )
+            if self._cache_usable():
+                if len(self._sessions) >= MAX_CACHED:
+                    self._sessions.clear()
+                self._sessions[token_hash] = cached
         if (
-            row.expires_at <= now
-            or row.last_seen_at + self._settings.session_idle <= now
-            or row.created_at < user.sessions_valid_after
+            cached.expires_at <= now
+            or cached.last_seen_at + self._settings.session_idle <= now
+            or cached.created_at < cached.valid_after
         ):
             return None
-        if now - row.last_seen_at >= TOUCH_EVERY:
+        if now - cached.last_seen_at >= TOUCH_EVERY:
+            cached.last_seen_at = now
             async with self._db.unit() as session:
-                await AccountRepository(session).touch_session(row.id, now)
-        return SessionCaller(
-            user_id=user.id,
-            email=user.email,
-            platform_admin=user.platform_admin,
-            session_id=row.id,
-            csrf_token=row.csrf_token,
-            roles={m.tenant_id: m.role for m in memberships},  # type: ignore[misc]
-        )
+                await AccountRepository(session).touch_session(cached.caller.session_id, now)
+        return cached.caller
 
     async def logout(self, session_id: str) -> None:
         async with self._db.unit() as session:
             await AccountRepository(session).revoke_session(session_id, self._clock())
+        await self._changed()
 
     async def logout_everywhere(self, user_id: str) -> None:
         """Revoke every session of the user (this one included)."""
         async with self._db.unit() as session:
             repo = AccountRepository(session)
             await repo.revoke_sessions_of(user_id, self._clock())
+        await self._changed()
 
     async def change_password(self, user_id: str, current: str, new: str) -> NewSession:
         """Check the current password, store the new one, end every session, and start a new one."""
@@ -242,6 +312,7 @@ class AccountService:
             user.password_hash = new_hash
             user.sessions_valid_after = now
             await repo.revoke_sessions_of(user_id, now)
+        await self._changed()
         return await self._new_session(user_id)
 
     async def me(self, user_id: str) -> UserOut:
@@ -268,6 +339,7 @@ class AccountService:
                 await repo.flush()
             except IntegrityError:
                 raise Conflict("that tenant id is taken", details={"code": "tenant_exists", "field": "id"}) from None
+        await self._changed()
         return TenantOut(id=tenant.id, name=tenant.name, created_at=now, role="owner")
 
     async def tenants(self, user_id: str | None, *, everyone: bool) -> TenantList:
@@ -305,6 +377,7 @@ class AccountService:
                 await repo.flush()
             except IntegrityError:
                 raise Conflict("already a member", details={"code": "member_exists"}) from None
+        await self._changed()
         return MemberOut(user_id=user.id, email=user.email, role=body.role, created_at=now)
 
     async def set_role(self, tenant_id: str, user_id: str, role: Role) -> MemberOut:
@@ -321,7 +394,9 @@ class AccountService:
             membership.role = role
             if role == "viewer":  # keys made with more than a viewer may hold go with it
                 await repo.revoke_keys_by(tenant_id, user_id, self._clock())
-            return MemberOut(user_id=user.id, email=user.email, role=role, created_at=membership.created_at)
+            answer = MemberOut(user_id=user.id, email=user.email, role=role, created_at=membership.created_at)
+        await self._changed()
+        return answer
 
     async def remove_member(self, tenant_id: str, user_id: str) -> None:
         """Remove a member (not the owner); the keys they made for the tenant are revoked with it."""
@@ -334,6 +409,7 @@ class AccountService:
                 raise Conflict("transfer the ownership before removing the owner", details={"code": "owner_role"})
             await repo.remove_member(tenant_id, user_id)
             await repo.revoke_keys_by(tenant_id, user_id, self._clock())
+        await self._changed()
 
     async def transfer_ownership(self, tenant_id: str, to_user: str) -> MemberList:
         """Make a member the owner; the previous owner becomes an admin."""
@@ -346,6 +422,7 @@ class AccountService:
                 if membership.role == "owner":
                     membership.role = "admin"
             target.role = "owner"
+        await self._changed()
         return await self.members(tenant_id)
 
     async def role_of(self, tenant_id: str, user_id: str) -> Role | None:
@@ -395,26 +472,45 @@ class AccountService:
             if key is None or key.revoked_at is not None:
                 raise NotFound("key not found", details={"code": "not_found"})
             key.revoked_at = self._clock()
+        await self._changed()
 
     async def identify_key(self, secret: str) -> KeyCaller | None:
-        """The key of a secret, or None when it is unknown, revoked or expired (one indexed lookup)."""
+        """The key of a secret, or None when it is unknown, revoked or expired (one indexed lookup, or none while
+        it is cached)."""
         if not secret.startswith(credentials.KEY_PREFIX):
             return None
         now = self._clock()
-        async with self._db.read() as session:
-            key = await AccountRepository(session).key_by_hash(credentials.digest(secret))
-        if key is None or key.revoked_at is not None or (key.expires_at is not None and key.expires_at <= now):
+        secret_hash = credentials.digest(secret)
+        cached = self._keys.get(secret_hash) if self._cache_usable() else None
+        if cached is None or time.monotonic() - cached.fetched > CACHE_SECONDS:
+            async with self._db.read() as session:
+                key = await AccountRepository(session).key_by_hash(secret_hash)
+            if key is None or key.revoked_at is not None:
+                self._keys.pop(secret_hash, None)
+                return None
+            cached = _CachedKey(
+                caller=KeyCaller(
+                    key_id=key.id,
+                    tenant_id=key.tenant_id,
+                    scopes=frozenset(key.scopes),  # type: ignore[arg-type]
+                    allowed=Networks.parse(key.allowed_addresses or []),
+                    created_by=key.created_by,
+                ),
+                expires_at=key.expires_at,
+                last_used_at=key.last_used_at,
+                fetched=time.monotonic(),
+            )
+            if self._cache_usable():
+                if len(self._keys) >= MAX_CACHED:
+                    self._keys.clear()
+                self._keys[secret_hash] = cached
+        if cached.expires_at is not None and cached.expires_at <= now:
             return None
-        if key.last_used_at is None or now - key.last_used_at >= TOUCH_EVERY:
+        if cached.last_used_at is None or now - cached.last_used_at >= TOUCH_EVERY:
+            cached.last_used_at = now
             async with self._db.unit() as session:
-                await AccountRepository(session).touch_key(key.id, now)
-        return KeyCaller(
-            key_id=key.id,
-            tenant_id=key.tenant_id,
-            scopes=frozenset(key.scopes),  # type: ignore[arg-type]
-            allowed=Networks.parse(key.allowed_addresses or []),
-            created_by=key.created_by,
-        )
+                await AccountRepository(session).touch_key(cached.caller.key_id, now)
+        return cached.caller
 
 
 def role_scopes(role: Role | None) -> frozenset[Scope]:

@@ -24,8 +24,9 @@ from wopr_platform.core.errors import FirewallUnavailable
 from wopr_platform.core.faults import CrashPoints
 from wopr_platform.core.settings import Settings, SettingsError
 from wopr_platform.crypto.keys import secret_box
+from wopr_platform.db.broadcast import Broadcast
 from wopr_platform.db.engine import CommitCounter, create_engine, create_sessionmaker
-from wopr_platform.db.leadership import Leadership
+from wopr_platform.db.leadership import Leadership, lock_key
 from wopr_platform.db.migrate import upgrade
 from wopr_platform.db.unit import Database
 from wopr_platform.docker.engine import DockerEngine
@@ -255,6 +256,8 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
         window=window,
     )
     leadership = Leadership(settings.database_url, settings.platform_id)
+    # changes to accounts reach every replica's cache of sessions and keys (PostgreSQL LISTEN/NOTIFY)
+    account_changes = Broadcast(settings.database_url, f"wopr_accounts_{lock_key(settings.platform_id) & 0xFFFFFFFF:x}")
     # tenant routing: the routing table and the DNS that Caddy asks (every replica), Caddy's config (put back
     # by the leader); a missing Caddy is reported in /health/ready and retried, never a reason not to start
     caddy = CaddyAdmin(settings.caddy_admin_url) if settings.proxy_enabled else None
@@ -276,6 +279,7 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
         audit=AuditService(db=database, writer=audit),
         accounts=AccountService(
             db=database,
+            broadcast=account_changes,
             settings=AccountSettings(
                 signup=settings.auth_signup,
                 session_idle=timedelta(seconds=settings.session_idle_timeout),
@@ -291,7 +295,7 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
         leadership=leadership,
         isolation=isolation,
     )
-    loops: tuple[Loop, ...] = (leadership, watcher, health, stats)
+    loops: tuple[Loop, ...] = (leadership, account_changes, watcher, health, stats)
     if proxy is not None:
         loops += (proxy,)
     if isolation is not None:
