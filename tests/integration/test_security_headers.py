@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from tests.conftest import TOKEN, Platform, PlatformFactory
+from wopr_platform.api import permissions
 
 API_POLICY = "default-src 'none'; frame-ancestors 'none'"
 FIXED = {
@@ -69,12 +70,15 @@ async def test_error_answers_carry_the_headers(platform: Platform, anonymous: ht
     assert_secured(too_big)
 
 
-async def test_the_last_resort_500_carries_the_headers(platform: Platform) -> None:
-    """An unhandled exception (injected: a route added by the test that raises) still gets the headers."""
+async def test_the_last_resort_500_carries_the_headers(platform: Platform, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unhandled exception (injected: a route added by the test that raises) still gets the headers.
+
+    The injected route is declared in the table of needs, as every route must be (an undeclared one is refused)."""
 
     async def injected_fault() -> None:
         raise RuntimeError("injected fault")
 
+    monkeypatch.setitem(permissions.ROUTES, "GET /injected-fault", "read")
     platform.app.add_api_route("/injected-fault", injected_fault, methods=["GET"])
     response = await platform.client.get("/injected-fault")
     assert response.status_code == 500
