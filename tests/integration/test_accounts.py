@@ -379,3 +379,28 @@ async def test_the_operator_token_still_acts_for_any_tenant(accounts: Platform) 
     assert made.status_code == 201
     assert [b["id"] for b in (await owner.client.get("/fleet/bots")).json()["bots"]] == [made.json()["id"]]
     await owner.close()
+
+
+async def test_a_platform_admin_lists_users_and_grants_platform_admin(make_platform: PlatformFactory) -> None:
+    platform = await make_platform(FLEET_RATE_LIMIT=0)
+    root = await new_user(platform, "root")
+    ana = await new_user(platform, "ana")
+    assert (await ana.client.get("/users")).status_code == 403  # acting for its own tenant, not an admin
+    root.client.headers["X-Tenant-Id"] = "default"
+    page = (await root.client.get("/users", params={"limit": 1})).json()
+    assert len(page["users"]) == 1 and page["nextAfter"] == page["users"][0]["email"]
+    rest = (await root.client.get("/users", params={"after": page["nextAfter"]})).json()
+    assert {u["email"] for u in page["users"] + rest["users"]} == {root.email, ana.email}
+
+    # ana's session is cached as an ordinary user; the grant reaches it at once
+    ana.client.headers["X-Tenant-Id"] = "default"
+    assert (await ana.client.get("/users")).status_code == 404  # not a member of default, not an admin
+    granted = await root.client.patch(f"/users/{ana.id}", json={"platformAdmin": True})
+    assert granted.status_code == 200 and granted.json()["platformAdmin"] is True
+    assert (await ana.client.get("/users")).status_code == 200
+    # the last admin stays: ana withdraws root, then cannot withdraw herself
+    assert (await ana.client.patch(f"/users/{root.id}", json={"platformAdmin": False})).status_code == 200
+    last = await ana.client.patch(f"/users/{ana.id}", json={"platformAdmin": False})
+    assert last.status_code == 409 and last.json()["details"]["code"] == "last_platform_admin"
+    for user in (root, ana):
+        await user.close()

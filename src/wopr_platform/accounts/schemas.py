@@ -169,3 +169,21 @@ class KeyCaller:
     scopes: frozenset[Scope]
     allowed: Networks
     created_by: str
+
+
+class UserSummary(_Out):
+    id: str
+    email: str
+    platform_admin: bool
+    created_at: datetime
+
+
+class UserList(_Out):
+    """A page of users; `nextAfter` is the `after` of the next page, null on the last one."""
+
+    users: list[UserSummary]
+    next_after: str | None
+
+
+class PlatformAdminIn(_In):
+    platform_admin: bool

@@ -39,7 +39,7 @@ from wopr_platform.accounts.schemas import (
     TenantOut,
     UserOut,
 )
-from wopr_platform.core.access import ROLE_SCOPES, Role, Scope
+from wopr_platform.core.access import Role, Scope
 from wopr_platform.core.buckets import TokenBuckets, address_key
 from wopr_platform.core.errors import Conflict, Forbidden, NotFound, PlatformError, Unauthorized
 from wopr_platform.core.networks import Networks
@@ -425,11 +425,6 @@ class AccountService:
         await self._changed()
         return await self.members(tenant_id)
 
-    async def role_of(self, tenant_id: str, user_id: str) -> Role | None:
-        async with self._db.read() as session:
-            membership = await AccountRepository(session).membership(tenant_id, user_id)
-        return membership.role if membership is not None else None  # type: ignore[return-value]
-
     # --- API keys ----------------------------------------------------------------------------------------------
 
     async def create_key(self, tenant_id: str, creator: str, held: frozenset[Scope], body: KeyIn) -> KeyCreated:
@@ -511,7 +506,3 @@ class AccountService:
             async with self._db.unit() as session:
                 await AccountRepository(session).touch_key(cached.caller.key_id, now)
         return cached.caller
-
-
-def role_scopes(role: Role | None) -> frozenset[Scope]:
-    return ROLE_SCOPES[role] if role is not None else frozenset()

@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import Depends, Path, Request
 
 from wopr_platform.accounts.service import AccountService
+from wopr_platform.accounts.users import UserAdmin
 from wopr_platform.audit.service import AuditService
 from wopr_platform.core.errors import NotFound
 from wopr_platform.db.leadership import Leadership
@@ -38,6 +39,7 @@ class Services:
     updates: UpdateService
     audit: AuditService
     accounts: AccountService
+    users: UserAdmin
     reconciler: Reconciler
     events: EventBus
     proxy: ProxySync | None  # None when tenant routing is off
@@ -76,6 +78,10 @@ def _accounts(request: Request) -> AccountService:
     return services(request).accounts
 
 
+def _users(request: Request) -> UserAdmin:
+    return services(request).users
+
+
 def checked_id(value: str, what: str) -> str:
     """An id must be a UUID; anything else cannot name one, so it is a 404 (`what` names it in the answer)."""
     if not UUID_RE.match(value):
@@ -93,4 +99,5 @@ Templates = Annotated[TemplateService, Depends(_templates)]
 Updates = Annotated[UpdateService, Depends(_updates)]
 Audit = Annotated[AuditService, Depends(_audit)]
 Accounts = Annotated[AccountService, Depends(_accounts)]
+Users = Annotated[UserAdmin, Depends(_users)]
 BotId = Annotated[str, Depends(_bot_id)]

@@ -36,6 +36,8 @@ ROUTES: dict[str, Need] = {
     "PATCH /members/{user_id}": "admin",
     "DELETE /members/{user_id}": "admin",
     "POST /members/{user_id}/ownership": "owner",
+    "GET /users": "platform_admin",
+    "PATCH /users/{user_id}": "platform_admin",
     "GET /keys": "admin",
     "POST /keys": "admin",
     "DELETE /keys/{key_id}": "admin",

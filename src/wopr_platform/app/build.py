@@ -15,6 +15,7 @@ from typing import Protocol
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from wopr_platform.accounts.service import AccountService, AccountSettings
+from wopr_platform.accounts.users import UserAdmin
 from wopr_platform.api.deps import Services
 from wopr_platform.app.loops import Loop
 from wopr_platform.audit.service import AuditService
@@ -286,6 +287,7 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
                 session_max_age=timedelta(seconds=settings.session_max_age),
             ),
         ),
+        users=UserAdmin(db=database, broadcast=account_changes),
         reconciler=reconciler,
         events=events,
         proxy=proxy,
