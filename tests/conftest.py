@@ -304,7 +304,7 @@ async def remove_firewall_chains(platform_id: str) -> None:
 
 
 async def remove_networks(client: aiodocker.Docker, label: str) -> None:
-    """Remove the (tenant) networks carrying `label`: the engine has room for only a few dozen bridges."""
+    """Remove the (tenant) networks carrying `label`: each holds a subnet of the range and a bridge on the host."""
     for network in await client.networks.list(filters={"label": [label]}):
         try:
             await client._query_json(f"networks/{network['Id']}", method="DELETE")
