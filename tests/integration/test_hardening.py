@@ -19,6 +19,7 @@ from tests.integration.test_lifecycle import _instance_get
 from tests.integration.test_reconciler import eventually, repairs_for, wait_for_passes, wait_for_repair
 from wopr_platform.core.errors import UnsafeContainerSpec
 from wopr_platform.core.limits import Limits
+from wopr_platform.core.networks import SubnetPool
 from wopr_platform.docker.engine import DockerEngine
 from wopr_platform.docker.hardening import KEPT_CAPABILITIES, check_hardened, container_config
 from wopr_platform.docker.types import ContainerSpec
@@ -277,7 +278,9 @@ async def test_the_adapter_refuses_an_unsafe_spec_before_asking_the_engine(
     stub_image: str, docker: aiodocker.Docker, changes: dict[str, Any]
 ) -> None:
     spec = _spec(**changes)
-    engine = DockerEngine("unix:///var/run/docker.sock", timeout=30, platform_id="unsafe")
+    engine = DockerEngine(
+        "unix:///var/run/docker.sock", timeout=30, platform_id="unsafe", subnets=SubnetPool.parse(["10.200.0.0/14"], 27)
+    )
     try:
         with pytest.raises(UnsafeContainerSpec):
             await engine.create(spec)

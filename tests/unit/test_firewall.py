@@ -23,6 +23,7 @@ def test_the_rules_are_one_per_bridge_then_answers_offered_ports_and_a_drop() ->
         Ruleset(frozenset({"br-bbbbbbbbbbbb", "br-aaaaaaaaaaaa"}), (HostPort(8080), HostPort(53, "udp")))
     )
     gate = (
+        "-A WOPR-p1 ! -i br-+ -j RETURN",  # not from a bridge: one comparison, whatever the number of tenants
         "-A WOPR-p1 -i br-aaaaaaaaaaaa -j WOPR-p1-BOTS",
         "-A WOPR-p1 -i br-bbbbbbbbbbbb -j WOPR-p1-BOTS",
     )
@@ -41,6 +42,7 @@ def test_the_rules_are_one_per_bridge_then_answers_offered_ports_and_a_drop() ->
     assert wanted.across == Chains(
         gate=gate,
         policy=(
+            "-A WOPR-p1-BOTS ! -o br-+ -j RETURN",  # not to a bridge (the internet): one comparison
             "-A WOPR-p1-BOTS -i br-aaaaaaaaaaaa -o br-aaaaaaaaaaaa -j RETURN",
             "-A WOPR-p1-BOTS -i br-bbbbbbbbbbbb -o br-bbbbbbbbbbbb -j RETURN",
             "-A WOPR-p1-BOTS -o br-aaaaaaaaaaaa -j DROP",
@@ -49,6 +51,19 @@ def test_the_rules_are_one_per_bridge_then_answers_offered_ports_and_a_drop() ->
         jumps=1,
     )
     assert wanted.bridges == {"br-aaaaaaaaaaaa", "br-bbbbbbbbbbbb"}
+
+
+def test_a_bridge_named_otherwise_drops_the_shortcuts() -> None:
+    """A network whose bridge is not Docker's `br-...` (named by an option) would be skipped by `! -i br-+`: with
+    one such bridge, every packet goes through the per-bridge rules as before."""
+    wanted = HostFirewall("p1").rules(Ruleset(frozenset({"br-aaaaaaaaaaaa", "tenant0"})))
+    assert wanted.host.gate == (
+        "-A WOPR-p1 -i br-aaaaaaaaaaaa -j WOPR-p1-BOTS",
+        "-A WOPR-p1 -i tenant0 -j WOPR-p1-BOTS",
+    )
+    assert wanted.across.policy is not None and not any("br-+" in rule for rule in wanted.across.policy)
+    assert wanted.bridges == {"br-aaaaaaaaaaaa", "tenant0"}
+    assert HostFirewall("p1").rules(Ruleset(frozenset())).host.gate == ()  # no tenant network: nothing to skip
 
 
 @pytest.mark.parametrize(

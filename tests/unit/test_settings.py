@@ -144,6 +144,10 @@ def test_values_are_read_and_normalised(env: pytest.MonkeyPatch) -> None:
         ("BOT_HOST_PORTS", "80/icmp"),
         ("BOT_HOST_PORTS", "8080-8090"),
         ("BOT_HOST_CHECK_INTERVAL", "0"),
+        ("FLEET_TENANT_SUBNETS", "8.8.0.0/16"),
+        ("FLEET_TENANT_SUBNETS", "10.0.0.0/16,10.0.0.0/24"),
+        ("FLEET_TENANT_SUBNET_PREFIX", "23"),
+        ("FLEET_TENANT_SUBNET_PREFIX", "30"),
     ],
     ids=repr,
 )

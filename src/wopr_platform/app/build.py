@@ -133,7 +133,12 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
     await upgrade(db)
     database = Database(create_sessionmaker(db))
     audit.start(database)
-    docker = DockerEngine(settings.docker_host, timeout=settings.docker_timeout, platform_id=settings.platform_id)
+    docker = DockerEngine(
+        settings.docker_host,
+        timeout=settings.docker_timeout,
+        platform_id=settings.platform_id,
+        subnets=settings.tenant_subnet_pool,
+    )
     instances = InstanceClient(timeout=settings.health_timeout)
     observed = ObservedState()
     health = HealthMonitor(

@@ -81,6 +81,12 @@ class FirewallUnavailable(ServiceUnavailable):
     code = "firewall_unavailable"
 
 
+class TenantSubnetsExhausted(ServiceUnavailable):
+    """Every subnet of FLEET_TENANT_SUBNETS is taken: no new tenant network can be made until one is freed."""
+
+    code = "tenant_subnets_exhausted"
+
+
 class EngineError(PlatformError):
     """The Docker engine refused or failed an operation (e.g. an image the engine cannot start)."""
 

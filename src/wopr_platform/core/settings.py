@@ -15,7 +15,7 @@ from wopr_platform.core import addresses as proxy_addresses
 from wopr_platform.core import limits
 from wopr_platform.core.addresses import HostPort
 from wopr_platform.core.limits import Limits
-from wopr_platform.core.networks import Networks
+from wopr_platform.core.networks import Networks, SubnetPool
 from wopr_platform.core.reference import ImageReference, InvalidReference
 
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -148,6 +148,12 @@ class Settings(BaseSettings):
     bot_host_isolation: bool = Field(True, validation_alias="BOT_HOST_ISOLATION")
     bot_host_ports: Annotated[list[HostPort], NoDecode] = Field(default_factory=list, validation_alias="BOT_HOST_PORTS")
     bot_host_check_interval: float = Field(5.0, gt=0, le=3600, validation_alias="BOT_HOST_CHECK_INTERVAL")
+    # tenant networks (see core/networks.py): the private ranges their subnets are cut from, and the prefix length of
+    # each subnet (the prefix first: the ranges are checked against it)
+    tenant_subnet_prefix: int = Field(27, ge=24, le=29, validation_alias="FLEET_TENANT_SUBNET_PREFIX")
+    tenant_subnets: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["10.200.0.0/14"], validation_alias="FLEET_TENANT_SUBNETS"
+    )
 
     @field_validator("default_memory_mb", "default_cpus", "default_pids")
     @classmethod
@@ -239,6 +245,16 @@ class Settings(BaseSettings):
             Networks.parse(str(entry) for entry in value)
         return value
 
+    @field_validator("tenant_subnets", mode="before")
+    @classmethod
+    def _check_tenant_subnets(cls, value: object, info: ValidationInfo) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        prefix = info.data.get("tenant_subnet_prefix")
+        if isinstance(value, list) and isinstance(prefix, int):
+            return [str(network) for network in SubnetPool.parse((str(entry) for entry in value), prefix).ranges]
+        return value
+
     @field_validator("rollout_waves", mode="before")
     @classmethod
     def _check_waves(cls, value: object) -> object:
@@ -309,6 +325,11 @@ class Settings(BaseSettings):
     def trusted_networks(self) -> Networks:
         """The addresses whose X-Forwarded-For / X-Forwarded-Proto are believed."""
         return Networks.parse(self.trusted_proxies)
+
+    @property
+    def tenant_subnet_pool(self) -> SubnetPool:
+        """The subnets tenant networks are given, one each."""
+        return SubnetPool.parse(self.tenant_subnets, self.tenant_subnet_prefix)
 
     @property
     def max_limits(self) -> Limits:

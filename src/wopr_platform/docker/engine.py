@@ -12,12 +12,14 @@ device or Docker socket. `create` refuses (UnsafeContainerSpec) a config that wo
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any
 
 import aiodocker
@@ -31,8 +33,11 @@ from wopr_platform.core.errors import (
     EngineTimeout,
     EngineUnavailable,
     ImageUnavailable,
+    ServiceUnavailable,
+    TenantSubnetsExhausted,
 )
 from wopr_platform.core.naming import LABEL_BOT_ID, LABEL_MANAGED, LABEL_NETWORK, LABEL_PLATFORM, LABEL_TENANT
+from wopr_platform.core.networks import Network, SubnetPool, gateway
 from wopr_platform.docker.hardening import ON_FAILURE_RETRIES, check_hardened, container_config, without_host_paths
 from wopr_platform.docker.types import ContainerInfo, ContainerSpec, ContainerStats, EngineEvent, VolumeInfo
 
@@ -42,6 +47,8 @@ API_VERSION = "v1.41"
 WATCHED_EVENTS = ("create", "start", "restart", "die", "stop", "kill", "oom", "destroy", "pause", "unpause", "update")
 BRIDGE_NAME_OPTION = "com.docker.network.bridge.name"
 _UNREACHABLE = 900  # aiodocker's status for "cannot connect"
+# subnets tried for one new tenant network when others keep taking them first (another replica, another process)
+SUBNET_ATTEMPTS = 16
 _FRACTION = re.compile(r"\.(\d+)")
 
 
@@ -94,6 +101,21 @@ def _bridge_of(network: dict[str, Any]) -> str:
     return str(named) if named else "br-" + str(network["Id"])[:12]
 
 
+def _subnets_of(network: dict[str, Any]) -> Iterator[Network]:
+    """The subnets a network of the engine's listing holds (any driver, IPv4 and IPv6)."""
+    for config in (network.get("IPAM") or {}).get("Config") or []:
+        try:
+            yield ipaddress.ip_network(str((config or {}).get("Subnet")), strict=False)
+        except ValueError:
+            continue  # no subnet (host, none) or one we cannot read
+
+
+def _pool_overlaps(err: EngineError) -> bool:
+    """Whether the engine refused a network because its subnet overlaps another's (dockerd 20.10: 403 "Pool
+    overlaps with other one on this address space")."""
+    return err.details.get("status") in (400, 403) and "overlaps" in str(err.details.get("reason", "")).lower()
+
+
 def _networks_of(settings: dict[str, Any] | None) -> tuple[str, ...] | None:
     networks = (settings or {}).get("Networks")
     return tuple(sorted(networks)) if isinstance(networks, dict) else None
@@ -102,8 +124,9 @@ def _networks_of(settings: dict[str, Any] | None) -> tuple[str, ...] | None:
 class DockerEngine:
     """Container, volume, image, log, event and stats operations on one engine."""
 
-    def __init__(self, url: str, *, timeout: float, platform_id: str) -> None:
+    def __init__(self, url: str, *, timeout: float, platform_id: str, subnets: SubnetPool) -> None:
         self._url = url
+        self._subnets = subnets  # tenant networks' subnets are cut from these, never from the engine's pools
         self._scope = [f"{LABEL_MANAGED}=true", f"{LABEL_PLATFORM}={platform_id}"]
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._request_seconds = timeout
@@ -228,21 +251,8 @@ class DockerEngine:
         async with self._networks:
             data = await self._network(name)
             if data is None:
-                body = {
-                    "Name": name,
-                    "Driver": "bridge",
-                    "CheckDuplicate": True,
-                    "Internal": False,  # bots reach their chat services and model APIs outside
-                    "Attachable": False,
-                    "Labels": labels,
-                    # containers of the network talk to each other; other bridge networks are cut off by the
-                    # engine's isolation rules, and no port is published
-                    "Options": {"com.docker.network.bridge.enable_icc": "true"},
-                }
                 try:
-                    with _translate("create network"):
-                        created = await self.client._query_json("networks/create", method="POST", data=body)
-                    return _bridge_of(created)
+                    return await self._create_network(name, labels)
                 except EngineConflict:  # another replica made it meanwhile
                     data = await self._network(name)
             found = (data or {}).get("Labels") or {}
@@ -251,6 +261,48 @@ class DockerEngine:
                     f"network {name} exists but is not this platform's tenant network", details={"network": name}
                 )
             return _bridge_of(data)
+
+    async def _create_network(self, name: str, labels: dict[str, str]) -> str:
+        """Create a tenant network on the lowest subnet of the pool that no network of the engine holds (any
+        network: a subnet that overlaps one the engine knows is refused); the engine's listing is the only record.
+        A subnet taken between the listing and the create (another replica) makes it try the next one."""
+        with _translate("list networks"):
+            rows = await self.client._query_json("networks")
+        used = [subnet for row in rows for subnet in _subnets_of(row)]
+        tried: list[str] = []
+        for subnet in islice(self._subnets.free(used), SUBNET_ATTEMPTS):
+            body = {
+                "Name": name,
+                "Driver": "bridge",
+                "CheckDuplicate": True,
+                "Internal": False,  # bots reach their chat services and model APIs outside
+                "Attachable": False,
+                "Labels": labels,
+                "IPAM": {"Driver": "default", "Config": [{"Subnet": str(subnet), "Gateway": str(gateway(subnet))}]},
+                # containers of the network talk to each other; other bridge networks are cut off by the
+                # engine's isolation rules, and no port is published
+                "Options": {"com.docker.network.bridge.enable_icc": "true"},
+            }
+            try:
+                with _translate("create network"):
+                    created = await self.client._query_json("networks/create", method="POST", data=body)
+            except EngineError as err:
+                if not _pool_overlaps(err):
+                    raise
+                tried.append(str(subnet))
+                log.info("tenant subnet taken meanwhile, trying the next", extra={"network": name, "subnet": tried[-1]})
+                continue
+            log.info("tenant network made", extra={"network": name, "subnet": str(subnet)})
+            return _bridge_of(created)
+        ranges = [str(network) for network in self._subnets.ranges]
+        if len(tried) < SUBNET_ATTEMPTS:
+            raise TenantSubnetsExhausted(
+                "no tenant subnet is free: every subnet of FLEET_TENANT_SUBNETS is taken",
+                details={"ranges": ranges, "prefix": self._subnets.prefix, "size": self._subnets.size},
+            )
+        raise ServiceUnavailable(  # not EngineConflict: that would read as "the network exists"
+            f"network {name} not made: its subnets kept being taken meanwhile; try again", details={"tried": tried}
+        )
 
     async def _network(self, name: str) -> dict[str, Any] | None:
         try:

@@ -7,14 +7,20 @@ where Docker's isolation chains drop them, except while dockerd re-inserts its j
 creates or removes). Each platform (by platform id) owns two chains in each of two tables:
 
     filter  INPUT           -j WOPR-<id>                               one rule, inserted at the top
-            WOPR-<id>       -i br-<network> -j WOPR-<id>-BOTS          one rule per tenant network
+            WOPR-<id>       ! -i br-+ -> RETURN                        not from a bridge: leave at once (*)
+                            -i br-<network> -j WOPR-<id>-BOTS          one rule per tenant network
             WOPR-<id>-BOTS  conntrack RELATED,ESTABLISHED -> RETURN    (answers to the host's own connections)
                             -p tcp|udp --dport <offered port> -> RETURN    (BOT_HOST_PORTS)
                             -> DROP
     mangle  FORWARD         -j WOPR-<id>                               (a table dockerd never writes)
-            WOPR-<id>       -i br-<network> -j WOPR-<id>-BOTS          one rule per tenant network
-            WOPR-<id>-BOTS  -i br-<network> -o br-<network> -> RETURN  within one network, per tenant network
+            WOPR-<id>       (the same gate)
+            WOPR-<id>-BOTS  ! -o br-+ -> RETURN                        not to a bridge (the internet): leave (*)
+                            -i br-<network> -o br-<network> -> RETURN  within one network, per tenant network
                             -o br-<network> -> DROP                    to another, per tenant network
+
+(*) only while every tenant bridge has Docker's `br-` name (a network may name its bridge otherwise): the rules a
+packet passes are per tenant network, and at thousands of tenants these two keep the host's own traffic and the
+bots' traffic to the internet from passing thousands of them.
 
 The chains only ever take traffic away: what they let through goes on through the rest of the table. Both tables'
 chains are rewritten in one `iptables-restore --noflush` run (declaring a chain flushes it), so a rewrite leaves
@@ -36,6 +42,8 @@ from wopr_platform.core.errors import FirewallUnavailable
 TIMEOUT_SECONDS = 10.0
 _MAX_TOKEN = 16  # "WOPR-" + token + "-BOTS" within iptables' 28 characters of a chain name
 _INTERFACE = re.compile(r"[A-Za-z0-9_.-]{1,15}")  # a Linux interface name: no wildcard, nothing to inject
+_GATE_BRIDGE = re.compile(r"^-A \S+ -i (\S+) -j ")  # a gate's rule for one bridge (not the shortcut: `! -i`)
+DOCKER_BRIDGES = "br-"  # the names dockerd gives bridge networks' interfaces: br-<12 of the network's id>
 # where each part of the chains hangs: (table, the built-in chain that jumps to the gate)
 HOST = ("filter", "INPUT")
 ACROSS = ("mangle", "FORWARD")
@@ -71,7 +79,7 @@ class Chains:
     @property
     def bridges(self) -> frozenset[str]:
         """The interfaces the gate sends to the policy."""
-        found = (re.search(r" -i (\S+) ", rule) for rule in self.gate or ())
+        found = (_GATE_BRIDGE.match(rule) for rule in self.gate or ())
         return frozenset(match.group(1) for match in found if match)
 
 
@@ -107,7 +115,12 @@ class HostFirewall:
     def rules(self, ruleset: Ruleset) -> Installed:
         """The chains as they should be, rules as `iptables-save` prints them."""
         bridges = sorted(ruleset.bridges)
-        gate = tuple(f"-A {self.gate} -i {bridge} -j {self.policy}" for bridge in bridges)
+        # one comparison for what has nothing to do with the tenant bridges, when their names allow it (see above)
+        shortcut = bool(bridges) and all(bridge.startswith(DOCKER_BRIDGES) for bridge in bridges)
+        gate = (
+            *((f"-A {self.gate} ! -i {DOCKER_BRIDGES}+ -j RETURN",) if shortcut else ()),
+            *(f"-A {self.gate} -i {bridge} -j {self.policy}" for bridge in bridges),
+        )
         to_host = (
             f"-A {self.policy} -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN",
             *(
@@ -117,6 +130,7 @@ class HostFirewall:
             f"-A {self.policy} -j DROP",
         )
         across = (
+            *((f"-A {self.policy} ! -o {DOCKER_BRIDGES}+ -j RETURN",) if shortcut else ()),
             *(f"-A {self.policy} -i {bridge} -o {bridge} -j RETURN" for bridge in bridges),
             *(f"-A {self.policy} -o {bridge} -j DROP" for bridge in bridges),
         )
