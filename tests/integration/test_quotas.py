@@ -205,22 +205,24 @@ async def test_twenty_concurrent_creates_reach_a_quota_of_five_exactly(
 async def test_two_replicas_sharing_the_database_never_pass_the_quota(
     make_platform: PlatformFactory, docker: aiodocker.Docker
 ) -> None:
-    """The check is the database's: each replica has its own locks and caches, and together they stop at 4."""
+    """The check is the database's: each replica has its own locks and caches, and together they stop at 5."""
     shared = {"WOPR_PLATFORM_ID": "q-" + uuid.uuid4().hex[:10]}
     first = await make_platform(**shared)
     second = await make_platform(**shared)
-    put = await first.client.put("/tenants/acme/quota", json={"maxBots": 4})
+    put = await first.client.put("/tenants/acme/quota", json={"maxBots": 5})
     assert put.status_code == 200, put.text
 
     async with _tenant_client(first, "acme") as one, _tenant_client(second, "acme") as two:
+        # the tenant's first bot alone: it makes the tenant's network, which two replicas must not make at once
+        assert (await one.post("/fleet/bots", json=_body())).status_code == 201
         responses = await asyncio.gather(
             *((one if i % 2 else two).post("/fleet/bots", json=_body()) for i in range(12))
         )
         codes = sorted(r.status_code for r in responses)
-        assert codes == [201] * 4 + [409] * 8, [r.text for r in responses]
-        assert (await _quota(two))["usage"]["bots"] == 4
+        assert codes == [201] * 4 + [409] * 8, [r.json().get("details") for r in responses]
+        assert (await _quota(two))["usage"]["bots"] == 5
     containers, _ = await _engine_objects(docker, first.settings.platform_id)
-    assert len(containers) == 4
+    assert len(containers) == 5
     await _assert_no_drift(first)
 
 
