@@ -236,6 +236,8 @@ async def test_the_operator_sets_a_tenants_quota_and_a_tenant_only_reads_its_own
     assert put.json()["overrides"] == {"maxBots": 1, "maxMemoryMb": None, "maxCpus": 2.5}
     read = await platform.client.get("/tenants/acme/quota")
     assert read.status_code == 200 and read.json() == put.json()
+    audited = (await platform.client.get("/audit", params={"action": "PUT /tenants/{tenant_id}/quota"})).json()
+    assert [(e["targetKind"], e["targetId"], e["status"]) for e in audited["events"]] == [("tenant", "acme", 200)]
 
     async with _tenant_client(platform, "acme") as acme:
         assert (await acme.post("/fleet/bots", json=_body())).status_code == 201
@@ -377,3 +379,24 @@ async def test_an_interrupted_create_gives_its_share_back(stub_image: str, datab
                 await asyncio.sleep(0.1)
             assert journal == 0 and usage == fresh == {}
             assert (await _quota(recovered.client))["usage"] == {"bots": 0, "memoryMb": 0, "cpus": 0.0}
+
+
+async def test_a_start_recounts_usage_from_the_bots(make_platform: PlatformFactory) -> None:
+    """Tenants with bots from before quotas (no usage row) get theirs at the next start, and a changed default
+    bot limit is followed; the bots keep running either way."""
+    shared = {"WOPR_PLATFORM_ID": "q-" + uuid.uuid4().hex[:10]}
+    first = await make_platform(**shared)
+    await first.create_bot()
+    await first.create_bot(resources={"memoryMb": 128, "cpus": 0.5})
+    await first.stop()
+    engine = create_engine(first.settings.database_url)
+    try:
+        async with engine.begin() as connection:  # as the migration leaves a database of an older platform
+            await connection.execute(TenantQuota.__table__.delete())
+    finally:
+        await engine.dispose()
+
+    second = await make_platform(**shared, FLEET_DEFAULT_MEMORY_MB=256)
+
+    assert (await _quota(second.client))["usage"] == {"bots": 2, "memoryMb": 384, "cpus": 1.5}
+    await _assert_no_drift(second)

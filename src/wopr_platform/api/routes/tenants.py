@@ -24,18 +24,18 @@ def _tenant_id(tenant_id: Annotated[str, Path(max_length=63)]) -> str:
     return tenant_id
 
 
-TenantId = Annotated[str, Depends(_tenant_id)]
+TenantId = Annotated[str, Depends(_tenant_id)]  # checked after the caller (a route's parameters in order)
 
 
 @router.get("/{tenant_id}/quota", response_model=TenantQuota)
-async def get_quota(tenant_id: TenantId, _admin: PlatformAdmin, quotas: TenantQuotas) -> TenantQuota:
+async def get_quota(_admin: PlatformAdmin, tenant_id: TenantId, quotas: TenantQuotas) -> TenantQuota:
     """A tenant's limits in force, its overrides and its usage (the platform's operator only)."""
     return await quotas.quota(tenant_id)
 
 
 @router.put("/{tenant_id}/quota", response_model=TenantQuota)
 async def put_quota(
-    tenant_id: TenantId, body: QuotaOverrides, _admin: PlatformAdmin, quotas: TenantQuotas
+    _admin: PlatformAdmin, tenant_id: TenantId, body: QuotaOverrides, quotas: TenantQuotas
 ) -> TenantQuota:
     """Set a tenant's own limits; a null or missing one is the platform's default (the platform's operator only)."""
     return await quotas.set_overrides(tenant_id, body)
