@@ -66,6 +66,16 @@ def test_defaults_match_the_design(env: pytest.MonkeyPatch, tmp_path: Path) -> N
     assert settings.max_body_bytes == 1_048_576
 
 
+def test_tenant_quotas_default_and_zero_or_empty_is_no_limit(env: pytest.MonkeyPatch) -> None:
+    settings = load_settings()
+    assert (settings.tenant_max_bots, settings.tenant_max_memory_mb, settings.tenant_max_cpus) == (50, 32768, 32.0)
+    env.setenv("FLEET_TENANT_MAX_BOTS", "0")
+    env.setenv("FLEET_TENANT_MAX_MEMORY_MB", "")
+    env.setenv("FLEET_TENANT_MAX_CPUS", " ")
+    settings = load_settings()
+    assert (settings.tenant_max_bots, settings.tenant_max_memory_mb, settings.tenant_max_cpus) == (0, 0, 0.0)
+
+
 def test_default_database_is_a_sqlite_file_in_the_data_dir(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No DATABASE_URL: an absolute SQLite path under WOPR_DATA_DIR (./data by default)."""
     assert load_settings().database_url == f"sqlite+aiosqlite:///{tmp_path / 'data' / 'wopr-platform.db'}"
@@ -144,6 +154,9 @@ def test_values_are_read_and_normalised(env: pytest.MonkeyPatch) -> None:
         ("BOT_HOST_PORTS", "80/icmp"),
         ("BOT_HOST_PORTS", "8080-8090"),
         ("BOT_HOST_CHECK_INTERVAL", "0"),
+        ("FLEET_TENANT_MAX_BOTS", "-1"),
+        ("FLEET_TENANT_MAX_MEMORY_MB", "lots"),
+        ("FLEET_TENANT_MAX_CPUS", "-0.5"),
     ],
     ids=repr,
 )

@@ -128,6 +128,8 @@ class Replacer:
         """Write the new profile, its change of the tenant's usage, and mark the journal row committed, in one
         transaction (a refused charge undoes it all, and the caller brings the old container back)."""
         async with self._db.step() as session:
+            if "resources" in changes:
+                await self._quotas.hold(session, bot.tenant_id)
             repo = BotRepository(session)
             stored = await repo.get_any(bot.id)
             if stored is None:

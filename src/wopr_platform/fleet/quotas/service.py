@@ -81,15 +81,22 @@ class Quotas:
             if refused is not None:
                 raise refused
 
-    async def remove_bot(self, session: AsyncSession, tenant_id: str, bot_id: str) -> bool:
-        """Delete the bot's row and give its usage back, in the caller's transaction; False when it was gone."""
+    async def hold(self, session: AsyncSession, tenant_id: str) -> None:
+        """Take the tenant's usage row for the rest of the caller's transaction, before reading what a change of
+        usage is computed from (a bot's stored `resources`): every change of usage takes it first, so two
+        replicas changing one bot cannot both start from the same stored limits."""
         repo = QuotaRepository(session)
         await repo.ensure(tenant_id)
-        await repo.lock(tenant_id)  # the usage row first, as every change of usage takes it
+        await repo.lock(tenant_id)
+
+    async def remove_bot(self, session: AsyncSession, tenant_id: str, bot_id: str) -> bool:
+        """Delete the bot's row and give its usage back, in the caller's transaction; False when it was gone."""
+        await self.hold(session, tenant_id)
         removed = await BotRepository(session).delete(bot_id)
         if removed is None:
             return False
-        await repo.add_within(tenant_id, NONE - self.of_bot(removed.resources), self.defaults)  # shrinks: never refused
+        freed = NONE - self.of_bot(removed.resources)
+        await QuotaRepository(session).add_within(tenant_id, freed, self.defaults)  # it shrinks: never refused
         return True
 
     # units of their own ---------------------------------------------------------------------------------------
