@@ -201,6 +201,35 @@ async def test_twenty_concurrent_creates_reach_a_quota_of_five_exactly(
     await _assert_no_drift(platform)
 
 
+async def test_concurrent_patches_that_each_fit_alone_but_not_together(
+    make_platform: PlatformFactory, docker: aiodocker.Docker
+) -> None:
+    """Both pass the early check; the charge at the replacement's commit lets one through, and the other's old
+    container comes back with its profile."""
+    platform = await make_platform(FLEET_TENANT_MAX_MEMORY_MB=1024)
+    bots = [await platform.create_bot(resources={"memoryMb": 256}) for _ in range(2)]
+    bots = [await platform.wait_for(bot["id"], state="running") for bot in bots]
+
+    for _ in range(3):  # the early check sees both as fitting most of the time; either way one must win
+        responses = await asyncio.gather(
+            *(platform.client.patch(f"/fleet/bots/{bot['id']}", json={"resources": {"memoryMb": 700}}) for bot in bots)
+        )
+        codes = sorted(r.status_code for r in responses)
+        assert codes == [200, 409], [r.text for r in responses]
+        loser = next(bot for bot, r in zip(bots, responses, strict=True) if r.status_code == 409)
+        _refused(next(r for r in responses if r.status_code == 409), "memoryMb", limit=1024)
+        kept = await platform.wait_for(loser["id"], state="running")
+        assert kept["containerId"] == loser["containerId"] and kept["resources"]["memoryMb"] == 256
+        containers, _ = await _engine_objects(docker, platform.settings.platform_id)
+        assert len(containers) == 2  # no parked or half-made container left
+        await _assert_no_drift(platform)
+        # back to the start for the next round
+        winner = next(bot for bot, r in zip(bots, responses, strict=True) if r.status_code == 200)
+        down = await platform.client.patch(f"/fleet/bots/{winner['id']}", json={"resources": {"memoryMb": 256}})
+        assert down.status_code == 200, down.text
+        bots = [await platform.wait_for(bot["id"], state="running") for bot in bots]
+
+
 @pytest.mark.skipif(not ON_POSTGRES, reason="several replicas share a database only on PostgreSQL")
 async def test_two_replicas_sharing_the_database_never_pass_the_quota(
     make_platform: PlatformFactory, docker: aiodocker.Docker
