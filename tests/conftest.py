@@ -74,6 +74,7 @@ DATABASE_TESTS = frozenset(
         "integration/test_lifecycle",
         "integration/test_patch",
         "integration/test_proxy::test_subdomains_are_validated_unique_across_tenants_and_patchable",
+        "integration/test_quotas",
         "integration/test_reconciler",
         "integration/test_secrets",
         "integration/test_templates",

@@ -114,7 +114,7 @@ async def test_every_mutating_route_is_recorded_once_without_secrets(platform: P
             continue
         target = doomed["id"] if method == "DELETE" else bot_id
         path = route.replace("{bot_id}", target).replace("{rollout_id}", str(uuid.uuid4()))
-        path = path.replace("{name}", "stable-discord")
+        path = path.replace("{name}", "stable-discord").replace("{tenant_id}", "audited")
         path = path.replace("{user_id}", str(uuid.uuid4())).replace("{key_id}", str(uuid.uuid4()))
         body = bodies.get((method, route))
         response = await calls(method, route, path, **({"json": body} if body is not None else {}))
@@ -135,6 +135,8 @@ async def test_every_mutating_route_is_recorded_once_without_secrets(platform: P
             assert (event["targetKind"], event["targetId"]) == ("bot", expected)
         elif route == "/fleet/bots":
             assert (event["targetKind"], event["targetId"]) == ("bot", bot_id)
+        elif "{tenant_id}" in route:
+            assert (event["targetKind"], event["targetId"]) == ("tenant", "audited")
         expected_fields = ["description", "env"] if action == "PATCH /fleet/bots/{bot_id}" else None
         assert event["fields"] == (expected_fields if response.status_code < 400 else None)
     patched = by_request[

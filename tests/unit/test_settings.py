@@ -66,6 +66,16 @@ def test_defaults_match_the_design(env: pytest.MonkeyPatch, tmp_path: Path) -> N
     assert settings.max_body_bytes == 1_048_576
 
 
+def test_tenant_quotas_default_and_zero_or_empty_is_no_limit(env: pytest.MonkeyPatch) -> None:
+    settings = load_settings()
+    assert (settings.tenant_max_bots, settings.tenant_max_memory_mb, settings.tenant_max_cpus) == (50, 32768, 32.0)
+    env.setenv("FLEET_TENANT_MAX_BOTS", "0")
+    env.setenv("FLEET_TENANT_MAX_MEMORY_MB", "")
+    env.setenv("FLEET_TENANT_MAX_CPUS", " ")
+    settings = load_settings()
+    assert (settings.tenant_max_bots, settings.tenant_max_memory_mb, settings.tenant_max_cpus) == (0, 0, 0.0)
+
+
 def test_default_database_is_a_sqlite_file_in_the_data_dir(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No DATABASE_URL: an absolute SQLite path under WOPR_DATA_DIR (./data by default)."""
     assert load_settings().database_url == f"sqlite+aiosqlite:///{tmp_path / 'data' / 'wopr-platform.db'}"
@@ -148,6 +158,9 @@ def test_values_are_read_and_normalised(env: pytest.MonkeyPatch) -> None:
         ("FLEET_TENANT_SUBNETS", "10.0.0.0/16,10.0.0.0/24"),
         ("FLEET_TENANT_SUBNET_PREFIX", "23"),
         ("FLEET_TENANT_SUBNET_PREFIX", "30"),
+        ("FLEET_TENANT_MAX_BOTS", "-1"),
+        ("FLEET_TENANT_MAX_MEMORY_MB", "lots"),
+        ("FLEET_TENANT_MAX_CPUS", "-0.5"),
     ],
     ids=repr,
 )

@@ -17,7 +17,12 @@ from wopr_platform.audit.writer import AuditWriter
 MUTATING = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 CHANGES = frozenset({"PATCH", "PUT"})  # calls whose changed field names are recorded
 # path parameters that name what a call acts on, in order of preference
-TARGETS: tuple[tuple[str, TargetKind], ...] = (("bot_id", "bot"), ("rollout_id", "rollout"), ("name", "template"))
+TARGETS: tuple[tuple[str, TargetKind], ...] = (
+    ("bot_id", "bot"),
+    ("rollout_id", "rollout"),
+    ("name", "template"),
+    ("tenant_id", "tenant"),
+)
 CAPTURE_LIMIT = 65_536  # bytes of an error (or 201) answer read for its code (or new id); they are small
 FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 MAX_FIELDS = 50

@@ -22,6 +22,7 @@ from wopr_platform.fleet.isolation import HostIsolation
 from wopr_platform.fleet.lifecycle.service import FleetService
 from wopr_platform.fleet.observation.events import EventBus
 from wopr_platform.fleet.observation.observed import ObservedState
+from wopr_platform.fleet.quotas.service import Quotas
 from wopr_platform.fleet.reconciliation.reconciler import Reconciler
 from wopr_platform.proxy.sync import ProxySync
 from wopr_platform.templates.service import TemplateService
@@ -35,6 +36,7 @@ class Services:
     """Every service a route may call, built once per process by the composition root (`wopr_platform.app`)."""
 
     fleet: FleetService
+    quotas: Quotas
     templates: TemplateService
     updates: UpdateService
     audit: AuditService
@@ -60,6 +62,10 @@ def services(request: Request) -> Services:
 
 def _fleet(request: Request) -> FleetService:
     return services(request).fleet
+
+
+def _quotas(request: Request) -> Quotas:
+    return services(request).quotas
 
 
 def _templates(request: Request) -> TemplateService:
@@ -96,6 +102,7 @@ def _bot_id(bot_id: Annotated[str, Path()]) -> str:
 AllServices = Annotated[Services, Depends(services)]
 Fleet = Annotated[FleetService, Depends(_fleet)]
 Templates = Annotated[TemplateService, Depends(_templates)]
+TenantQuotas = Annotated[Quotas, Depends(_quotas)]
 Updates = Annotated[UpdateService, Depends(_updates)]
 Audit = Annotated[AuditService, Depends(_audit)]
 Accounts = Annotated[AccountService, Depends(_accounts)]

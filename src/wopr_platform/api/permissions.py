@@ -38,6 +38,8 @@ ROUTES: dict[str, Need] = {
     "POST /members/{user_id}/ownership": "owner",
     "GET /users": "platform_admin",
     "PATCH /users/{user_id}": "platform_admin",
+    "GET /tenants/{tenant_id}/quota": "platform_admin",
+    "PUT /tenants/{tenant_id}/quota": "platform_admin",
     "GET /keys": "admin",
     "POST /keys": "admin",
     "DELETE /keys/{key_id}": "admin",
@@ -53,6 +55,7 @@ ROUTES: dict[str, Need] = {
     "GET /fleet/bots/{bot_id}/logs": "read:secrets",
     "GET /fleet/drift": "read",
     "GET /fleet/events": "read",
+    "GET /fleet/quota": "read",
     # templates
     "GET /fleet/templates": "read",
     "GET /fleet/templates/{name}": "read",

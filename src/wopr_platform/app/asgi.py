@@ -29,6 +29,7 @@ from wopr_platform.api.routes.fleet import router as fleet_router
 from wopr_platform.api.routes.health import router as health_router
 from wopr_platform.api.routes.proxy import router as proxy_router
 from wopr_platform.api.routes.templates import router as templates_router
+from wopr_platform.api.routes.tenants import router as tenants_router
 from wopr_platform.api.routes.updates import router as updates_router
 from wopr_platform.api.routes.users import router as users_router
 from wopr_platform.app.build import build
@@ -131,6 +132,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     app.include_router(audit_router)
     app.include_router(accounts_router)
     app.include_router(users_router)
+    app.include_router(tenants_router)
     # outermost last: the client's address is settled first, then rate limits, the body limit, ambiguity, audit
     app.add_middleware(AuditMiddleware, writer=audit)
     app.add_middleware(Unambiguous)

@@ -43,6 +43,7 @@ from wopr_platform.fleet.observation.health import HealthMonitor, ProbeConfig
 from wopr_platform.fleet.observation.observed import ObservedState
 from wopr_platform.fleet.observation.stats import StatsCollector
 from wopr_platform.fleet.observation.watcher import EngineWatcher
+from wopr_platform.fleet.quotas.service import Quotas
 from wopr_platform.fleet.reconciliation.reconciler import Reconciler
 from wopr_platform.fleet.reconciliation.recovery import Recovery
 from wopr_platform.fleet.secrets.sealed_env import SecretEnv
@@ -173,7 +174,9 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
         registry_auth=credentials.engine_auth,
         on_network=isolation.cover if isolation is not None else None,
     )
+    quotas = Quotas(db=database, settings=settings)
     replacer = Replacer(
+        quotas=quotas,
         db=database,
         containers=containers,
         instances=instances,
@@ -181,7 +184,9 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
         journal=journal,
         crash=crash,
     )
-    recovery = Recovery(db=database, journal=journal, containers=containers, engine=docker, locks=locks, events=events)
+    recovery = Recovery(
+        db=database, journal=journal, containers=containers, engine=docker, locks=locks, events=events, quotas=quotas
+    )
     reconciler = Reconciler(
         db=database,
         containers=containers,
@@ -209,6 +214,7 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
         commits=CommitCounter(db),
         settings=settings,
         secrets=secret_env,
+        quotas=quotas,
     )
     await fleet.load()
     templates = TemplateService(
@@ -280,6 +286,7 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
         )
     services = Services(
         fleet=fleet,
+        quotas=quotas,
         templates=templates,
         updates=updates,
         audit=AuditService(db=database, writer=audit),

@@ -46,6 +46,12 @@ class Conflict(PlatformError):
     code = "conflict"
 
 
+class QuotaExceeded(Conflict):
+    """The change would take a tenant past one of its quotas (bots, memory, CPUs); freeing some lets it pass."""
+
+    code = "quota_exceeded"
+
+
 class PayloadTooLarge(PlatformError):
     status = 413
     code = "payload_too_large"

@@ -68,6 +68,11 @@ class Settings(BaseSettings):
     )
     default_cpus: float = Field(1.0, ge=limits.MIN_CPUS, le=limits.CEILING_CPUS, validation_alias="FLEET_DEFAULT_CPUS")
     default_pids: int = Field(256, ge=limits.MIN_PIDS, le=limits.CEILING_PIDS, validation_alias="FLEET_DEFAULT_PIDS")
+    # quotas of each tenant (see fleet/quotas): at most this many bots, and these sums of their effective memory and
+    # CPU limits; 0 means no limit; the platform's operator may set other values per tenant
+    tenant_max_bots: int = Field(50, ge=0, le=1_000_000, validation_alias="FLEET_TENANT_MAX_BOTS")
+    tenant_max_memory_mb: int = Field(32768, ge=0, le=1_000_000_000, validation_alias="FLEET_TENANT_MAX_MEMORY_MB")
+    tenant_max_cpus: float = Field(32.0, ge=0, le=1_000_000, validation_alias="FLEET_TENANT_MAX_CPUS")
     # profile templates (None: the packaged standard templates) and the file of values for their ${VAR}s
     templates_dir: Path | None = Field(None, validation_alias="FLEET_TEMPLATES_DIR")
     template_secrets_file: Path | None = Field(None, validation_alias="FLEET_TEMPLATE_SECRETS")
@@ -163,6 +168,11 @@ class Settings(BaseSettings):
         if bound is not None and value > bound:
             raise ValueError(f"must not exceed FLEET_{bound_field.upper()} ({bound})")
         return value
+
+    @field_validator("tenant_max_bots", "tenant_max_memory_mb", "tenant_max_cpus", mode="before")
+    @classmethod
+    def _empty_quota_is_unlimited(cls, value: object) -> object:
+        return 0 if isinstance(value, str) and not value.strip() else value
 
     @field_validator("platform_secret", mode="before")
     @classmethod

@@ -87,6 +87,25 @@ class Bot(Base):
     resources: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 
 
+class TenantQuota(Base):
+    """One tenant's quota overrides (None: the platform's `FLEET_TENANT_MAX_*`) and what its bots use now.
+
+    The usage columns are the sums of the effective limits of the tenant's bots, changed in the same transaction
+    that adds, changes or removes a bot (see `fleet.quotas`); CPUs are kept in milli-CPUs so every amount is an
+    integer.
+    """
+
+    __tablename__ = "tenant_quotas"
+
+    tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    max_bots: Mapped[int | None] = mapped_column(Integer, default=None)
+    max_memory_mb: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    max_mcpus: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    bots: Mapped[int] = mapped_column(Integer, default=0)
+    memory_mb: Mapped[int] = mapped_column(BigInteger, default=0)
+    mcpus: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class Operation(Base):
     """A multi-step change in flight (see `fleet.journal`)."""
 

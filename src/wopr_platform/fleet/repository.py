@@ -117,8 +117,13 @@ class BotRepository:
         except IntegrityError as err:
             raise _conflict(err) from None
 
-    async def delete(self, bot_id: str) -> None:
-        await self._session.execute(delete(Bot).where(Bot.id == bot_id))
+    async def delete(self, bot_id: str) -> Any | None:
+        """Delete the bot; its row's `resources` (what it counted against its tenant's quotas), None when there was
+        no such bot. Only `fleet.quotas` calls it, so the usage is given back in the same transaction."""
+        result = await self._session.execute(
+            delete(Bot).where(Bot.id == bot_id).returning(Bot.resources).execution_options(synchronize_session=False)
+        )
+        return result.first()
 
     async def claim_seed(self, bot: Bot, version: int, *, stale_bot_id: str | None) -> None:
         """Record `bot` as its template's seeded bot in the tenant (state `creating`), replacing a stale claim;

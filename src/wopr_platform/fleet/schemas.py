@@ -358,3 +358,44 @@ class DriftReport(_Wire):
     last_run_at: datetime | None
     last_run_ms: float | None
     stale: str | None = Field(description="why the engine's state is not known now (null when it is)")
+
+
+# --- quotas -----------------------------------------------------------------------------------------------
+
+MAX_QUOTA_BOTS = 1_000_000
+MAX_QUOTA_MEMORY_MB = 1_000_000_000
+MAX_QUOTA_CPUS = 1_000_000.0
+
+
+class QuotaOverrides(_Wire):
+    """PUT /tenants/{tenantId}/quota: a tenant's own limits; null (or left out) is the platform's default
+    (`FLEET_TENANT_MAX_*`), 0 is no limit."""
+
+    max_bots: Annotated[int, Field(ge=0, le=MAX_QUOTA_BOTS)] | None = None
+    max_memory_mb: Annotated[int, Field(ge=0, le=MAX_QUOTA_MEMORY_MB)] | None = None
+    max_cpus: Annotated[float, Field(ge=0, le=MAX_QUOTA_CPUS)] | None = None
+
+
+class QuotaLimits(_Wire):
+    """The limits in force: the tenant's overrides, else the platform's defaults; 0 is no limit."""
+
+    max_bots: int
+    max_memory_mb: int
+    max_cpus: float
+
+
+class QuotaUsage(_Wire):
+    """What the tenant's bots hold now: how many, and the sums of their effective memory and CPU limits."""
+
+    bots: int
+    memory_mb: int
+    cpus: float
+
+
+class TenantQuota(_Wire):
+    """A tenant's quota: the limits in force, its own overrides (null: the default) and its usage."""
+
+    tenant_id: str
+    limits: QuotaLimits
+    overrides: QuotaOverrides
+    usage: QuotaUsage

@@ -9,10 +9,10 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from wopr_platform.api.auth import Operator
-from wopr_platform.api.deps import AllServices, BotId, Fleet, Templates, checked_id
+from wopr_platform.api.deps import AllServices, BotId, Fleet, Templates, TenantQuotas, checked_id
 from wopr_platform.api.routes.templates import CreateBotBody
 from wopr_platform.fleet.observation.events import sse_stream
-from wopr_platform.fleet.schemas import BotDetail, BotList, BotPatch, BotProfile, DriftReport, Ok
+from wopr_platform.fleet.schemas import BotDetail, BotList, BotPatch, BotProfile, DriftReport, Ok, TenantQuota
 from wopr_platform.templates.schemas import TemplateBotCreate
 
 router = APIRouter(prefix="/fleet", tags=["fleet"])
@@ -86,6 +86,12 @@ async def stop_bot(bot_id: BotId, principal: Operator, fleet: Fleet) -> Ok:
 async def restart_bot(bot_id: BotId, principal: Operator, fleet: Fleet) -> Ok:
     await fleet.restart_bot(principal.tenant_id, bot_id)
     return Ok()
+
+
+@router.get("/quota", response_model=TenantQuota)
+async def quota(principal: Operator, quotas: TenantQuotas) -> TenantQuota:
+    """The caller's tenant's quota: the limits in force, its overrides and what its bots use now."""
+    return await quotas.quota(principal.tenant_id)
 
 
 @router.get("/drift", response_model=DriftReport)

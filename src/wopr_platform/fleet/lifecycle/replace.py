@@ -24,6 +24,7 @@ from wopr_platform.docker.types import ContainerInfo
 from wopr_platform.fleet.lifecycle.containers import BotContainers, Snapshot
 from wopr_platform.fleet.lifecycle.journal import Journal
 from wopr_platform.fleet.observation.health import HealthMonitor
+from wopr_platform.fleet.quotas.service import Quotas
 from wopr_platform.fleet.repository import BotRepository
 from wopr_platform.instance.client import InstanceClient
 
@@ -58,7 +59,9 @@ class Replacer:
         health: HealthMonitor,
         journal: Journal,
         crash: CrashPoints,
+        quotas: Quotas,
     ) -> None:
+        self._quotas = quotas
         self._db = db
         self._containers = containers
         self._instances = instances
@@ -122,12 +125,18 @@ class Replacer:
         return Replaced(bot=stored, why="replaced", old_image_id=swap.old.image_id if swap.old is not None else None)
 
     async def _store(self, bot: Bot, changes: dict[str, Any], *, container_id: str, op_id: str) -> Bot:
-        """Write the new profile and mark the journal row committed, in one transaction."""
+        """Write the new profile, its change of the tenant's usage, and mark the journal row committed, in one
+        transaction (a refused charge undoes it all, and the caller brings the old container back)."""
         async with self._db.step() as session:
+            if "resources" in changes:
+                await self._quotas.hold(session, bot.tenant_id)
             repo = BotRepository(session)
             stored = await repo.get_any(bot.id)
             if stored is None:
                 raise NotFound("bot not found", details={"botId": bot.id})
+            if "resources" in changes:
+                delta = self._quotas.change(stored.resources, changes["resources"])
+                await self._quotas.charge(session, stored.tenant_id, delta)
             for field, value in changes.items():
                 setattr(stored, field, value)
             stored.updated_at = datetime.now(UTC)

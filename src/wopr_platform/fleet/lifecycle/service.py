@@ -37,6 +37,7 @@ from wopr_platform.fleet.observation.events import EventBus
 from wopr_platform.fleet.observation.health import HealthMonitor
 from wopr_platform.fleet.observation.observed import ObservedState
 from wopr_platform.fleet.observation.stats import StatsCollector
+from wopr_platform.fleet.quotas.service import Quotas
 from wopr_platform.fleet.repository import BotRepository
 from wopr_platform.fleet.schemas import (
     BotCreate,
@@ -88,8 +89,10 @@ class FleetService:
         commits: CommitCounter,
         settings: Settings,
         secrets: SecretEnv,
+        quotas: Quotas,
     ) -> None:
         self._commits = commits
+        self._quotas = quotas
         self._secrets = secrets
         self._list_cache: dict[str, tuple[int, float, Sequence[Any]]] = {}
         self._db = db
@@ -135,6 +138,7 @@ class FleetService:
                     resealed += 1
         if resealed:
             log.info("secret env values sealed with the current key", extra={"bots": resealed})
+        await self._quotas.recount()
 
     # reads ----------------------------------------------------------------------------------------------
 
@@ -193,6 +197,7 @@ class FleetService:
         _check_secret_keys(request.secret_env, request.env)
         own_limits = request.resources.stored() if request.resources else None
         await self._containers.check_limits(own_limits)
+        await self._quotas.check(tenant_id, self._quotas.of_bot(own_limits))  # before the pull; the charge decides
         bot_id = str(uuid.uuid4())
         subdomain = request.subdomain or await self._default_subdomain(request.name, bot_id)
         now = _now()
@@ -241,10 +246,9 @@ class FleetService:
                 )
             except BaseException:
                 async with self._db.step() as session:
-                    repo = BotRepository(session)
-                    await repo.delete(bot_id)
+                    await self._quotas.remove_bot(session, tenant_id, bot_id)
                     if origin is not None and origin.seed:
-                        await repo.release_seed(bot_id)
+                        await BotRepository(session).release_seed(bot_id)
                     await self._journal.finish(session, op_id)
                 self._health.forget(bot_id)
                 raise
@@ -260,9 +264,10 @@ class FleetService:
         return self._views.profile(bot)
 
     async def _store_new(self, bot: Bot, origin: BotOrigin | None) -> str:
-        """Store a new bot, its seed claim and its create intent in the journal, in one transaction; returns the
-        journal row's id."""
+        """Store a new bot, its charge to its tenant's quotas, its seed claim and its create intent in the journal,
+        in one transaction; returns the journal row's id."""
         async with self._db.step() as session:
+            await self._quotas.charge(session, bot.tenant_id, self._quotas.of_bot(bot.resources))
             repo = BotRepository(session)
             await repo.add(bot)
             if origin is not None and origin.seed:
@@ -284,6 +289,8 @@ class FleetService:
             if "resources" in changes:
                 changes["resources"] = resources.merge(bot.resources, changes["resources"])
                 await self._containers.check_limits(changes["resources"])
+                # before the new container is made; the replacement's commit charges it for good
+                await self._quotas.check(tenant_id, self._quotas.change(bot.resources, changes["resources"]))
             changes = {k: v for k, v in changes.items() if getattr(bot, k) != v}
             if not changes and quiet_env is None:
                 return self._views.profile(bot)
@@ -402,7 +409,7 @@ class FleetService:
                 await self._journal.finish_now(op_id)
                 raise
             async with self._db.step() as session:
-                await BotRepository(session).delete(bot_id)
+                await self._quotas.remove_bot(session, tenant_id, bot_id)
                 await self._journal.finish(session, op_id)
             self._health.forget(bot_id)
         log.info("bot deleted", extra={"bot_id": bot_id, "removed_volumes": remove_volumes})

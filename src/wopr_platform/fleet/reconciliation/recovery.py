@@ -17,6 +17,7 @@ from wopr_platform.fleet.lifecycle.containers import BotContainers
 from wopr_platform.fleet.lifecycle.journal import Journal
 from wopr_platform.fleet.lifecycle.locks import BotLocks
 from wopr_platform.fleet.observation.events import EventBus
+from wopr_platform.fleet.quotas.service import Quotas
 from wopr_platform.fleet.repository import BotRepository
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,9 @@ class Recovery:
         engine: DockerEngine,
         locks: BotLocks,
         events: EventBus,
+        quotas: Quotas,
     ) -> None:
+        self._quotas = quotas
         self._db = db
         self._journal = journal
         self._containers = containers
@@ -76,7 +79,7 @@ class Recovery:
             await self._engine.remove_volume(str(op.payload["volume"]))
         if bot is not None:
             async with self._db.step() as session:
-                await BotRepository(session).delete(op.bot_id)
+                await self._quotas.remove_bot(session, op.tenant_id, op.bot_id)
         self._events.publish("removed", op.bot_id, op.tenant_id, reason="interrupted create undone")
 
     async def _finish_delete(self, op: Operation) -> None:
@@ -89,7 +92,7 @@ class Recovery:
             for name in op.payload.get("volumes") or ():  # the ones it had before (rows of older platforms: none)
                 await self._containers.remove_earlier_volume(str(name))
         async with self._db.step() as session:
-            await BotRepository(session).delete(op.bot_id)
+            await self._quotas.remove_bot(session, op.tenant_id, op.bot_id)
         self._events.publish("removed", op.bot_id, op.tenant_id, reason="interrupted delete finished")
 
     async def _settle_patch(self, op: Operation, bot: Bot) -> None:
