@@ -44,6 +44,7 @@ from wopr_platform.core.errors import Conflict, Forbidden, NotFound, PlatformErr
 from wopr_platform.core.networks import Networks
 from wopr_platform.db import models
 from wopr_platform.db.unit import Database
+from wopr_platform.mail.smtp import Mailer
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,9 @@ class AccountSettings:
     signup: SignupMode = "open"
     session_idle: timedelta = timedelta(hours=8)
     session_max_age: timedelta = timedelta(days=7)
+    password_reset_ttl: timedelta = timedelta(hours=1)
+    invitation_ttl: timedelta = timedelta(days=7)
+    platform_url: str = "http://localhost:3100"  # links in mails point here
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,9 +109,17 @@ def _key_out(key: models.ApiKey) -> KeyOut:
 class AccountService:
     """Users, sessions, tenants, members and keys."""
 
-    def __init__(self, *, db: Database, settings: AccountSettings, clock: Callable[[], datetime] = _now) -> None:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        settings: AccountSettings,
+        mailer: Mailer | None = None,
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
         self._db = db
         self._settings = settings
+        self._mailer = mailer  # None: mail is off
         self._clock = clock
         self._attempts = TokenBuckets(LOGIN_ATTEMPTS, LOGIN_WINDOW)
 

@@ -45,6 +45,7 @@ from wopr_platform.fleet.reconciliation.reconciler import Reconciler
 from wopr_platform.fleet.reconciliation.recovery import Recovery
 from wopr_platform.fleet.secrets.sealed_env import SecretEnv
 from wopr_platform.instance.client import InstanceClient
+from wopr_platform.mail.smtp import Mailer, SmtpConfig
 from wopr_platform.proxy.sync import ProxySync
 from wopr_platform.registry.client import RegistryClient
 from wopr_platform.registry.credentials import CredentialStore
@@ -92,6 +93,24 @@ class Platform:
 
     async def close_database(self) -> None:
         await self.database.dispose()
+
+
+def mailer(settings: Settings) -> Mailer | None:
+    """The outgoing mail server, or None (logged) when SMTP_HOST is not set: what needs mail then answers 503."""
+    if settings.smtp_host is None:
+        log.warning("outgoing mail is off (no SMTP_HOST): password reset and invitations answer 503")
+        return None
+    return Mailer(
+        SmtpConfig(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            username=settings.smtp_username,
+            password=settings.smtp_password.get_secret_value() if settings.smtp_password is not None else None,
+            sender=settings.smtp_from,
+            tls=settings.smtp_tls,
+            timeout=settings.smtp_timeout,
+        )
+    )
 
 
 class Closable(Protocol):
@@ -280,7 +299,11 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
                 signup=settings.auth_signup,
                 session_idle=timedelta(seconds=settings.session_idle_timeout),
                 session_max_age=timedelta(seconds=settings.session_max_age),
+                password_reset_ttl=timedelta(seconds=settings.password_reset_ttl),
+                invitation_ttl=timedelta(seconds=settings.invitation_ttl),
+                platform_url=settings.platform_url.rstrip("/"),
             ),
+            mailer=mailer(settings),
         ),
         reconciler=reconciler,
         events=events,
