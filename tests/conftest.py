@@ -77,6 +77,7 @@ DATABASE_TESTS = frozenset(
         "integration/test_image_watcher",
         "integration/test_leadership",
         "integration/test_lifecycle",
+        "integration/test_password_reset",
         "integration/test_patch",
         "integration/test_proxy::test_subdomains_are_validated_unique_across_tenants_and_patchable",
         "integration/test_reconciler",

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from wopr_platform.db.models import ApiKey, Membership, Session, Tenant, User
+from wopr_platform.db.models import ApiKey, Membership, PasswordReset, Session, Tenant, User
 
 
 class AccountRepository:
@@ -28,7 +28,7 @@ class AccountRepository:
     async def any_user(self) -> bool:
         return (await self._session.scalar(select(func.count()).select_from(User))) != 0
 
-    def add(self, row: User | Session | Tenant | Membership | ApiKey) -> None:
+    def add(self, row: User | Session | Tenant | Membership | ApiKey | PasswordReset) -> None:
         self._session.add(row)
 
     async def flush(self) -> None:
@@ -124,4 +124,25 @@ class AccountRepository:
             update(ApiKey)
             .where(ApiKey.tenant_id == tenant_id, ApiKey.created_by == user_id, ApiKey.revoked_at.is_(None))
             .values(revoked_at=at)
+        )
+
+    # password resets
+
+    async def use_reset(self, token_hash: str, at: datetime) -> str | None:
+        """Spend a reset token that is unused and unexpired, in one statement (a second use finds nothing): its
+        user's id, or None."""
+        return await self._session.scalar(
+            update(PasswordReset)
+            .where(
+                PasswordReset.token_hash == token_hash, PasswordReset.used_at.is_(None), PasswordReset.expires_at > at
+            )
+            .values(used_at=at)
+            .returning(PasswordReset.user_id)
+        )
+
+    async def void_resets_of(self, user_id: str, at: datetime) -> None:
+        await self._session.execute(
+            update(PasswordReset)
+            .where(PasswordReset.user_id == user_id, PasswordReset.used_at.is_(None))
+            .values(used_at=at)
         )

@@ -48,6 +48,18 @@ class PasswordChangeIn(_In):
     new_password: Password
 
 
+Token = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+class PasswordResetIn(_In):
+    email: Email
+
+
+class PasswordResetConfirmIn(_In):
+    token: Token = Field(description="the token of the link in the mail")
+    new_password: Password
+
+
 class TenantIn(_In):
     id: TenantId
     name: Name

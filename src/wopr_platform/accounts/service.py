@@ -7,17 +7,18 @@ sign-in checks a dummy hash for an unknown email, so both cost the same time.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from sqlalchemy.exc import IntegrityError
 
-from wopr_platform.accounts import credentials
+from wopr_platform.accounts import credentials, mails
 from wopr_platform.accounts.repository import AccountRepository
 from wopr_platform.accounts.schemas import (
     Accepted,
@@ -40,7 +41,15 @@ from wopr_platform.accounts.schemas import (
 )
 from wopr_platform.core.access import ROLE_SCOPES, Role, Scope
 from wopr_platform.core.buckets import TokenBuckets, address_key
-from wopr_platform.core.errors import Conflict, Forbidden, NotFound, PlatformError, Unauthorized
+from wopr_platform.core.errors import (
+    Conflict,
+    Forbidden,
+    MailUnavailable,
+    NotFound,
+    PlatformError,
+    Unauthorized,
+    ValidationFailed,
+)
 from wopr_platform.core.networks import Networks
 from wopr_platform.db import models
 from wopr_platform.db.unit import Database
@@ -53,11 +62,26 @@ TOUCH_EVERY = timedelta(seconds=60)  # last-seen and last-used times are written
 LOGIN_ATTEMPTS = 10  # per account and per client address ...
 LOGIN_WINDOW = 300.0  # ... per this many seconds
 MAX_TENANTS_LISTED = 1000
+RESET_PER_EMAIL = 3  # password-reset mails asked for one address ...
+RESET_PER_ADDRESS = 10  # ... and from one client address ...
+RESET_WINDOW = 900.0  # ... per this many seconds
+SHUTDOWN_WAIT = 15.0  # seconds mails still being sent get at shutdown
 
 
 class TooManyAttempts(PlatformError):
     status = 429
     code = "login_throttled"
+
+
+class ResetThrottled(TooManyAttempts):
+    code = "reset_throttled"
+
+
+def _throttle(buckets: TokenBuckets, keys: tuple[str, ...], error: type[TooManyAttempts], what: str) -> None:
+    for bucket in keys:
+        wait = buckets.take(bucket)
+        if wait > 0:
+            raise error(f"too many {what}; try again later", details={"retryAfter": int(wait) + 1})
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +146,24 @@ class AccountService:
         self._mailer = mailer  # None: mail is off
         self._clock = clock
         self._attempts = TokenBuckets(LOGIN_ATTEMPTS, LOGIN_WINDOW)
+        self._reset_emails = TokenBuckets(RESET_PER_EMAIL, RESET_WINDOW)
+        self._reset_addresses = TokenBuckets(RESET_PER_ADDRESS, RESET_WINDOW)
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def close(self) -> None:
+        """Let mails still being sent finish (at most SHUTDOWN_WAIT seconds), at shutdown."""
+        if self._background:
+            await asyncio.wait(self._background, timeout=SHUTDOWN_WAIT)
+
+    def _later(self, work: Coroutine[None, None, None]) -> None:
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _mail(self) -> Mailer:
+        if self._mailer is None:
+            raise MailUnavailable("this platform sends no mail (no SMTP_HOST is configured)")
+        return self._mailer
 
     # --- sign-up, sign-in, sessions --------------------------------------------------------------------------
 
@@ -255,6 +297,62 @@ class AccountService:
             user.sessions_valid_after = now
             await repo.revoke_sessions_of(user_id, now)
         return await self._new_session(user_id)
+
+    # --- password reset ---------------------------------------------------------------------------------------
+
+    async def request_password_reset(self, email: str, client: str | None) -> Accepted:
+        """Mail a single-use link that sets a new password, if an account has `email`.
+
+        The answer, and its timing, are the same either way: the lookup, the token and the mail happen after the
+        answer, in the background. Requests are throttled per email and per client address."""
+        mailer = self._mail()
+        email = email.lower()
+        _throttle(self._reset_emails, ("email:" + credentials.digest(email),), ResetThrottled, "reset requests")
+        _throttle(self._reset_addresses, ("addr:" + address_key(client),), ResetThrottled, "reset requests")
+        self._later(self._send_reset(mailer, email))
+        return Accepted(message="if an account has this email, a link to set a new password is on its way")
+
+    async def _send_reset(self, mailer: Mailer, email: str) -> None:
+        try:
+            token = credentials.new_token()
+            now = self._clock()
+            async with self._db.unit() as session:
+                repo = AccountRepository(session)
+                user = await repo.user_by_email(email)
+                if user is None:
+                    return
+                repo.add(
+                    models.PasswordReset(
+                        id=str(uuid.uuid4()),
+                        token_hash=credentials.digest(token),
+                        user_id=user.id,
+                        created_at=now,
+                        expires_at=now + self._settings.password_reset_ttl,
+                    )
+                )
+            subject, text = mails.password_reset(self._settings.platform_url, token, self._settings.password_reset_ttl)
+            await mailer.send(email, subject, text)
+            log.info("password reset mailed", extra={"user": user.id})
+        except Exception:  # in the background: logged, never raised into the event loop
+            log.exception("password reset not mailed")
+
+    async def confirm_password_reset(self, token: str, new_password: str) -> None:
+        """Set the password of the token's account and end every session of it; the token works once."""
+        new_hash = await credentials.hash_password(new_password)
+        now = self._clock()
+        async with self._db.unit() as session:
+            repo = AccountRepository(session)
+            user_id = await repo.use_reset(credentials.digest(token), now)
+            user = await repo.user(user_id) if user_id is not None else None
+            if user is None:
+                raise ValidationFailed(
+                    "this link is unknown, used or expired: ask for a new one", details={"code": "invalid_token"}
+                )
+            user.password_hash = new_hash
+            user.sessions_valid_after = now
+            await repo.revoke_sessions_of(user.id, now)
+            await repo.void_resets_of(user.id, now)
+        log.info("password reset", extra={"user": user.id})
 
     async def me(self, user_id: str) -> UserOut:
         async with self._db.read() as session:

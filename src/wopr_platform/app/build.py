@@ -288,23 +288,24 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
             caddy=caddy,
             may_write=lambda: leadership.is_leader,
         )
+    accounts = AccountService(
+        db=database,
+        settings=AccountSettings(
+            signup=settings.auth_signup,
+            session_idle=timedelta(seconds=settings.session_idle_timeout),
+            session_max_age=timedelta(seconds=settings.session_max_age),
+            password_reset_ttl=timedelta(seconds=settings.password_reset_ttl),
+            invitation_ttl=timedelta(seconds=settings.invitation_ttl),
+            platform_url=settings.platform_url.rstrip("/"),
+        ),
+        mailer=mailer(settings),
+    )
     services = Services(
         fleet=fleet,
         templates=templates,
         updates=updates,
         audit=AuditService(db=database, writer=audit),
-        accounts=AccountService(
-            db=database,
-            settings=AccountSettings(
-                signup=settings.auth_signup,
-                session_idle=timedelta(seconds=settings.session_idle_timeout),
-                session_max_age=timedelta(seconds=settings.session_max_age),
-                password_reset_ttl=timedelta(seconds=settings.password_reset_ttl),
-                invitation_ttl=timedelta(seconds=settings.invitation_ttl),
-                platform_url=settings.platform_url.rstrip("/"),
-            ),
-            mailer=mailer(settings),
-        ),
+        accounts=accounts,
         reconciler=reconciler,
         events=events,
         proxy=proxy,
@@ -319,7 +320,14 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
         loops += (proxy,)
     if isolation is not None:
         loops += (isolation,)
-    clients: tuple[Closable, ...] = (instances, *((caddy,) if caddy is not None else ()), registry, docker)
+    # the accounts service first: mails it is still sending may need the database and the mail server
+    clients: tuple[Closable, ...] = (
+        accounts,
+        instances,
+        *((caddy,) if caddy is not None else ()),
+        registry,
+        docker,
+    )
     return Platform(
         services=services,
         loops=loops,

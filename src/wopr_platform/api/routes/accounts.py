@@ -19,6 +19,8 @@ from wopr_platform.accounts.schemas import (
     MemberList,
     MemberOut,
     PasswordChangeIn,
+    PasswordResetConfirmIn,
+    PasswordResetIn,
     RoleIn,
     SessionOut,
     SignupIn,
@@ -95,6 +97,25 @@ async def change_password(
     """Change the password: every session ends and this browser gets a new one."""
     new = await accounts.change_password(_user_of(caller), body.current_password, body.new_password)
     return _set_cookie(request, response, new)
+
+
+def _client(request: Request) -> str | None:
+    client = request.scope.get("client")
+    return client[0] if client else None
+
+
+@router.post("/auth/password-reset", status_code=202, response_model=Accepted)
+async def request_password_reset(body: PasswordResetIn, request: Request, accounts: Accounts) -> Accepted:
+    """Mail a single-use link that sets a new password; the answer is the same whether or not the email has an
+    account (503 `mail_unavailable` when the platform sends no mail)."""
+    return await accounts.request_password_reset(body.email, _client(request))
+
+
+@router.post("/auth/password-reset/confirm", status_code=204, response_class=Response)
+async def confirm_password_reset(body: PasswordResetConfirmIn, accounts: Accounts) -> Response:
+    """Set a new password with the token from the mail: every session of the account ends; sign in again."""
+    await accounts.confirm_password_reset(body.token, body.new_password)
+    return Response(status_code=204)
 
 
 @router.get("/auth/me", response_model=UserOut)
