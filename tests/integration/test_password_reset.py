@@ -80,9 +80,7 @@ async def test_the_answer_is_the_same_for_an_unknown_email_and_no_mail_goes_out(
         assert len((await session.scalars(select(models.PasswordReset))).all()) == 1
 
 
-async def test_an_expired_token_is_refused_and_a_used_one_voids_the_others(
-    mailing: Platform, smtp: MailServer
-) -> None:
+async def test_an_expired_token_is_refused_and_a_used_one_voids_the_others(mailing: Platform, smtp: MailServer) -> None:
     address = await sign_up(mailing, "twice")
     async with anonymous(mailing) as client:
         for _ in range(3):
