@@ -109,6 +109,7 @@ def _request(method: str, path: str, bot_id: str) -> tuple[str, dict[str, Any]]:
         bot_id = str(uuid.uuid4())
     url = path.replace("{bot_id}", bot_id).replace("{rollout_id}", str(uuid.uuid4())).replace("{name}", "nope")
     url = url.replace("{user_id}", str(uuid.uuid4())).replace("{key_id}", str(uuid.uuid4()))
+    url = url.replace("{invitation_id}", str(uuid.uuid4()))
     # bodies that pass no validation: a call that gets through answers 400/404 and changes nothing
     return url, ({"json": {"unexpected": True}} if method in ("POST", "PATCH", "PUT") else {})
 

@@ -22,6 +22,9 @@ from wopr_platform.accounts import credentials, mails
 from wopr_platform.accounts.repository import AccountRepository
 from wopr_platform.accounts.schemas import (
     Accepted,
+    InvitationIn,
+    InvitationList,
+    InvitationOut,
     KeyCaller,
     KeyCreated,
     KeyIn,
@@ -102,6 +105,24 @@ class NewSession:
     answer: SessionOut
 
 
+def _invalid_invitation() -> ValidationFailed:
+    return ValidationFailed(
+        "this invitation is unknown, used, revoked, expired or for another email",
+        details={"code": "invalid_invitation"},
+    )
+
+
+def _invitation_out(row: models.Invitation) -> InvitationOut:
+    return InvitationOut(
+        id=row.id,
+        email=row.email,
+        role=row.role,
+        invited_by=row.invited_by,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+    )
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -168,24 +189,34 @@ class AccountService:
     # --- sign-up, sign-in, sessions --------------------------------------------------------------------------
 
     async def signup(self, body: SignupIn) -> Accepted:
-        """Make a user and their own tenant (they own it). The first user of the platform is its admin.
+        """Make a user and their own tenant (they own it); with an invitation, a user who joins the inviting tenant
+        instead. The first user of the platform is its admin.
 
         The answer is the same whether or not the email already had an account (and the password is hashed
         either way), so sign-up does not tell who has one."""
         email = body.email.lower()
         password_hash = await credentials.hash_password(body.password)
         accepted = Accepted(message="if the email was new, the account exists now: sign in with it")
+        if body.invitation is not None and (body.tenant_id is not None or body.tenant_name is not None):
+            raise ValidationFailed(
+                "an invited user joins the inviting tenant: send no tenantId or tenantName with an invitation",
+                details={"code": "invitation_with_tenant", "field": "invitation"},
+            )
         async with self._db.unit() as session:
             repo = AccountRepository(session)
             first = not await repo.any_user()
-            if self._settings.signup != "open" and not first:
+            now = self._clock()
+            invitation = None
+            if body.invitation is not None:
+                if self._settings.signup == "off" and not first:
+                    raise Forbidden("sign-up is closed on this platform", details={"code": "signup_closed"})
+                invitation = await repo.pending_invitation(credentials.digest(body.invitation), now)
+                if invitation is None or not credentials.same(invitation.email, email):
+                    raise _invalid_invitation()
+            elif self._settings.signup != "open" and not first:
                 raise Forbidden("sign-up is closed on this platform", details={"code": "signup_closed"})
             if await repo.user_by_email(email) is not None:
-                return accepted
-            tenant_id = body.tenant_id or "t-" + secrets.token_hex(5)
-            if await repo.tenant(tenant_id) is not None:
-                raise Conflict("that tenant id is taken", details={"code": "tenant_exists", "field": "tenantId"})
-            now = self._clock()
+                return accepted  # an invitation stays pending: the user accepts it signed in
             user = models.User(
                 id=str(uuid.uuid4()),
                 email=email,
@@ -195,13 +226,21 @@ class AccountService:
                 sessions_valid_after=now,
             )
             repo.add(user)
-            repo.add(models.Tenant(id=tenant_id, name=body.tenant_name or email, created_at=now))
-            repo.add(models.Membership(tenant_id=tenant_id, user_id=user.id, role="owner", created_at=now))
+            if invitation is not None:
+                if not await repo.spend_invitation(invitation.id, user.id, now):
+                    raise _invalid_invitation()
+                tenant_id, role = invitation.tenant_id, invitation.role
+            else:
+                tenant_id, role = body.tenant_id or "t-" + secrets.token_hex(5), "owner"
+                if await repo.tenant(tenant_id) is not None:
+                    raise Conflict("that tenant id is taken", details={"code": "tenant_exists", "field": "tenantId"})
+                repo.add(models.Tenant(id=tenant_id, name=body.tenant_name or email, created_at=now))
+            repo.add(models.Membership(tenant_id=tenant_id, user_id=user.id, role=role, created_at=now))
             try:
                 await repo.flush()
             except IntegrityError:  # the same email or tenant id, made by a concurrent sign-up
                 raise Conflict("that tenant id is taken", details={"code": "tenant_exists"}) from None
-        log.info("user signed up", extra={"user": user.id, "platform_admin": first})
+        log.info("user signed up", extra={"user": user.id, "platform_admin": first, "invited": invitation is not None})
         return accepted
 
     async def login(self, email: str, password: str, client: str | None) -> NewSession:
@@ -457,6 +496,82 @@ class AccountService:
                     membership.role = "admin"
             target.role = "owner"
         return await self.members(tenant_id)
+
+    # --- invitations -------------------------------------------------------------------------------------------
+
+    async def invite(self, tenant_id: str, inviter: str, body: InvitationIn) -> InvitationOut:
+        """Mail a single-use invitation to join the tenant with a role; an earlier pending one to the same email is
+        revoked. When the mail is not accepted by the server the invitation is revoked too, and the answer is 503."""
+        mailer = self._mail()
+        email = body.email.lower()
+        token = credentials.new_token()
+        now = self._clock()
+        row = models.Invitation(
+            id=str(uuid.uuid4()),
+            token_hash=credentials.digest(token),
+            tenant_id=tenant_id,
+            email=email,
+            role=body.role,
+            invited_by=inviter,
+            created_at=now,
+            expires_at=now + self._settings.invitation_ttl,
+        )
+        async with self._db.unit() as session:
+            repo = AccountRepository(session)
+            user = await repo.user_by_email(email)
+            if user is not None and await repo.membership(tenant_id, user.id) is not None:
+                raise Conflict("already a member", details={"code": "member_exists"})
+            tenant = await repo.tenant(tenant_id)
+            await repo.revoke_invitations_to(tenant_id, email, now)
+            repo.add(row)
+        ttl = self._settings.invitation_ttl
+        name = tenant.name if tenant is not None else tenant_id
+        subject, text = mails.invitation(self._settings.platform_url, token, name, body.role, ttl)
+        try:
+            await mailer.send(email, subject, text)
+        except MailUnavailable:
+            async with self._db.unit() as session:
+                await AccountRepository(session).revoke_invitation(row.id, self._clock())
+            raise
+        log.info("invitation mailed", extra={"tenant": tenant_id, "invitation": row.id})
+        return _invitation_out(row)
+
+    async def invitations(self, tenant_id: str) -> InvitationList:
+        async with self._db.read() as session:
+            rows = await AccountRepository(session).pending_invitations(tenant_id, self._clock())
+        return InvitationList(invitations=[_invitation_out(row) for row in rows])
+
+    async def revoke_invitation(self, tenant_id: str, invitation_id: str) -> None:
+        now = self._clock()
+        async with self._db.unit() as session:
+            repo = AccountRepository(session)
+            row = await repo.invitation(tenant_id, invitation_id)
+            if row is None or row.accepted_at is not None or row.revoked_at is not None or row.expires_at <= now:
+                raise NotFound("invitation not found", details={"code": "not_found"})
+            await repo.revoke_invitation(row.id, now)
+
+    async def accept_invitation(self, user_id: str, token: str) -> Membership:
+        """Join the inviting tenant with the invitation's role (the signed-in user's email must be the invited one)."""
+        now = self._clock()
+        async with self._db.unit() as session:
+            repo = AccountRepository(session)
+            user = await repo.user(user_id)
+            invitation = await repo.pending_invitation(credentials.digest(token), now)
+            if user is None or invitation is None or not credentials.same(invitation.email, user.email):
+                raise _invalid_invitation()
+            if await repo.membership(invitation.tenant_id, user_id) is not None:
+                raise Conflict("already a member", details={"code": "member_exists"})
+            if not await repo.spend_invitation(invitation.id, user_id, now):
+                raise _invalid_invitation()
+            repo.add(
+                models.Membership(tenant_id=invitation.tenant_id, user_id=user_id, role=invitation.role, created_at=now)
+            )
+            try:
+                await repo.flush()
+            except IntegrityError:
+                raise Conflict("already a member", details={"code": "member_exists"}) from None
+        log.info("invitation accepted", extra={"tenant": invitation.tenant_id, "user": user_id})
+        return Membership(tenant_id=invitation.tenant_id, role=invitation.role)
 
     async def role_of(self, tenant_id: str, user_id: str) -> Role | None:
         async with self._db.read() as session:

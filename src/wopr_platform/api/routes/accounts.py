@@ -11,6 +11,10 @@ from fastapi import APIRouter, Path, Request, Response
 
 from wopr_platform.accounts.schemas import (
     Accepted,
+    InvitationAcceptIn,
+    InvitationIn,
+    InvitationList,
+    InvitationOut,
     KeyCreated,
     KeyIn,
     KeyList,
@@ -18,6 +22,7 @@ from wopr_platform.accounts.schemas import (
     MemberIn,
     MemberList,
     MemberOut,
+    Membership,
     PasswordChangeIn,
     PasswordResetConfirmIn,
     PasswordResetIn,
@@ -165,6 +170,33 @@ async def remove_member(user_id: UserId, principal: Operator, accounts: Accounts
 async def transfer_ownership(user_id: UserId, principal: Operator, accounts: Accounts) -> MemberList:
     """Make a member the owner; the previous owner becomes an admin."""
     return await accounts.transfer_ownership(principal.tenant_id, checked_id(user_id, "user"))
+
+
+@router.get("/invitations", response_model=InvitationList)
+async def list_invitations(principal: Operator, accounts: Accounts) -> InvitationList:
+    """The tenant's pending invitations (never their tokens)."""
+    return await accounts.invitations(principal.tenant_id)
+
+
+@router.post("/invitations", status_code=201, response_model=InvitationOut)
+async def invite(body: InvitationIn, principal: Operator, accounts: Accounts) -> InvitationOut:
+    """Mail an invitation to join this tenant as admin, member or viewer (503 `mail_unavailable` when the platform
+    sends no mail); the invitee accepts signed in, or signs up with it."""
+    return await accounts.invite(principal.tenant_id, principal.subject, body)
+
+
+@router.delete("/invitations/{invitation_id}", status_code=204, response_class=Response)
+async def revoke_invitation(
+    invitation_id: Annotated[str, Path(description="the invitation's id")], principal: Operator, accounts: Accounts
+) -> Response:
+    await accounts.revoke_invitation(principal.tenant_id, checked_id(invitation_id, "invitation"))
+    return Response(status_code=204)
+
+
+@router.post("/invitations/accept", response_model=Membership)
+async def accept_invitation(body: InvitationAcceptIn, caller: Identified, accounts: Accounts) -> Membership:
+    """Join the inviting tenant with the invitation's role; the signed-in user's email must be the invited one."""
+    return await accounts.accept_invitation(_user_of(caller), body.token)
 
 
 @router.get("/keys", response_model=KeyList)
