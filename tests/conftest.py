@@ -37,7 +37,12 @@ TOKEN = "test-token-" + RUN_ID.hex
 TEST_PLATFORM_SECRET = "test-platform-secret-" + uuid.uuid5(RUN_ID, "platform-secret").hex
 
 # the other real components, each in its own fixture module
-pytest_plugins = ["tests.fixtures.registry", "tests.fixtures.token_registry", "tests.fixtures.caddy"]
+pytest_plugins = [
+    "tests.fixtures.registry",
+    "tests.fixtures.token_registry",
+    "tests.fixtures.caddy",
+    "tests.fixtures.smtp",
+]
 
 
 def free_port() -> int:
@@ -72,6 +77,7 @@ DATABASE_TESTS = frozenset(
         "integration/test_image_watcher",
         "integration/test_leadership",
         "integration/test_lifecycle",
+        "integration/test_password_reset",
         "integration/test_patch",
         "integration/test_proxy::test_subdomains_are_validated_unique_across_tenants_and_patchable",
         "integration/test_quotas",

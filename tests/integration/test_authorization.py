@@ -110,6 +110,7 @@ def _request(method: str, path: str, bot_id: str) -> tuple[str, dict[str, Any]]:
     url = path.replace("{bot_id}", bot_id).replace("{rollout_id}", str(uuid.uuid4())).replace("{name}", "nope")
     url = url.replace("{user_id}", str(uuid.uuid4())).replace("{key_id}", str(uuid.uuid4()))
     url = url.replace("{tenant_id}", "untouched-" + uuid.uuid4().hex[:6])
+    url = url.replace("{invitation_id}", str(uuid.uuid4()))
     # bodies that pass no validation: a call that gets through answers 400/404 and changes nothing
     return url, ({"json": {"unexpected": True}} if method in ("POST", "PATCH", "PUT") else {})
 
@@ -175,6 +176,12 @@ async def test_every_route_answers_every_kind_of_caller_as_the_table_says(make_p
 def test_the_table_has_a_need_for_every_route_and_only_known_needs() -> None:
     known: set[str] = {"public", "identified", "signed_in", "owner", "platform_admin", *ALL}
     assert set(ROUTES.values()) <= known
-    # nothing that changes state is public except signing up and in
+    # nothing that changes state is public except signing up and in, and a password reset (its mailed token is the
+    # credential)
     public_writes = {r for r, need in ROUTES.items() if need == "public" and not r.startswith("GET ")}
-    assert public_writes == {"POST /auth/signup", "POST /auth/login"}
+    assert public_writes == {
+        "POST /auth/signup",
+        "POST /auth/login",
+        "POST /auth/password-reset",
+        "POST /auth/password-reset/confirm",
+    }

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from wopr_platform.db.models import ApiKey, Membership, Session, Tenant, User
+from wopr_platform.db.models import ApiKey, Invitation, Membership, PasswordReset, Session, Tenant, User
 
 
 class AccountRepository:
@@ -28,7 +29,7 @@ class AccountRepository:
     async def any_user(self) -> bool:
         return (await self._session.scalar(select(func.count()).select_from(User))) != 0
 
-    def add(self, row: User | Session | Tenant | Membership | ApiKey) -> None:
+    def add(self, row: User | Session | Tenant | Membership | ApiKey | PasswordReset | Invitation) -> None:
         self._session.add(row)
 
     async def flush(self) -> None:
@@ -125,3 +126,70 @@ class AccountRepository:
             .where(ApiKey.tenant_id == tenant_id, ApiKey.created_by == user_id, ApiKey.revoked_at.is_(None))
             .values(revoked_at=at)
         )
+
+    # password resets
+
+    async def use_reset(self, token_hash: str, at: datetime) -> str | None:
+        """Spend a reset token that is unused and unexpired, in one statement (a second use finds nothing): its
+        user's id, or None."""
+        return await self._session.scalar(
+            update(PasswordReset)
+            .where(
+                PasswordReset.token_hash == token_hash, PasswordReset.used_at.is_(None), PasswordReset.expires_at > at
+            )
+            .values(used_at=at)
+            .returning(PasswordReset.user_id)
+        )
+
+    async def void_resets_of(self, user_id: str, at: datetime) -> None:
+        await self._session.execute(
+            update(PasswordReset)
+            .where(PasswordReset.user_id == user_id, PasswordReset.used_at.is_(None))
+            .values(used_at=at)
+        )
+
+    # invitations
+
+    @staticmethod
+    def _pending(at: datetime) -> tuple[Any, ...]:
+        return (Invitation.accepted_at.is_(None), Invitation.revoked_at.is_(None), Invitation.expires_at > at)
+
+    async def pending_invitation(self, token_hash: str, at: datetime) -> Invitation | None:
+        return (
+            await self._session.scalars(
+                select(Invitation).where(Invitation.token_hash == token_hash, *self._pending(at))
+            )
+        ).first()
+
+    async def pending_invitations(self, tenant_id: str, at: datetime) -> Sequence[Invitation]:
+        return (
+            await self._session.scalars(
+                select(Invitation)
+                .where(Invitation.tenant_id == tenant_id, *self._pending(at))
+                .order_by(Invitation.created_at)
+            )
+        ).all()
+
+    async def invitation(self, tenant_id: str, invitation_id: str) -> Invitation | None:
+        found = await self._session.get(Invitation, invitation_id)
+        return found if found is not None and found.tenant_id == tenant_id else None
+
+    async def spend_invitation(self, invitation_id: str, user_id: str, at: datetime) -> bool:
+        """Accept a pending invitation in one statement: False when it was accepted, revoked or expired meanwhile."""
+        spent = await self._session.scalar(
+            update(Invitation)
+            .where(Invitation.id == invitation_id, *self._pending(at))
+            .values(accepted_at=at, accepted_by=user_id)
+            .returning(Invitation.id)
+        )
+        return spent is not None
+
+    async def revoke_invitations_to(self, tenant_id: str, email: str, at: datetime) -> None:
+        await self._session.execute(
+            update(Invitation)
+            .where(Invitation.tenant_id == tenant_id, Invitation.email == email, *self._pending(at))
+            .values(revoked_at=at)
+        )
+
+    async def revoke_invitation(self, invitation_id: str, at: datetime) -> None:
+        await self._session.execute(update(Invitation).where(Invitation.id == invitation_id).values(revoked_at=at))

@@ -20,6 +20,7 @@ Email = Annotated[str, StringConstraints(max_length=254, pattern=EMAIL_PATTERN)]
 Password = Annotated[str, StringConstraints(min_length=MIN_PASSWORD, max_length=MAX_PASSWORD)]
 TenantId = Annotated[str, StringConstraints(max_length=63, pattern=TENANT_RE.pattern.replace(r"\Z", "$"))]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")]
+Token = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_-]+$")]
 MemberRole = Literal["admin", "member", "viewer"]  # the owner is made by creating a tenant or transferring it
 
 
@@ -36,6 +37,10 @@ class SignupIn(_In):
     password: Password
     tenant_id: TenantId | None = Field(None, description="the new user's own tenant (default: a generated id)")
     tenant_name: Name | None = None
+    invitation: Token | None = Field(
+        None,
+        description="the token of an invitation to this email: the user joins that tenant (no tenant of their own)",
+    )
 
 
 class LoginIn(_In):
@@ -48,6 +53,15 @@ class PasswordChangeIn(_In):
     new_password: Password
 
 
+class PasswordResetIn(_In):
+    email: Email
+
+
+class PasswordResetConfirmIn(_In):
+    token: Token = Field(description="the token of the link in the mail")
+    new_password: Password
+
+
 class TenantIn(_In):
     id: TenantId
     name: Name
@@ -56,6 +70,15 @@ class TenantIn(_In):
 class MemberIn(_In):
     email: Email
     role: MemberRole
+
+
+class InvitationIn(_In):
+    email: Email
+    role: MemberRole
+
+
+class InvitationAcceptIn(_In):
+    token: Token = Field(description="the token of the link in the invitation mail")
 
 
 class RoleIn(_In):
@@ -123,6 +146,19 @@ class MemberOut(_Out):
 
 class MemberList(_Out):
     members: list[MemberOut]
+
+
+class InvitationOut(_Out):
+    id: str
+    email: str
+    role: MemberRole
+    invited_by: str
+    created_at: datetime
+    expires_at: datetime
+
+
+class InvitationList(_Out):
+    invitations: list[InvitationOut] = Field(description="the pending ones: not accepted, revoked or expired")
 
 
 class KeyOut(_Out):

@@ -22,7 +22,17 @@ TARGETS: tuple[tuple[str, TargetKind], ...] = (
     ("rollout_id", "rollout"),
     ("name", "template"),
     ("tenant_id", "tenant"),
+    ("user_id", "user"),
+    ("key_id", "key"),
+    ("invitation_id", "invitation"),
 )
+# what a 201 of each creating route made (its new id is the answer's `id`)
+CREATED: dict[str, TargetKind] = {
+    "/fleet/bots": "bot",
+    "/tenants": "tenant",
+    "/keys": "key",
+    "/invitations": "invitation",
+}
 CAPTURE_LIMIT = 65_536  # bytes of an error (or 201) answer read for its code (or new id); they are small
 FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 MAX_FIELDS = 50
@@ -51,17 +61,20 @@ def _changed_fields(body: bytes | bytearray) -> tuple[str, ...] | None:
     return tuple(names[:MAX_FIELDS])
 
 
-def _target(scope: Scope, status: int, answer: bytes | bytearray) -> tuple[TargetKind | None, str | None]:
+def _target(
+    scope: Scope, route: str | None, status: int, answer: bytes | bytearray
+) -> tuple[TargetKind | None, str | None]:
     params = scope.get("path_params") or {}
     for key, kind in TARGETS:
         value = params.get(key)
         if isinstance(value, str) and value:
             return kind, (value.lower() if kind != "template" else value)[:200]
-    if status == 201:  # a created bot: its new id
+    made = CREATED.get(route or "")
+    if status == 201 and made is not None:  # something created: its new id
         parsed = _json(answer)
         created = parsed.get("id") if isinstance(parsed, dict) else None
         if isinstance(created, str) and created:
-            return "bot", created[:200]
+            return made, created[:200]
     return None, None
 
 
@@ -97,7 +110,7 @@ class AuditMiddleware:
             route = getattr(scope.get("route"), "path", None)
             if not isinstance(principal, Principal) or not isinstance(route, str):
                 return
-            kind, target = _target(scope, status, answer)
+            kind, target = _target(scope, route, status, answer)
             fields = _changed_fields(request_body) if request_body is not None and status < 400 else None
             client = scope.get("client")
             await self._writer.put(

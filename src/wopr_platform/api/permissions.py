@@ -1,6 +1,6 @@
 """What every route needs, in one table: a scope of the caller's tenant, or one of a few role-free needs.
 
-- `public`: anyone (health, sign-up, sign-in);
+- `public`: anyone (health, sign-up, sign-in, password reset: the mailed token is the credential);
 - `identified`: any valid caller (operator token, API key, signed-in user);
 - `signed_in`: a user with the session cookie (what only a person does: password, sign-out);
 - a scope (`read`, `read:secrets`, `write`, `deploy`, `admin`): held for the tenant acted for;
@@ -28,6 +28,8 @@ ROUTES: dict[str, Need] = {
     "POST /auth/logout": "signed_in",
     "POST /auth/logout-everywhere": "signed_in",
     "POST /auth/password": "signed_in",
+    "POST /auth/password-reset": "public",
+    "POST /auth/password-reset/confirm": "public",
     "GET /auth/me": "identified",
     "GET /tenants": "identified",
     "POST /tenants": "signed_in",
@@ -40,6 +42,10 @@ ROUTES: dict[str, Need] = {
     "PATCH /users/{user_id}": "platform_admin",
     "GET /tenants/{tenant_id}/quota": "platform_admin",
     "PUT /tenants/{tenant_id}/quota": "platform_admin",
+    "GET /invitations": "admin",
+    "POST /invitations": "admin",
+    "DELETE /invitations/{invitation_id}": "admin",
+    "POST /invitations/accept": "signed_in",
     "GET /keys": "admin",
     "POST /keys": "admin",
     "DELETE /keys/{key_id}": "admin",

@@ -48,6 +48,7 @@ from wopr_platform.fleet.reconciliation.reconciler import Reconciler
 from wopr_platform.fleet.reconciliation.recovery import Recovery
 from wopr_platform.fleet.secrets.sealed_env import SecretEnv
 from wopr_platform.instance.client import InstanceClient
+from wopr_platform.mail.smtp import Mailer, SmtpConfig
 from wopr_platform.proxy.sync import ProxySync
 from wopr_platform.registry.client import RegistryClient
 from wopr_platform.registry.credentials import CredentialStore
@@ -95,6 +96,24 @@ class Platform:
 
     async def close_database(self) -> None:
         await self.database.dispose()
+
+
+def mailer(settings: Settings) -> Mailer | None:
+    """The outgoing mail server, or None (logged) when SMTP_HOST is not set: what needs mail then answers 503."""
+    if settings.smtp_host is None:
+        log.warning("outgoing mail is off (no SMTP_HOST): password reset and invitations answer 503")
+        return None
+    return Mailer(
+        SmtpConfig(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            username=settings.smtp_username,
+            password=settings.smtp_password.get_secret_value() if settings.smtp_password is not None else None,
+            sender=settings.smtp_from,
+            tls=settings.smtp_tls,
+            timeout=settings.smtp_timeout,
+        )
+    )
 
 
 class Closable(Protocol):
@@ -284,21 +303,26 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
             caddy=caddy,
             may_write=lambda: leadership.is_leader,
         )
+    accounts = AccountService(
+        db=database,
+        settings=AccountSettings(
+            signup=settings.auth_signup,
+            session_idle=timedelta(seconds=settings.session_idle_timeout),
+            session_max_age=timedelta(seconds=settings.session_max_age),
+            password_reset_ttl=timedelta(seconds=settings.password_reset_ttl),
+            invitation_ttl=timedelta(seconds=settings.invitation_ttl),
+            platform_url=settings.platform_url.rstrip("/"),
+        ),
+        mailer=mailer(settings),
+        broadcast=account_changes,
+    )
     services = Services(
         fleet=fleet,
         quotas=quotas,
         templates=templates,
         updates=updates,
         audit=AuditService(db=database, writer=audit),
-        accounts=AccountService(
-            db=database,
-            broadcast=account_changes,
-            settings=AccountSettings(
-                signup=settings.auth_signup,
-                session_idle=timedelta(seconds=settings.session_idle_timeout),
-                session_max_age=timedelta(seconds=settings.session_max_age),
-            ),
-        ),
+        accounts=accounts,
         users=UserAdmin(db=database, broadcast=account_changes),
         reconciler=reconciler,
         events=events,
@@ -314,7 +338,14 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
         loops += (proxy,)
     if isolation is not None:
         loops += (isolation,)
-    clients: tuple[Closable, ...] = (instances, *((caddy,) if caddy is not None else ()), registry, docker)
+    # the accounts service first: mails it is still sending may need the database and the mail server
+    clients: tuple[Closable, ...] = (
+        accounts,
+        instances,
+        *((caddy,) if caddy is not None else ()),
+        registry,
+        docker,
+    )
     return Platform(
         services=services,
         loops=loops,

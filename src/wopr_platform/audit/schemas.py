@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-TargetKind = Literal["bot", "template", "rollout", "tenant"]
+TargetKind = Literal["bot", "template", "rollout", "tenant", "user", "key", "invitation"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -69,6 +69,12 @@ class ServiceUnavailable(PlatformError):
     code = "service_unavailable"
 
 
+class MailUnavailable(ServiceUnavailable):
+    """No outgoing mail is configured (SMTP_HOST), or the mail server refused or could not be reached."""
+
+    code = "mail_unavailable"
+
+
 class EngineUnavailable(ServiceUnavailable):
     """The Docker engine cannot be reached."""
 

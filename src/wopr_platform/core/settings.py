@@ -135,11 +135,27 @@ class Settings(BaseSettings):
     http_max_requests_per_connection: int = Field(
         1000, ge=1, le=1_000_000, validation_alias="HTTP_MAX_REQUESTS_PER_CONNECTION"
     )
-    # accounts (see accounts/): who may sign up (`open`; `invite`: only the first user, the platform admin, then
-    # members are added by tenant admins; `off`), and how long a session lasts idle and at most
+    # accounts (see accounts/): who may sign up (`open`; `invite`: the first user, the platform admin, and people
+    # invited by a tenant admin; `off`), and how long a session lasts idle and at most
     auth_signup: Literal["open", "invite", "off"] = Field("open", validation_alias="AUTH_SIGNUP")
     session_idle_timeout: int = Field(8 * 3600, ge=60, le=30 * 86400, validation_alias="SESSION_IDLE_TIMEOUT")
     session_max_age: int = Field(7 * 86400, ge=300, le=365 * 86400, validation_alias="SESSION_MAX_AGE")
+    # password reset and invitation tokens: how long one stays valid (seconds)
+    password_reset_ttl: int = Field(3600, ge=60, le=86400, validation_alias="PASSWORD_RESET_TTL")
+    invitation_ttl: int = Field(7 * 86400, ge=300, le=90 * 86400, validation_alias="INVITATION_TTL")
+    # outgoing mail (see mail/): the SMTP server (none: mail is off, and what needs it answers 503), how to secure
+    # the connection (`starttls`, `tls` from the first byte, or `off`), the sender, and the address of the web app
+    # that links in mails point at
+    smtp_host: str | None = Field(None, validation_alias="SMTP_HOST")
+    smtp_port: int | None = Field(None, ge=1, le=65535, validation_alias="SMTP_PORT")
+    smtp_username: str | None = Field(None, validation_alias="SMTP_USERNAME")
+    smtp_password: SecretStr | None = Field(None, validation_alias="SMTP_PASSWORD")
+    smtp_from: str = Field("wopr-platform@localhost", min_length=3, max_length=254, validation_alias="SMTP_FROM")
+    smtp_tls: Literal["starttls", "tls", "off"] = Field("starttls", validation_alias="SMTP_TLS")
+    smtp_timeout: float = Field(10.0, gt=0, le=300, validation_alias="SMTP_TIMEOUT")
+    platform_url: str = Field(
+        "http://localhost:3100", pattern=r"^https?://[^\s/]+(/[^\s]*)?$", validation_alias="PLATFORM_URL"
+    )
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list, validation_alias="TRUSTED_PROXIES")
     # secrets at rest (see crypto/keys.py): the key material that seals secret env values in the database, and
     # earlier key material still accepted for reading (comma-separated) while values move to the current key
@@ -207,6 +223,16 @@ class Settings(BaseSettings):
                 raise ValueError(f"must not offer the API's own port ({api_port}) to bots")
             return sorted(set(ports))
         return value
+
+    @field_validator("smtp_host", "smtp_username", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("smtp_tls", mode="before")
+    @classmethod
+    def _lower_smtp_tls(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator("templates_dir", "template_secrets_file", "registry_credentials_file", mode="before")
     @classmethod

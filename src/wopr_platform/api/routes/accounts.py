@@ -11,6 +11,10 @@ from fastapi import APIRouter, Path, Request, Response
 
 from wopr_platform.accounts.schemas import (
     Accepted,
+    InvitationAcceptIn,
+    InvitationIn,
+    InvitationList,
+    InvitationOut,
     KeyCreated,
     KeyIn,
     KeyList,
@@ -18,7 +22,10 @@ from wopr_platform.accounts.schemas import (
     MemberIn,
     MemberList,
     MemberOut,
+    Membership,
     PasswordChangeIn,
+    PasswordResetConfirmIn,
+    PasswordResetIn,
     RoleIn,
     SessionOut,
     SignupIn,
@@ -97,6 +104,25 @@ async def change_password(
     return _set_cookie(request, response, new)
 
 
+def _client(request: Request) -> str | None:
+    client = request.scope.get("client")
+    return client[0] if client else None
+
+
+@router.post("/auth/password-reset", status_code=202, response_model=Accepted)
+async def request_password_reset(body: PasswordResetIn, request: Request, accounts: Accounts) -> Accepted:
+    """Mail a single-use link that sets a new password; the answer is the same whether or not the email has an
+    account (503 `mail_unavailable` when the platform sends no mail)."""
+    return await accounts.request_password_reset(body.email, _client(request))
+
+
+@router.post("/auth/password-reset/confirm", status_code=204, response_class=Response)
+async def confirm_password_reset(body: PasswordResetConfirmIn, accounts: Accounts) -> Response:
+    """Set a new password with the token from the mail: every session of the account ends; sign in again."""
+    await accounts.confirm_password_reset(body.token, body.new_password)
+    return Response(status_code=204)
+
+
 @router.get("/auth/me", response_model=UserOut)
 async def who_am_i(caller: Identified, accounts: Accounts) -> UserOut:
     """The signed-in user and their tenants (a key or the operator token gets a 404: it is not a user)."""
@@ -144,6 +170,33 @@ async def remove_member(user_id: UserId, principal: Operator, accounts: Accounts
 async def transfer_ownership(user_id: UserId, principal: Operator, accounts: Accounts) -> MemberList:
     """Make a member the owner; the previous owner becomes an admin."""
     return await accounts.transfer_ownership(principal.tenant_id, checked_id(user_id, "user"))
+
+
+@router.get("/invitations", response_model=InvitationList)
+async def list_invitations(principal: Operator, accounts: Accounts) -> InvitationList:
+    """The tenant's pending invitations (never their tokens)."""
+    return await accounts.invitations(principal.tenant_id)
+
+
+@router.post("/invitations", status_code=201, response_model=InvitationOut)
+async def invite(body: InvitationIn, principal: Operator, accounts: Accounts) -> InvitationOut:
+    """Mail an invitation to join this tenant as admin, member or viewer (503 `mail_unavailable` when the platform
+    sends no mail); the invitee accepts signed in, or signs up with it."""
+    return await accounts.invite(principal.tenant_id, principal.subject, body)
+
+
+@router.delete("/invitations/{invitation_id}", status_code=204, response_class=Response)
+async def revoke_invitation(
+    invitation_id: Annotated[str, Path(description="the invitation's id")], principal: Operator, accounts: Accounts
+) -> Response:
+    await accounts.revoke_invitation(principal.tenant_id, checked_id(invitation_id, "invitation"))
+    return Response(status_code=204)
+
+
+@router.post("/invitations/accept", response_model=Membership)
+async def accept_invitation(body: InvitationAcceptIn, caller: Identified, accounts: Accounts) -> Membership:
+    """Join the inviting tenant with the invitation's role; the signed-in user's email must be the invited one."""
+    return await accounts.accept_invitation(_user_of(caller), body.token)
 
 
 @router.get("/keys", response_model=KeyList)
