@@ -232,6 +232,10 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     # sessions made before it are no longer valid (password change, "sign out everywhere")
     sessions_valid_after: Mapped[datetime] = mapped_column(UTCDateTime())
+    # the TOTP secret, sealed: pending while `totp_enabled_at` is null, the second factor once it is set
+    totp_secret: Mapped[str | None] = mapped_column(String(200), default=None)
+    totp_enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger, default=None)  # a code is accepted once
 
 
 class Session(Base):
@@ -323,3 +327,16 @@ class Invitation(Base):
     accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     accepted_by: Mapped[str | None] = mapped_column(String(36), default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class RecoveryCode(Base):
+    """A single-use code that stands in for a TOTP code at sign-in; only its SHA-256 is stored."""
+
+    __tablename__ = "recovery_codes"
+    __table_args__ = (UniqueConstraint("user_id", "code_hash", name="uq_recovery_codes_user_code"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(36))
+    code_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
