@@ -85,6 +85,7 @@ DATABASE_TESTS = frozenset(
         "integration/test_secrets",
         "integration/test_templates",
         "integration/test_tenants",
+        "integration/test_totp",
         "integration/test_updates",
     }
 )

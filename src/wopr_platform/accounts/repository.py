@@ -1,4 +1,4 @@
-"""All SQL about users, sessions, tenants, memberships and API keys."""
+"""All SQL about users, sessions, second factors, tenants, memberships and API keys."""
 
 from __future__ import annotations
 
@@ -6,10 +6,19 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from wopr_platform.db.models import ApiKey, Invitation, Membership, PasswordReset, Session, Tenant, User
+from wopr_platform.db.models import (
+    ApiKey,
+    Invitation,
+    Membership,
+    PasswordReset,
+    RecoveryCode,
+    Session,
+    Tenant,
+    User,
+)
 
 
 class AccountRepository:
@@ -23,13 +32,16 @@ class AccountRepository:
     async def user_by_email(self, email: str) -> User | None:
         return (await self._session.scalars(select(User).where(User.email == email))).first()
 
-    async def user(self, user_id: str) -> User | None:
-        return await self._session.get(User, user_id)
+    async def user(self, user_id: str, *, lock: bool = False) -> User | None:
+        """The user; with `lock`, their row is held until the end of the unit (changes to how they sign in)."""
+        return await self._session.get(User, user_id, with_for_update=lock)
 
     async def any_user(self) -> bool:
         return (await self._session.scalar(select(func.count()).select_from(User))) != 0
 
-    def add(self, row: User | Session | Tenant | Membership | ApiKey | PasswordReset | Invitation) -> None:
+    def add(
+        self, row: User | Session | Tenant | Membership | ApiKey | PasswordReset | Invitation | RecoveryCode
+    ) -> None:
         self._session.add(row)
 
     async def flush(self) -> None:
@@ -64,6 +76,35 @@ class AccountRepository:
         await self._session.execute(
             update(Session).where(Session.user_id == user_id, Session.revoked_at.is_(None)).values(revoked_at=at)
         )
+
+    # second factor
+
+    async def use_totp_step(self, user_id: str, step: int) -> bool:
+        """Record `step` as the user's last used time step, in one statement: False when it, or a later one, was
+        used already (a replayed code, or the same code sent twice at once)."""
+        used = await self._session.scalar(
+            update(User)
+            .where(User.id == user_id, or_(User.totp_last_step.is_(None), User.totp_last_step < step))
+            .values(totp_last_step=step)
+            .returning(User.id)
+        )
+        return used is not None
+
+    async def set_totp_secret(self, user_id: str, sealed: str) -> None:
+        await self._session.execute(update(User).where(User.id == user_id).values(totp_secret=sealed))
+
+    async def spend_recovery_code(self, user_id: str, code_hash: str, at: datetime) -> bool:
+        """Use an unused recovery code of the user, in one statement (a second use finds nothing)."""
+        spent = await self._session.scalar(
+            update(RecoveryCode)
+            .where(RecoveryCode.user_id == user_id, RecoveryCode.code_hash == code_hash, RecoveryCode.used_at.is_(None))
+            .values(used_at=at)
+            .returning(RecoveryCode.id)
+        )
+        return spent is not None
+
+    async def remove_recovery_codes(self, user_id: str) -> None:
+        await self._session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user_id))
 
     # tenants and members
 

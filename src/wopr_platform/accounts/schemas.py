@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from wopr_platform.accounts.credentials import MAX_PASSWORD, MIN_PASSWORD
@@ -21,6 +21,9 @@ Password = Annotated[str, StringConstraints(min_length=MIN_PASSWORD, max_length=
 TenantId = Annotated[str, StringConstraints(max_length=63, pattern=TENANT_RE.pattern.replace(r"\Z", "$"))]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")]
 Token = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_-]+$")]
+TotpCode = Annotated[str, StringConstraints(pattern=r"^[0-9]{6}$")]
+RecoveryCode = Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9 -]+$")]
+EnteredPassword = Annotated[str, StringConstraints(min_length=1, max_length=MAX_PASSWORD)]
 MemberRole = Literal["admin", "member", "viewer"]  # the owner is made by creating a tenant or transferring it
 
 
@@ -45,11 +48,19 @@ class SignupIn(_In):
 
 class LoginIn(_In):
     email: Email
-    password: Annotated[str, StringConstraints(min_length=1, max_length=MAX_PASSWORD)]
+    password: EnteredPassword
+    code: TotpCode | None = Field(None, description="the authenticator's current code, when the second factor is on")
+    recovery_code: RecoveryCode | None = Field(None, description="instead of `code`: an unused recovery code")
+
+    @model_validator(mode="after")
+    def _one_factor(self) -> LoginIn:
+        if self.code is not None and self.recovery_code is not None:
+            raise ValueError("send code or recoveryCode, not both")
+        return self
 
 
 class PasswordChangeIn(_In):
-    current_password: Annotated[str, StringConstraints(min_length=1, max_length=MAX_PASSWORD)]
+    current_password: EnteredPassword
     new_password: Password
 
 
@@ -60,6 +71,16 @@ class PasswordResetIn(_In):
 class PasswordResetConfirmIn(_In):
     token: Token = Field(description="the token of the link in the mail")
     new_password: Password
+
+
+class PasswordIn(_In):
+    """The password, entered again to confirm a change to how the account signs in."""
+
+    password: EnteredPassword
+
+
+class TotpConfirmIn(_In):
+    code: TotpCode = Field(description="the authenticator's current code for the secret just shown")
 
 
 class TenantIn(_In):
@@ -114,6 +135,7 @@ class UserOut(_Out):
     email: str
     platform_admin: bool
     created_at: datetime
+    totp: bool = Field(description="whether sign-in asks for a second factor (a TOTP code or a recovery code)")
     tenants: list[Membership]
 
 
@@ -124,6 +146,23 @@ class SessionOut(_Out):
     user: UserOut
     csrf_token: str
     expires_at: datetime
+
+
+class TotpSetup(_Out):
+    """A second factor being set up: the secret for the authenticator app, shown until it is confirmed."""
+
+    secret: str = Field(description="base32, for typing into the app")
+    uri: str = Field(description="the `otpauth://` URI, for a QR code")
+
+
+class RecoveryCodes(_Out):
+    recovery_codes: list[str] = Field(description="each signs in once in place of a code; shown this once")
+
+
+class TotpEnabled(SessionOut):
+    """The second factor is on: every other session has ended, this browser has a new one."""
+
+    recovery_codes: list[str] = Field(description="each signs in once in place of a code; shown this once")
 
 
 class TenantOut(_Out):

@@ -1,7 +1,9 @@
-"""Accounts: sign-up and sign-in, sessions, tenants with their members and roles, and API keys.
+"""Accounts: sign-up and sign-in (with an optional second factor), sessions, tenants with their members and roles,
+and API keys.
 
-Every secret is random and stored only as its SHA-256 (session tokens, API keys), or hashed with argon2 in a worker
-thread (passwords). Answers never tell whether an email has an account: sign-up answers the same either way, and
+Every secret is random and stored only as its SHA-256 (session tokens, API keys, recovery codes), or hashed with
+argon2 in a worker thread (passwords); a TOTP secret, which must be read back to check codes, is sealed with the
+platform's key. Answers never tell whether an email has an account: sign-up answers the same either way, and
 sign-in checks a dummy hash for an unknown email, so both cost the same time.
 """
 
@@ -19,7 +21,7 @@ from typing import Literal
 
 from sqlalchemy.exc import IntegrityError
 
-from wopr_platform.accounts import credentials, mails
+from wopr_platform.accounts import credentials, mails, totp
 from wopr_platform.accounts.repository import AccountRepository
 from wopr_platform.accounts.schemas import (
     Accepted,
@@ -35,12 +37,14 @@ from wopr_platform.accounts.schemas import (
     MemberList,
     MemberOut,
     Membership,
+    RecoveryCodes,
     SessionCaller,
     SessionOut,
     SignupIn,
     TenantIn,
     TenantList,
     TenantOut,
+    TotpSetup,
     UserOut,
 )
 from wopr_platform.core.access import Role, Scope
@@ -51,10 +55,12 @@ from wopr_platform.core.errors import (
     MailUnavailable,
     NotFound,
     PlatformError,
+    ServiceUnavailable,
     Unauthorized,
     ValidationFailed,
 )
 from wopr_platform.core.networks import Networks
+from wopr_platform.crypto.secretbox import SecretBox, SecretUnreadable
 from wopr_platform.db import models
 from wopr_platform.db.broadcast import Broadcast
 from wopr_platform.db.unit import Database
@@ -82,6 +88,20 @@ class TooManyAttempts(PlatformError):
 
 class ResetThrottled(TooManyAttempts):
     code = "reset_throttled"
+
+
+class SecondFactorUnavailable(ServiceUnavailable):
+    """A TOTP secret cannot be stored: production without PLATFORM_SECRET."""
+
+    code = "platform_secret_missing"
+
+
+class SecondFactorUnreadable(PlatformError):
+    """A stored TOTP secret opens with no configured key (PLATFORM_SECRET changed without PLATFORM_SECRET_PREVIOUS,
+    or the row was altered): only a recovery code signs in."""
+
+    status = 503
+    code = "secrets_unreadable"
 
 
 def _throttle(buckets: TokenBuckets, keys: tuple[str, ...], error: type[TooManyAttempts], what: str) -> None:
@@ -155,6 +175,7 @@ def _user_out(user: models.User, memberships: list[models.Membership]) -> UserOu
         email=user.email,
         platform_admin=user.platform_admin,
         created_at=user.created_at,
+        totp=user.totp_enabled_at is not None,
         tenants=[Membership(tenant_id=m.tenant_id, role=m.role) for m in memberships],
     )
 
@@ -183,11 +204,13 @@ class AccountService:
         settings: AccountSettings,
         broadcast: Broadcast | None = None,
         mailer: Mailer | None = None,
+        box: SecretBox | None = None,
         clock: Callable[[], datetime] = _now,
     ) -> None:
         self._db = db
         self._settings = settings
         self._mailer = mailer  # None: mail is off
+        self._box = box  # seals TOTP secrets; None: no second factor can be set up (recovery codes still work)
         self._clock = clock
         self._attempts = TokenBuckets(LOGIN_ATTEMPTS, LOGIN_WINDOW)
         self._reset_emails = TokenBuckets(RESET_PER_EMAIL, RESET_WINDOW)
@@ -288,8 +311,20 @@ class AccountService:
         log.info("user signed up", extra={"user": user.id, "platform_admin": first, "invited": invitation is not None})
         return accepted
 
-    async def login(self, email: str, password: str, client: str | None) -> NewSession:
-        """A new session for a right email and password; a 401 that says nothing more otherwise."""
+    async def login(
+        self,
+        email: str,
+        password: str,
+        client: str | None,
+        *,
+        code: str | None = None,
+        recovery_code: str | None = None,
+    ) -> NewSession:
+        """A new session for a right email and password, and, when the account has the second factor on, a code or a
+        recovery code; a 401 that says nothing more otherwise.
+
+        Only a right password learns that a second factor is asked for (`totp_required`). Every attempt, the one
+        that sends the code too, counts against the per-account and per-address throttle."""
         email = email.lower()
         for bucket in ("account:" + credentials.digest(email), "addr:" + address_key(client)):
             wait = self._attempts.take(bucket)
@@ -302,7 +337,52 @@ class AccountService:
             stored = user.password_hash if user is not None else None
         if not await credentials.verify_password(stored, password) or user is None:
             raise Unauthorized("wrong email or password", details={"code": "invalid_credentials"})
+        if user.totp_enabled_at is not None:
+            await self._second_factor(user, code, recovery_code)
         return await self._new_session(user.id)
+
+    async def _second_factor(self, user: models.User, code: str | None, recovery_code: str | None) -> None:
+        """Accept a TOTP code not used before, or spend an unused recovery code; else a 401."""
+        if code is None and recovery_code is None:
+            raise Unauthorized(
+                "this account signs in with a second factor: send the authenticator's code (or a recovery code)",
+                details={"code": "totp_required"},
+            )
+        now = self._clock()
+        async with self._db.unit() as session:
+            repo = AccountRepository(session)
+            if code is not None:
+                secret = self._open(user)
+                step = totp.matching_step(secret, code, now, user.totp_last_step)
+                accepted = step is not None and await repo.use_totp_step(user.id, step)
+                if accepted and self._box is not None and self._box.needs_rotation(user.totp_secret or ""):
+                    await repo.set_totp_secret(user.id, self._seal(user.id, secret))  # onto the current key
+            else:
+                assert recovery_code is not None
+                accepted = await repo.spend_recovery_code(user.id, totp.recovery_digest(recovery_code), now)
+        if not accepted:
+            raise Unauthorized("the code is wrong or was used already", details={"code": "invalid_credentials"})
+        if recovery_code is not None:
+            log.info("recovery code used", extra={"user": user.id})
+
+    def _seal(self, user_id: str, secret: str) -> str:
+        if self._box is None:
+            raise SecondFactorUnavailable(
+                "a second factor cannot be set up: PLATFORM_SECRET is not configured", details={}
+            )
+        # bound to the user: a sealed secret copied to another user's row (or a bot's env) does not open
+        return self._box.seal(secret, bot_id="user:" + user_id, key="totp")
+
+    def _open(self, user: models.User) -> str:
+        stored = user.totp_secret or ""
+        if self._box is None:
+            raise SecondFactorUnreadable("the TOTP secret cannot be opened: PLATFORM_SECRET is not configured")
+        try:
+            return self._box.open(stored, bot_id="user:" + user.id, key="totp")
+        except SecretUnreadable:
+            raise SecondFactorUnreadable(
+                "the TOTP secret opens with no configured key: sign in with a recovery code"
+            ) from None
 
     async def _new_session(self, user_id: str) -> NewSession:
         """A fresh session (a new token every time: a session id known before sign-in is never promoted)."""
@@ -401,6 +481,105 @@ class AccountService:
             await repo.revoke_sessions_of(user_id, now)
         await self._changed()
         return await self._new_session(user_id)
+
+    # --- second factor ------------------------------------------------------------------------------------------
+
+    async def _reentered(self, user_id: str, password: str) -> models.User:
+        """The user, when `password` is theirs; attempts count against the account's sign-in throttle, so a
+        borrowed session cannot guess the password faster than sign-in can."""
+        async with self._db.read() as session:
+            user = await AccountRepository(session).user(user_id)
+        if user is None:
+            raise NotFound("user not found", details={"code": "not_found"})
+        _throttle(self._attempts, ("account:" + credentials.digest(user.email),), TooManyAttempts, "password attempts")
+        if not await credentials.verify_password(user.password_hash, password):
+            raise Unauthorized("the password is wrong", details={"code": "invalid_credentials"})
+        return user
+
+    async def begin_totp(self, user_id: str, password: str) -> TotpSetup:
+        """A new TOTP secret for the user's authenticator app, stored sealed and pending until a code confirms it
+        (a pending one from before is replaced)."""
+        email = (await self._reentered(user_id, password)).email
+        secret = totp.new_secret()
+        sealed = self._seal(user_id, secret)
+        async with self._db.unit() as session:
+            user = await AccountRepository(session).user(user_id, lock=True)
+            if user is None:
+                raise NotFound("user not found", details={"code": "not_found"})
+            if user.totp_enabled_at is not None:
+                raise Conflict("the second factor is on already: turn it off first", details={"code": "totp_enabled"})
+            user.totp_secret = sealed
+            user.totp_last_step = None
+        return TotpSetup(secret=secret, uri=totp.provisioning_uri(secret, email))
+
+    async def confirm_totp(self, user_id: str, code: str) -> tuple[NewSession, RecoveryCodes]:
+        """Turn the second factor on with a code of the pending secret: recovery codes are made (returned this once),
+        every session of the user ends, and a new one starts."""
+        now = self._clock()
+        codes = totp.new_recovery_codes()
+        async with self._db.unit() as session:
+            repo = AccountRepository(session)
+            user = await repo.user(user_id, lock=True)
+            if user is None:
+                raise NotFound("user not found", details={"code": "not_found"})
+            if user.totp_enabled_at is not None:
+                raise Conflict("the second factor is on already", details={"code": "totp_enabled"})
+            if user.totp_secret is None:
+                raise Conflict(
+                    "no second factor is being set up: POST /auth/totp first", details={"code": "totp_not_pending"}
+                )
+            step = totp.matching_step(self._open(user), code, now, None)
+            if step is None:
+                raise ValidationFailed(
+                    "the code is wrong (is the device's clock right?)",
+                    details={"code": "invalid_code", "field": "code"},
+                )
+            user.totp_enabled_at = now
+            user.totp_last_step = step  # the code that turned it on does not sign in
+            user.sessions_valid_after = now
+            await repo.revoke_sessions_of(user_id, now)
+            await repo.remove_recovery_codes(user_id)
+            self._new_recovery_codes(repo, user_id, codes, now)
+        await self._changed()
+        log.info("second factor turned on", extra={"user": user_id})
+        return await self._new_session(user_id), RecoveryCodes(recovery_codes=codes)
+
+    async def disable_totp(self, user_id: str, password: str) -> None:
+        """Turn the second factor off (the secret and the recovery codes are deleted)."""
+        await self._reentered(user_id, password)
+        async with self._db.unit() as session:
+            repo = AccountRepository(session)
+            user = await repo.user(user_id, lock=True)
+            if user is None or (user.totp_enabled_at is None and user.totp_secret is None):
+                raise Conflict("the second factor is off", details={"code": "totp_off"})
+            user.totp_secret = None
+            user.totp_enabled_at = None
+            user.totp_last_step = None
+            await repo.remove_recovery_codes(user_id)
+        log.info("second factor turned off", extra={"user": user_id})
+
+    async def regenerate_recovery_codes(self, user_id: str, password: str) -> RecoveryCodes:
+        """A new set of recovery codes (returned this once); every earlier one is void."""
+        await self._reentered(user_id, password)
+        codes = totp.new_recovery_codes()
+        async with self._db.unit() as session:
+            repo = AccountRepository(session)
+            user = await repo.user(user_id, lock=True)
+            if user is None or user.totp_enabled_at is None:
+                raise Conflict("the second factor is off", details={"code": "totp_off"})
+            await repo.remove_recovery_codes(user_id)
+            self._new_recovery_codes(repo, user_id, codes, self._clock())
+        log.info("recovery codes made again", extra={"user": user_id})
+        return RecoveryCodes(recovery_codes=codes)
+
+    @staticmethod
+    def _new_recovery_codes(repo: AccountRepository, user_id: str, codes: list[str], now: datetime) -> None:
+        for code in codes:
+            repo.add(
+                models.RecoveryCode(
+                    id=str(uuid.uuid4()), user_id=user_id, code_hash=totp.recovery_digest(code), created_at=now
+                )
+            )
 
     # --- password reset ---------------------------------------------------------------------------------------
 

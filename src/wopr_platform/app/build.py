@@ -181,7 +181,8 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
     registry = RegistryClient(
         credentials=credentials, insecure_hosts=settings.registry_insecure, timeout=settings.registry_timeout
     )
-    secret_env = SecretEnv(await asyncio.to_thread(secret_box, settings))
+    box = await asyncio.to_thread(secret_box, settings)
+    secret_env = SecretEnv(box)
     isolation = await host_isolation(settings, docker)
     containers = BotContainers(
         engine=docker,
@@ -315,6 +316,7 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
         ),
         mailer=mailer(settings),
         broadcast=account_changes,
+        box=box,
     )
     services = Services(
         fleet=fleet,

@@ -1,4 +1,4 @@
-"""HTTP routes of accounts: sign-up and sign-in, the session cookie, tenants, members and API keys.
+"""HTTP routes of accounts: sign-up and sign-in, the session cookie, the second factor, tenants, members and API keys.
 
 What each route needs is declared in api/permissions.py; these routes only parse, call the service and answer.
 """
@@ -24,14 +24,19 @@ from wopr_platform.accounts.schemas import (
     MemberOut,
     Membership,
     PasswordChangeIn,
+    PasswordIn,
     PasswordResetConfirmIn,
     PasswordResetIn,
+    RecoveryCodes,
     RoleIn,
     SessionOut,
     SignupIn,
     TenantIn,
     TenantList,
     TenantOut,
+    TotpConfirmIn,
+    TotpEnabled,
+    TotpSetup,
     UserOut,
 )
 from wopr_platform.accounts.service import NewSession
@@ -63,6 +68,11 @@ def _user_of(caller: Identified) -> str:
     return caller.user_id
 
 
+def _client(request: Request) -> str | None:
+    client = request.scope.get("client")
+    return client[0] if client else None
+
+
 @router.post("/auth/signup", status_code=202, response_model=Accepted)
 async def sign_up(body: SignupIn, accounts: Accounts) -> Accepted:
     """Make an account and its own tenant; the answer is the same whether or not the email was new."""
@@ -71,9 +81,11 @@ async def sign_up(body: SignupIn, accounts: Accounts) -> Accepted:
 
 @router.post("/auth/login", response_model=SessionOut)
 async def sign_in(body: LoginIn, request: Request, response: Response, accounts: Accounts) -> SessionOut:
-    """A new session: the cookie is set, and the answer holds the CSRF token for state-changing calls."""
-    client = request.scope.get("client")
-    new = await accounts.login(body.email, body.password, client[0] if client else None)
+    """A new session: the cookie is set, and the answer holds the CSRF token for state-changing calls. An account
+    with the second factor on also needs `code` or `recoveryCode` (401 `totp_required` without)."""
+    new = await accounts.login(
+        body.email, body.password, _client(request), code=body.code, recovery_code=body.recovery_code
+    )
     return _set_cookie(request, response, new)
 
 
@@ -104,9 +116,34 @@ async def change_password(
     return _set_cookie(request, response, new)
 
 
-def _client(request: Request) -> str | None:
-    client = request.scope.get("client")
-    return client[0] if client else None
+@router.post("/auth/totp", response_model=TotpSetup)
+async def begin_totp(body: PasswordIn, caller: Identified, accounts: Accounts) -> TotpSetup:
+    """Set up the second factor: a new secret for an authenticator app, pending until a code confirms it."""
+    return await accounts.begin_totp(_user_of(caller), body.password)
+
+
+@router.post("/auth/totp/confirm", response_model=TotpEnabled)
+async def confirm_totp(
+    body: TotpConfirmIn, caller: Identified, request: Request, response: Response, accounts: Accounts
+) -> TotpEnabled:
+    """Turn the second factor on with a current code: the recovery codes are in this answer only; every session
+    ends and this browser gets a new one."""
+    new, codes = await accounts.confirm_totp(_user_of(caller), body.code)
+    session = _set_cookie(request, response, new)
+    return TotpEnabled(**session.model_dump(), recovery_codes=codes.recovery_codes)
+
+
+@router.delete("/auth/totp", status_code=204, response_class=Response)
+async def disable_totp(body: PasswordIn, caller: Identified, accounts: Accounts) -> Response:
+    """Turn the second factor off (the password entered again); the recovery codes are void."""
+    await accounts.disable_totp(_user_of(caller), body.password)
+    return Response(status_code=204)
+
+
+@router.post("/auth/recovery-codes", response_model=RecoveryCodes)
+async def regenerate_recovery_codes(body: PasswordIn, caller: Identified, accounts: Accounts) -> RecoveryCodes:
+    """A new set of recovery codes, in this answer only; the earlier ones are void."""
+    return await accounts.regenerate_recovery_codes(_user_of(caller), body.password)
 
 
 @router.post("/auth/password-reset", status_code=202, response_model=Accepted)
