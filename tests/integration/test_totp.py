@@ -5,6 +5,7 @@ sessions that end, what is stored, and input that is refused cleanly."""
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any
 
 import httpx
@@ -248,3 +249,32 @@ async def test_garbage_is_a_clear_400(accounts: Platform) -> None:
             answer = await user.client.request(method, path, json=body)
             assert answer.status_code == 400 and set(answer.json()) == {"error", "details"}, (path, answer.text)
     await user.close()
+
+
+async def test_a_new_platform_secret_takes_the_totp_secret_over_and_a_lost_key_leaves_the_recovery_codes(
+    make_platform: PlatformFactory,
+) -> None:
+    key_one, key_two = "first-platform-secret-" + uuid.uuid4().hex, "second-platform-secret-" + uuid.uuid4().hex
+    platform_id = "t-" + uuid.uuid4().hex[:10]
+    first = await make_platform(FLEET_RATE_LIMIT=0, PLATFORM_SECRET=key_one, WOPR_PLATFORM_ID=platform_id)
+    user = await new_user(first, "rotation")
+    secret, codes = await _enable(user)
+    await user.close()
+    query = "SELECT totp_secret FROM users WHERE id = :id"
+    [(sealed_one,)] = await _rows(first, query, id=user.id)
+    await first.stop()
+
+    # the old key still opens it, and a sign-in with a code seals it again with the new one
+    second = await make_platform(
+        FLEET_RATE_LIMIT=0, PLATFORM_SECRET=key_two, PLATFORM_SECRET_PREVIOUS=key_one, WOPR_PLATFORM_ID=platform_id
+    )
+    assert (await _login(second, user.email, code=_at(secret, 1))).status_code == 200
+    [(sealed_two,)] = await _rows(second, query, id=user.id)
+    assert isinstance(sealed_one, str) and isinstance(sealed_two, str)
+    assert sealed_two.split(":")[3] != sealed_one.split(":")[3] and secret not in sealed_two
+    await second.stop()
+
+    # without the key that sealed it, a code is a clear 503; a recovery code still signs in
+    third = await make_platform(FLEET_RATE_LIMIT=0, PLATFORM_SECRET=key_one, WOPR_PLATFORM_ID=platform_id)
+    _refused(await _login(third, user.email, code=_at(secret)), 503, "secrets_unreadable")
+    assert (await _login(third, user.email, recoveryCode=codes[0])).status_code == 200
