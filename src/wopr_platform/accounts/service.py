@@ -349,6 +349,7 @@ class AccountService:
                 details={"code": "totp_required"},
             )
         now = self._clock()
+        accepted = False
         async with self._db.unit() as session:
             repo = AccountRepository(session)
             if code is not None:
@@ -357,8 +358,7 @@ class AccountService:
                 accepted = step is not None and await repo.use_totp_step(user.id, step)
                 if accepted and self._box is not None and self._box.needs_rotation(user.totp_secret or ""):
                     await repo.set_totp_secret(user.id, self._seal(user.id, secret))  # onto the current key
-            else:
-                assert recovery_code is not None
+            elif recovery_code is not None:
                 accepted = await repo.spend_recovery_code(user.id, totp.recovery_digest(recovery_code), now)
         if not accepted:
             raise Unauthorized("the code is wrong or was used already", details={"code": "invalid_credentials"})
@@ -367,9 +367,7 @@ class AccountService:
 
     def _seal(self, user_id: str, secret: str) -> str:
         if self._box is None:
-            raise SecondFactorUnavailable(
-                "a second factor cannot be set up: PLATFORM_SECRET is not configured", details={}
-            )
+            raise SecondFactorUnavailable("a second factor cannot be set up: PLATFORM_SECRET is not configured")
         # bound to the user: a sealed secret copied to another user's row (or a bot's env) does not open
         return self._box.seal(secret, bot_id="user:" + user_id, key="totp")
 
