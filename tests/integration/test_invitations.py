@@ -134,6 +134,10 @@ async def test_an_invited_user_accepts_once_and_is_a_member_with_the_invited_rol
     _refused(await _accept(other, token), 400, "invalid_invitation")
     assert [i["id"] for i in await _pending(owner)] == [invitation["id"]]
 
+    # the cookie alone is not enough: a page on another site could send it
+    forged = await bo.client.post("/invitations/accept", json={"token": token}, headers={"X-CSRF-Token": "forged"})
+    _refused(forged, 403, "csrf_failed")
+
     accepted = await _accept(bo, token)
     assert accepted.status_code == 200, accepted.text
     assert accepted.json() == {"tenantId": tenant, "role": "viewer"}
