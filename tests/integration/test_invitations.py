@@ -180,6 +180,23 @@ async def test_expired_and_revoked_invitations_are_refused(inviting: Platform, s
     assert await _pending(owner) == []
     _refused(await owner.client.delete(f"/invitations/{revoked['id']}"), 404, "not_found")
     assert set(await _members(owner)) == {owner.email}
+
+    # the tenant's audit log names each invitation as what was made and what was revoked
+    wanted = {
+        ("POST /invitations", expiring["id"], 201),
+        ("POST /invitations", revoked["id"], 201),
+        ("DELETE /invitations/{invitation_id}", revoked["id"], 204),
+    }
+    for _ in range(100):
+        audit = await owner.client.get("/audit")
+        assert audit.status_code == 200, audit.text
+        events = audit.json()["events"]
+        seen = {(e["action"], e["targetId"], e["status"]) for e in events if e["targetKind"] == "invitation"}
+        if wanted <= seen:
+            break
+        await asyncio.sleep(0.1)
+    assert wanted <= seen, events
+    assert expiring_token not in audit.text and revoked_token not in audit.text
     for user in (owner, late, gone):
         await user.close()
 
