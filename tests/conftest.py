@@ -75,6 +75,7 @@ DATABASE_TESTS = frozenset(
         "integration/test_hardening::test_new_defaults_reach_existing_bots_through_the_reconciler",
         "integration/test_health::test_the_profile_keeps_the_health_check_and_patch_changes_it_without_recreate",
         "integration/test_image_watcher",
+        "integration/test_invitations",
         "integration/test_leadership",
         "integration/test_lifecycle",
         "integration/test_password_reset",

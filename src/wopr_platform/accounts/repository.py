@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from wopr_platform.db.models import (
@@ -225,10 +225,20 @@ class AccountRepository:
         )
         return spent is not None
 
-    async def revoke_invitations_to(self, tenant_id: str, email: str, at: datetime) -> None:
+    async def revoke_invitations_to(self, tenant_id: str, email: str, *, before: Invitation, at: datetime) -> None:
+        """Revoke the pending invitations to `email` made before `before` (by time, then id): of invitations made
+        concurrently, the latest stays."""
         await self._session.execute(
             update(Invitation)
-            .where(Invitation.tenant_id == tenant_id, Invitation.email == email, *self._pending(at))
+            .where(
+                Invitation.tenant_id == tenant_id,
+                Invitation.email == email,
+                or_(
+                    Invitation.created_at < before.created_at,
+                    and_(Invitation.created_at == before.created_at, Invitation.id < before.id),
+                ),
+                *self._pending(at),
+            )
             .values(revoked_at=at)
         )
 

@@ -749,8 +749,9 @@ class AccountService:
     # --- invitations -------------------------------------------------------------------------------------------
 
     async def invite(self, tenant_id: str, inviter: str, body: InvitationIn) -> InvitationOut:
-        """Mail a single-use invitation to join the tenant with a role; an earlier pending one to the same email is
-        revoked. When the mail is not accepted by the server the invitation is revoked too, and the answer is 503."""
+        """Mail a single-use invitation to join the tenant with a role; once it is mailed, an earlier pending one to
+        the same email is revoked. When the mail is not accepted by the server the new invitation is revoked instead
+        (the earlier one stands), and the answer is 503."""
         mailer = self._mail()
         email = body.email.lower()
         token = credentials.new_token()
@@ -771,7 +772,6 @@ class AccountService:
             if user is not None and await repo.membership(tenant_id, user.id) is not None:
                 raise Conflict("already a member", details={"code": "member_exists"})
             tenant = await repo.tenant(tenant_id)
-            await repo.revoke_invitations_to(tenant_id, email, now)
             repo.add(row)
         ttl = self._settings.invitation_ttl
         name = tenant.name if tenant is not None else tenant_id
@@ -782,6 +782,9 @@ class AccountService:
             async with self._db.unit() as session:
                 await AccountRepository(session).revoke_invitation(row.id, self._clock())
             raise
+        # only once the new one is mailed: an invitation that could not be sent leaves the earlier one standing
+        async with self._db.unit() as session:
+            await AccountRepository(session).revoke_invitations_to(tenant_id, email, before=row, at=self._clock())
         log.info("invitation mailed", extra={"tenant": tenant_id, "invitation": row.id})
         return _invitation_out(row)
 
