@@ -2,8 +2,9 @@
 with an API key and with a session cookie, side by side in one run.
 
 The three clients take turns in blocks of `--block` requests (the order rotates every round), after a warm-up, so
-they share the machine's noise. The operator token is compared with the configured one in memory; a key is looked
-up by its hash and a session with its user and memberships, one database query each.
+they share the machine's noise. The operator token is compared with the configured one in memory; a key and a
+session are looked up by their hash in the platform's cache of callers (a database query on the first request and
+after any change to accounts).
 Target: the p99 of the key and of the session within 10% of the operator token's.
 
     uv run python bench/auth.py [--bots 200] [--requests 1000] [--block 50] [--no-write]

@@ -356,6 +356,11 @@ async def running_platform(*, front_door: bool = True, **overrides: Any) -> Asyn
         "WOPR_PLATFORM_ID": new_platform_id(),
         "FLEET_IMAGE_ALLOWLIST": "localhost/wopr-stub",
         "PROXY_ENABLED": "false",  # tenant routing only in benchmarks that start their own Caddy
+        # hundreds of bots in one tenant: the largest tenant subnet (253 bots) and no quota
+        "FLEET_TENANT_SUBNET_PREFIX": "24",
+        "FLEET_TENANT_MAX_BOTS": "0",
+        "FLEET_TENANT_MAX_MEMORY_MB": "0",
+        "FLEET_TENANT_MAX_CPUS": "0",
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     settings = Settings(**values)

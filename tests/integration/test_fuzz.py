@@ -34,8 +34,8 @@ EXAMPLES = int(os.environ.get("WOPR_FUZZ_EXAMPLES", "25"))
 RANDOM = os.environ.get("WOPR_FUZZ_RANDOM") == "1"
 # every answer matches its documented schema, status and media type; input outside the schema is refused
 CHECKS = [response_schema_conformance, status_code_conformance, content_type_conformance, negative_data_rejection]
-# 5xx answers that are the platform working as designed here: tenant routing is off in this platform
-EXPECTED_UNAVAILABLE = {(503, "proxy_disabled")}
+# 5xx answers that are the platform working as designed here: tenant routing and mail are off in this platform
+EXPECTED_UNAVAILABLE = {(503, "proxy_disabled"), (503, "mail_unavailable")}
 # an endless event stream: nothing to fuzz but a query parameter, and every case would wait for the timeout
 SKIPPED = {"GET /fleet/events"}
 # operations fuzzed a second time on a bot that exists (others would only stop, start or delete it)

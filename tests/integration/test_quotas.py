@@ -429,3 +429,20 @@ async def test_a_start_recounts_usage_from_the_bots(make_platform: PlatformFacto
 
     assert (await _quota(second.client))["usage"] == {"bots": 2, "memoryMb": 384, "cpus": 1.5}
     await _assert_no_drift(second)
+
+
+async def test_a_tenant_has_no_more_bots_than_its_network_has_addresses(
+    make_platform: PlatformFactory, docker: aiodocker.Docker
+) -> None:
+    """A /29 holds five bots (eight addresses but the network, broadcast and gateway): with no quota at all, the sixth
+    create is refused with the quota's answer, before anything is made, rather than failing at the engine."""
+    platform = await make_platform(FLEET_TENANT_SUBNET_PREFIX=29, FLEET_TENANT_MAX_BOTS=0)
+    for _ in range(5):
+        await platform.create_bot()
+    before = await _engine_objects(docker, platform.settings.platform_id)
+
+    refused = await platform.client.post("/fleet/bots", json=_body())
+
+    _refused(refused, "bots", limit=5, used=5, requested=1)
+    assert await _engine_objects(docker, platform.settings.platform_id) == before
+    await _assert_no_drift(platform)

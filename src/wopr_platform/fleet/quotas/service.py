@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -50,6 +51,11 @@ class Quotas:
         """The platform's limits of a tenant without overrides (0: no limit)."""
         s = self._settings
         return Amounts(s.tenant_max_bots, s.tenant_max_memory_mb, mcpus(s.tenant_max_cpus))
+
+    @property
+    def network_room(self) -> int:
+        """The most bots one tenant network holds: its subnet's addresses but the network, broadcast and gateway."""
+        return int(2 ** (32 - self._settings.tenant_subnet_prefix)) - 3
 
     @property
     def _bot_defaults(self) -> Limits:
@@ -168,6 +174,9 @@ class Quotas:
     def _refusal(self, row: QuotaRow, delta: Amounts, *, force: bool = False) -> QuotaExceeded | None:
         """The error for the first amount `delta` would take past its limit (None when it fits)."""
         limits = self._limits(row)
+        # however high the quota, a tenant's bots share its network's subnet: that many addresses at most
+        room = self.network_room
+        limits = replace(limits, bots=min(limits.bots or room, room))
         used = Amounts(row.bots or 0, row.memory_mb or 0, row.mcpus or 0)
         for field, wire in WIRE_NAMES.items():
             grow: int = getattr(delta, field)
