@@ -9,25 +9,23 @@ sign-in checks a dummy hash for an unknown email, so both cost the same time.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 import time
 import uuid
-from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
 
 from sqlalchemy.exc import IntegrityError
 
-from wopr_platform.accounts import credentials, mails, totp
+from wopr_platform.accounts import credentials, totp
+from wopr_platform.accounts.invitations import Invitations, invalid_invitation
+from wopr_platform.accounts.policy import AccountSettings, Clock, TooManyAttempts, throttle
+from wopr_platform.accounts.policy import now as utc_now
 from wopr_platform.accounts.repository import AccountRepository
+from wopr_platform.accounts.resets import PasswordResets
 from wopr_platform.accounts.schemas import (
     Accepted,
-    InvitationIn,
-    InvitationList,
-    InvitationOut,
     KeyCaller,
     KeyCreated,
     KeyIn,
@@ -52,7 +50,6 @@ from wopr_platform.core.buckets import TokenBuckets, address_key
 from wopr_platform.core.errors import (
     Conflict,
     Forbidden,
-    MailUnavailable,
     NotFound,
     PlatformError,
     ServiceUnavailable,
@@ -68,26 +65,12 @@ from wopr_platform.mail.smtp import Mailer
 
 log = logging.getLogger(__name__)
 
-SignupMode = Literal["open", "invite", "off"]
 TOUCH_EVERY = timedelta(seconds=60)
 CACHE_SECONDS = 30.0  # a cached session or key is looked up again at least this often
 MAX_CACHED = 10_000  # last-seen and last-used times are written at most this often
 LOGIN_ATTEMPTS = 10  # per account and per client address ...
 LOGIN_WINDOW = 300.0  # ... per this many seconds
 MAX_TENANTS_LISTED = 1000
-RESET_PER_EMAIL = 3  # password-reset mails asked for one address ...
-RESET_PER_ADDRESS = 10  # ... and from one client address ...
-RESET_WINDOW = 900.0  # ... per this many seconds
-SHUTDOWN_WAIT = 15.0  # seconds mails still being sent get at shutdown
-
-
-class TooManyAttempts(PlatformError):
-    status = 429
-    code = "login_throttled"
-
-
-class ResetThrottled(TooManyAttempts):
-    code = "reset_throttled"
 
 
 class SecondFactorUnavailable(ServiceUnavailable):
@@ -102,23 +85,6 @@ class SecondFactorUnreadable(PlatformError):
 
     status = 503
     code = "secrets_unreadable"
-
-
-def _throttle(buckets: TokenBuckets, keys: tuple[str, ...], error: type[TooManyAttempts], what: str) -> None:
-    for bucket in keys:
-        wait = buckets.take(bucket)
-        if wait > 0:
-            raise error(f"too many {what}; try again later", details={"retryAfter": int(wait) + 1})
-
-
-@dataclass(frozen=True, slots=True)
-class AccountSettings:
-    signup: SignupMode = "open"
-    session_idle: timedelta = timedelta(hours=8)
-    session_max_age: timedelta = timedelta(days=7)
-    password_reset_ttl: timedelta = timedelta(hours=1)
-    invitation_ttl: timedelta = timedelta(days=7)
-    platform_url: str = "http://localhost:3100"  # links in mails point here
 
 
 @dataclass(slots=True)
@@ -145,28 +111,6 @@ class NewSession:
 
     token: str
     answer: SessionOut
-
-
-def _invalid_invitation() -> ValidationFailed:
-    return ValidationFailed(
-        "this invitation is unknown, used, revoked, expired or for another email",
-        details={"code": "invalid_invitation"},
-    )
-
-
-def _invitation_out(row: models.Invitation) -> InvitationOut:
-    return InvitationOut(
-        id=row.id,
-        email=row.email,
-        role=row.role,
-        invited_by=row.invited_by,
-        created_at=row.created_at,
-        expires_at=row.expires_at,
-    )
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _user_out(user: models.User, memberships: list[models.Membership]) -> UserOut:
@@ -205,17 +149,13 @@ class AccountService:
         broadcast: Broadcast | None = None,
         mailer: Mailer | None = None,
         box: SecretBox | None = None,
-        clock: Callable[[], datetime] = _now,
+        clock: Clock = utc_now,
     ) -> None:
         self._db = db
         self._settings = settings
-        self._mailer = mailer  # None: mail is off
         self._box = box  # seals TOTP secrets; None: no second factor can be set up (recovery codes still work)
         self._clock = clock
         self._attempts = TokenBuckets(LOGIN_ATTEMPTS, LOGIN_WINDOW)
-        self._reset_emails = TokenBuckets(RESET_PER_EMAIL, RESET_WINDOW)
-        self._reset_addresses = TokenBuckets(RESET_PER_ADDRESS, RESET_WINDOW)
-        self._background: set[asyncio.Task[None]] = set()
         # Sessions and keys that answered recently, by the hash of their token: identifying a caller is then a
         # dictionary lookup. Any change to accounts (a revocation, a role, a sign-out) on any replica empties
         # every replica's cache through `broadcast`; while a replica cannot hear the others, it does not cache.
@@ -224,6 +164,8 @@ class AccountService:
         self._keys: dict[str, _CachedKey] = {}
         if broadcast is not None:
             broadcast.subscribe(self.forget)
+        self.resets = PasswordResets(db=db, settings=settings, mailer=mailer, changed=self._changed, clock=clock)
+        self.invitations = Invitations(db=db, settings=settings, mailer=mailer, changed=self._changed, clock=clock)
 
     def forget(self) -> None:
         """Drop every cached session and key (done on every change to accounts, on every replica)."""
@@ -240,19 +182,8 @@ class AccountService:
             await self._broadcast.signal()
 
     async def close(self) -> None:
-        """Let mails still being sent finish (at most SHUTDOWN_WAIT seconds), at shutdown."""
-        if self._background:
-            await asyncio.wait(self._background, timeout=SHUTDOWN_WAIT)
-
-    def _later(self, work: Coroutine[None, None, None]) -> None:
-        task = asyncio.create_task(work)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    def _mail(self) -> Mailer:
-        if self._mailer is None:
-            raise MailUnavailable("this platform sends no mail (no SMTP_HOST is configured)")
-        return self._mailer
+        """At shutdown: let reset mails still being sent finish."""
+        await self.resets.close()
 
     # --- sign-up, sign-in, sessions --------------------------------------------------------------------------
 
@@ -280,7 +211,7 @@ class AccountService:
                     raise Forbidden("sign-up is closed on this platform", details={"code": "signup_closed"})
                 invitation = await repo.pending_invitation(credentials.digest(body.invitation), now)
                 if invitation is None or not credentials.same(invitation.email, email):
-                    raise _invalid_invitation()
+                    raise invalid_invitation()
             elif self._settings.signup != "open" and not first:
                 raise Forbidden("sign-up is closed on this platform", details={"code": "signup_closed"})
             if await repo.user_by_email(email) is not None:
@@ -296,7 +227,7 @@ class AccountService:
             repo.add(user)
             if invitation is not None:
                 if not await repo.spend_invitation(invitation.id, user.id, now):
-                    raise _invalid_invitation()
+                    raise invalid_invitation()
                 tenant_id, role = invitation.tenant_id, invitation.role
             else:
                 tenant_id, role = body.tenant_id or "t-" + secrets.token_hex(5), "owner"
@@ -489,7 +420,7 @@ class AccountService:
             user = await AccountRepository(session).user(user_id)
         if user is None:
             raise NotFound("user not found", details={"code": "not_found"})
-        _throttle(self._attempts, ("account:" + credentials.digest(user.email),), TooManyAttempts, "password attempts")
+        throttle(self._attempts, ("account:" + credentials.digest(user.email),), TooManyAttempts, "password attempts")
         if not await credentials.verify_password(user.password_hash, password):
             raise Unauthorized("the password is wrong", details={"code": "invalid_credentials"})
         return user
@@ -578,63 +509,6 @@ class AccountService:
                     id=str(uuid.uuid4()), user_id=user_id, code_hash=totp.recovery_digest(code), created_at=now
                 )
             )
-
-    # --- password reset ---------------------------------------------------------------------------------------
-
-    async def request_password_reset(self, email: str, client: str | None) -> Accepted:
-        """Mail a single-use link that sets a new password, if an account has `email`.
-
-        The answer, and its timing, are the same either way: the lookup, the token and the mail happen after the
-        answer, in the background. Requests are throttled per email and per client address."""
-        mailer = self._mail()
-        email = email.lower()
-        _throttle(self._reset_emails, ("email:" + credentials.digest(email),), ResetThrottled, "reset requests")
-        _throttle(self._reset_addresses, ("addr:" + address_key(client),), ResetThrottled, "reset requests")
-        self._later(self._send_reset(mailer, email))
-        return Accepted(message="if an account has this email, a link to set a new password is on its way")
-
-    async def _send_reset(self, mailer: Mailer, email: str) -> None:
-        try:
-            token = credentials.new_token()
-            now = self._clock()
-            async with self._db.unit() as session:
-                repo = AccountRepository(session)
-                user = await repo.user_by_email(email)
-                if user is None:
-                    return
-                repo.add(
-                    models.PasswordReset(
-                        id=str(uuid.uuid4()),
-                        token_hash=credentials.digest(token),
-                        user_id=user.id,
-                        created_at=now,
-                        expires_at=now + self._settings.password_reset_ttl,
-                    )
-                )
-            subject, text = mails.password_reset(self._settings.platform_url, token, self._settings.password_reset_ttl)
-            await mailer.send(email, subject, text)
-            log.info("password reset mailed", extra={"user": user.id})
-        except Exception:  # in the background: logged, never raised into the event loop
-            log.exception("password reset not mailed")
-
-    async def confirm_password_reset(self, token: str, new_password: str) -> None:
-        """Set the password of the token's account and end every session of it; the token works once."""
-        new_hash = await credentials.hash_password(new_password)
-        now = self._clock()
-        async with self._db.unit() as session:
-            repo = AccountRepository(session)
-            user_id = await repo.use_reset(credentials.digest(token), now)
-            user = await repo.user(user_id) if user_id is not None else None
-            if user is None:
-                raise ValidationFailed(
-                    "this link is unknown, used or expired: ask for a new one", details={"code": "invalid_token"}
-                )
-            user.password_hash = new_hash
-            user.sessions_valid_after = now
-            await repo.revoke_sessions_of(user.id, now)
-            await repo.void_resets_of(user.id, now)
-        await self._changed()
-        log.info("password reset", extra={"user": user.id})
 
     async def me(self, user_id: str) -> UserOut:
         async with self._db.read() as session:
@@ -745,86 +619,6 @@ class AccountService:
             target.role = "owner"
         await self._changed()
         return await self.members(tenant_id)
-
-    # --- invitations -------------------------------------------------------------------------------------------
-
-    async def invite(self, tenant_id: str, inviter: str, body: InvitationIn) -> InvitationOut:
-        """Mail a single-use invitation to join the tenant with a role; once it is mailed, an earlier pending one to
-        the same email is revoked. When the mail is not accepted by the server the new invitation is revoked instead
-        (the earlier one stands), and the answer is 503."""
-        mailer = self._mail()
-        email = body.email.lower()
-        token = credentials.new_token()
-        now = self._clock()
-        row = models.Invitation(
-            id=str(uuid.uuid4()),
-            token_hash=credentials.digest(token),
-            tenant_id=tenant_id,
-            email=email,
-            role=body.role,
-            invited_by=inviter,
-            created_at=now,
-            expires_at=now + self._settings.invitation_ttl,
-        )
-        async with self._db.unit() as session:
-            repo = AccountRepository(session)
-            user = await repo.user_by_email(email)
-            if user is not None and await repo.membership(tenant_id, user.id) is not None:
-                raise Conflict("already a member", details={"code": "member_exists"})
-            tenant = await repo.tenant(tenant_id)
-            repo.add(row)
-        ttl = self._settings.invitation_ttl
-        name = tenant.name if tenant is not None else tenant_id
-        subject, text = mails.invitation(self._settings.platform_url, token, name, body.role, ttl)
-        try:
-            await mailer.send(email, subject, text)
-        except MailUnavailable:
-            async with self._db.unit() as session:
-                await AccountRepository(session).revoke_invitation(row.id, self._clock())
-            raise
-        # only once the new one is mailed: an invitation that could not be sent leaves the earlier one standing
-        async with self._db.unit() as session:
-            await AccountRepository(session).revoke_invitations_to(tenant_id, email, before=row, at=self._clock())
-        log.info("invitation mailed", extra={"tenant": tenant_id, "invitation": row.id})
-        return _invitation_out(row)
-
-    async def invitations(self, tenant_id: str) -> InvitationList:
-        async with self._db.read() as session:
-            rows = await AccountRepository(session).pending_invitations(tenant_id, self._clock())
-        return InvitationList(invitations=[_invitation_out(row) for row in rows])
-
-    async def revoke_invitation(self, tenant_id: str, invitation_id: str) -> None:
-        now = self._clock()
-        async with self._db.unit() as session:
-            repo = AccountRepository(session)
-            row = await repo.invitation(tenant_id, invitation_id)
-            if row is None or row.accepted_at is not None or row.revoked_at is not None or row.expires_at <= now:
-                raise NotFound("invitation not found", details={"code": "not_found"})
-            await repo.revoke_invitation(row.id, now)
-
-    async def accept_invitation(self, user_id: str, token: str) -> Membership:
-        """Join the inviting tenant with the invitation's role (the signed-in user's email must be the invited one)."""
-        now = self._clock()
-        async with self._db.unit() as session:
-            repo = AccountRepository(session)
-            user = await repo.user(user_id)
-            invitation = await repo.pending_invitation(credentials.digest(token), now)
-            if user is None or invitation is None or not credentials.same(invitation.email, user.email):
-                raise _invalid_invitation()
-            if await repo.membership(invitation.tenant_id, user_id) is not None:
-                raise Conflict("already a member", details={"code": "member_exists"})
-            if not await repo.spend_invitation(invitation.id, user_id, now):
-                raise _invalid_invitation()
-            repo.add(
-                models.Membership(tenant_id=invitation.tenant_id, user_id=user_id, role=invitation.role, created_at=now)
-            )
-            try:
-                await repo.flush()
-            except IntegrityError:
-                raise Conflict("already a member", details={"code": "member_exists"}) from None
-        await self._changed()
-        log.info("invitation accepted", extra={"tenant": invitation.tenant_id, "user": user_id})
-        return Membership(tenant_id=invitation.tenant_id, role=invitation.role)
 
     # --- API keys ----------------------------------------------------------------------------------------------
 

@@ -14,7 +14,8 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from wopr_platform.accounts.service import AccountService, AccountSettings
+from wopr_platform.accounts.policy import AccountSettings
+from wopr_platform.accounts.service import AccountService
 from wopr_platform.accounts.users import UserAdmin
 from wopr_platform.api.deps import Services
 from wopr_platform.app.loops import Loop

@@ -150,13 +150,13 @@ async def regenerate_recovery_codes(body: PasswordIn, caller: Identified, accoun
 async def request_password_reset(body: PasswordResetIn, request: Request, accounts: Accounts) -> Accepted:
     """Mail a single-use link that sets a new password; the answer is the same whether or not the email has an
     account (503 `mail_unavailable` when the platform sends no mail)."""
-    return await accounts.request_password_reset(body.email, _client(request))
+    return await accounts.resets.request(body.email, _client(request))
 
 
 @router.post("/auth/password-reset/confirm", status_code=204, response_class=Response)
 async def confirm_password_reset(body: PasswordResetConfirmIn, accounts: Accounts) -> Response:
     """Set a new password with the token from the mail: every session of the account ends; sign in again."""
-    await accounts.confirm_password_reset(body.token, body.new_password)
+    await accounts.resets.confirm(body.token, body.new_password)
     return Response(status_code=204)
 
 
@@ -212,28 +212,28 @@ async def transfer_ownership(user_id: UserId, principal: Operator, accounts: Acc
 @router.get("/invitations", response_model=InvitationList)
 async def list_invitations(principal: Operator, accounts: Accounts) -> InvitationList:
     """The tenant's pending invitations (never their tokens)."""
-    return await accounts.invitations(principal.tenant_id)
+    return await accounts.invitations.pending(principal.tenant_id)
 
 
 @router.post("/invitations", status_code=201, response_model=InvitationOut)
 async def invite(body: InvitationIn, principal: Operator, accounts: Accounts) -> InvitationOut:
     """Mail an invitation to join this tenant as admin, member or viewer (503 `mail_unavailable` when the platform
     sends no mail); the invitee accepts signed in, or signs up with it."""
-    return await accounts.invite(principal.tenant_id, principal.subject, body)
+    return await accounts.invitations.invite(principal.tenant_id, principal.subject, body)
 
 
 @router.delete("/invitations/{invitation_id}", status_code=204, response_class=Response)
 async def revoke_invitation(
     invitation_id: Annotated[str, Path(description="the invitation's id")], principal: Operator, accounts: Accounts
 ) -> Response:
-    await accounts.revoke_invitation(principal.tenant_id, checked_id(invitation_id, "invitation"))
+    await accounts.invitations.revoke(principal.tenant_id, checked_id(invitation_id, "invitation"))
     return Response(status_code=204)
 
 
 @router.post("/invitations/accept", response_model=Membership)
 async def accept_invitation(body: InvitationAcceptIn, caller: Identified, accounts: Accounts) -> Membership:
     """Join the inviting tenant with the invitation's role; the signed-in user's email must be the invited one."""
-    return await accounts.accept_invitation(_user_of(caller), body.token)
+    return await accounts.invitations.accept(_user_of(caller), body.token)
 
 
 @router.get("/keys", response_model=KeyList)
