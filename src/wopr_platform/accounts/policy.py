@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
+from wopr_platform.accounts.schemas import SessionOut
 from wopr_platform.core.buckets import TokenBuckets
 from wopr_platform.core.errors import MailUnavailable, PlatformError
 from wopr_platform.mail.smtp import Mailer
@@ -51,3 +52,11 @@ def require_mailer(mailer: Mailer | None) -> Mailer:
     if mailer is None:
         raise MailUnavailable("this platform sends no mail (no SMTP_HOST is configured)")
     return mailer
+
+
+@dataclass(frozen=True, slots=True)
+class NewSession:
+    """A session just made: the token for the cookie (never stored) and the answer."""
+
+    token: str
+    answer: SessionOut

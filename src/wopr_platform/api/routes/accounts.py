@@ -9,6 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, Response
 
+from wopr_platform.accounts.policy import NewSession
 from wopr_platform.accounts.schemas import (
     Accepted,
     InvitationAcceptIn,
@@ -39,7 +40,6 @@ from wopr_platform.accounts.schemas import (
     TotpSetup,
     UserOut,
 )
-from wopr_platform.accounts.service import NewSession
 from wopr_platform.api.auth import SESSION_COOKIE, Identified, Operator
 from wopr_platform.api.deps import Accounts, checked_id
 from wopr_platform.core.errors import NotFound
@@ -119,7 +119,7 @@ async def change_password(
 @router.post("/auth/totp", response_model=TotpSetup)
 async def begin_totp(body: PasswordIn, caller: Identified, accounts: Accounts) -> TotpSetup:
     """Set up the second factor: a new secret for an authenticator app, pending until a code confirms it."""
-    return await accounts.begin_totp(_user_of(caller), body.password)
+    return await accounts.second_factor.begin(_user_of(caller), body.password)
 
 
 @router.post("/auth/totp/confirm", response_model=TotpEnabled)
@@ -128,7 +128,7 @@ async def confirm_totp(
 ) -> TotpEnabled:
     """Turn the second factor on with a current code: the recovery codes are in this answer only; every session
     ends and this browser gets a new one."""
-    new, codes = await accounts.confirm_totp(_user_of(caller), body.code)
+    new, codes = await accounts.second_factor.confirm(_user_of(caller), body.code)
     session = _set_cookie(request, response, new)
     return TotpEnabled(**session.model_dump(), recovery_codes=codes.recovery_codes)
 
@@ -136,14 +136,14 @@ async def confirm_totp(
 @router.delete("/auth/totp", status_code=204, response_class=Response)
 async def disable_totp(body: PasswordIn, caller: Identified, accounts: Accounts) -> Response:
     """Turn the second factor off (the password entered again); the recovery codes are void."""
-    await accounts.disable_totp(_user_of(caller), body.password)
+    await accounts.second_factor.disable(_user_of(caller), body.password)
     return Response(status_code=204)
 
 
 @router.post("/auth/recovery-codes", response_model=RecoveryCodes)
 async def regenerate_recovery_codes(body: PasswordIn, caller: Identified, accounts: Accounts) -> RecoveryCodes:
     """A new set of recovery codes, in this answer only; the earlier ones are void."""
-    return await accounts.regenerate_recovery_codes(_user_of(caller), body.password)
+    return await accounts.second_factor.regenerate_recovery_codes(_user_of(caller), body.password)
 
 
 @router.post("/auth/password-reset", status_code=202, response_model=Accepted)
