@@ -45,13 +45,20 @@ async def _login(platform: Platform, address: str, **fields: Any) -> httpx.Respo
 
 async def _enable(user: User) -> tuple[str, list[str]]:
     """Set up and confirm the second factor: its secret and recovery codes (the user's client gets the new session)."""
+    secret, codes, _ = await _enable_with(user)
+    return secret, codes
+
+
+async def _enable_with(user: User) -> tuple[str, list[str], str]:
+    """As `_enable`, and the code that confirmed it (the time step may have moved on since)."""
     begun = await user.client.post("/auth/totp", json={"password": PASSWORD})
     assert begun.status_code == 200, begun.text
     secret = begun.json()["secret"]
-    confirmed = await user.client.post("/auth/totp/confirm", json={"code": _at(secret)})
+    code = _at(secret)
+    confirmed = await user.client.post("/auth/totp/confirm", json={"code": code})
     assert confirmed.status_code == 200, confirmed.text
     user.client.headers["X-CSRF-Token"] = confirmed.json()["csrfToken"]
-    return secret, confirmed.json()["recoveryCodes"]
+    return secret, confirmed.json()["recoveryCodes"], code
 
 
 def _refused(response: httpx.Response, status: int, code: str) -> None:
@@ -113,7 +120,7 @@ async def test_sign_in_asks_for_a_code_only_after_the_right_password_and_accepts
     accounts: Platform,
 ) -> None:
     user = await new_user(accounts, "login")
-    secret, _ = await _enable(user)
+    secret, _, confirming = await _enable_with(user)
 
     wrong_password = await _login(accounts, user.email, password="not the password")
     _refused(wrong_password, 401, "invalid_credentials")
@@ -127,7 +134,7 @@ async def test_sign_in_asks_for_a_code_only_after_the_right_password_and_accepts
     )
 
     # the code that turned it on does not sign in again; the next step's code does, once
-    _refused(await _login(accounts, user.email, code=_at(secret)), 401, "invalid_credentials")
+    _refused(await _login(accounts, user.email, code=confirming), 401, "invalid_credentials")
     later = _at(secret, 1)
     signed_in = await _login(accounts, user.email, code=later)
     assert signed_in.status_code == 200, signed_in.text
