@@ -38,6 +38,9 @@ CHECKS = [response_schema_conformance, status_code_conformance, content_type_con
 EXPECTED_UNAVAILABLE = {(503, "proxy_disabled"), (503, "mail_unavailable")}
 # an endless event stream: nothing to fuzz but a query parameter, and every case would wait for the timeout
 SKIPPED = {"GET /fleet/events"}
+# throttled per account and address: a replayed case can meet 429 where the first met 401, which Hypothesis calls
+# unreliable; their bad input is proved by test_accounts.py and test_bad_input.py instead
+SKIPPED |= {"POST /auth/login", "POST /auth/password-reset"}
 # operations fuzzed a second time on a bot that exists (others would only stop, start or delete it)
 ON_A_REAL_BOT = {
     "GET /fleet/bots/{bot_id}",

@@ -15,7 +15,7 @@ from wopr_platform.core.access import Role, Scope
 from wopr_platform.core.naming import TENANT_RE
 from wopr_platform.core.networks import Networks
 
-EMAIL_PATTERN = r"^[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?\.[A-Za-z]{2,63}$"
+EMAIL_PATTERN = r"^[^@\s\x00-\x1f\x7f]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?\.[A-Za-z]{2,63}$"
 Email = Annotated[str, StringConstraints(max_length=254, pattern=EMAIL_PATTERN)]
 Password = Annotated[str, StringConstraints(min_length=MIN_PASSWORD, max_length=MAX_PASSWORD)]
 TenantId = Annotated[str, StringConstraints(max_length=63, pattern=TENANT_RE.pattern.replace(r"\Z", "$"))]
