@@ -77,6 +77,12 @@ class AccountRepository:
             update(Session).where(Session.user_id == user_id, Session.revoked_at.is_(None)).values(revoked_at=at)
         )
 
+    async def end_every_session(self, user: User, at: datetime) -> None:
+        """After a change of credentials: every session of the user is revoked, and none made before `at` counts
+        (a cached one included)."""
+        user.sessions_valid_after = at
+        await self.revoke_sessions_of(user.id, at)
+
     # second factor
 
     async def use_totp_step(self, user_id: str, step: int) -> bool:

@@ -117,8 +117,7 @@ class PasswordResets:
                     "this link is unknown, used or expired: ask for a new one", details={"code": "invalid_token"}
                 )
             user.password_hash = new_hash
-            user.sessions_valid_after = now
-            await repo.revoke_sessions_of(user.id, now)
+            await repo.end_every_session(user, now)
             await repo.void_resets_of(user.id, now)
         await self._changed()
         log.info("password reset", extra={"user": user.id})

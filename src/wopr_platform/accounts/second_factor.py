@@ -146,8 +146,7 @@ class SecondFactor:
                 )
             user.totp_enabled_at = now
             user.totp_last_step = step  # the code that turned it on does not sign in
-            user.sessions_valid_after = now
-            await repo.revoke_sessions_of(user_id, now)
+            await repo.end_every_session(user, now)
             await repo.remove_recovery_codes(user_id)
             self._new_recovery_codes(repo, user_id, codes, now)
         await self._changed()

@@ -239,12 +239,8 @@ class AccountService:
         Only a right password learns that a second factor is asked for (`totp_required`). Every attempt, the one
         that sends the code too, counts against the per-account and per-address throttle."""
         email = email.lower()
-        for bucket in ("account:" + credentials.digest(email), "addr:" + address_key(client)):
-            wait = self._attempts.take(bucket)
-            if wait > 0:
-                raise TooManyAttempts(
-                    "too many sign-in attempts; try again later", details={"retryAfter": int(wait) + 1}
-                )
+        buckets = ("account:" + credentials.digest(email), "addr:" + address_key(client))
+        throttle(self._attempts, buckets, TooManyAttempts, "sign-in attempts")
         async with self._db.read() as session:
             user = await AccountRepository(session).user_by_email(email)
             stored = user.password_hash if user is not None else None
@@ -347,8 +343,7 @@ class AccountService:
             if user is None:
                 raise Unauthorized("wrong email or password", details={"code": "invalid_credentials"})
             user.password_hash = new_hash
-            user.sessions_valid_after = now
-            await repo.revoke_sessions_of(user_id, now)
+            await repo.end_every_session(user, now)
         await self._changed()
         return await self._new_session(user_id)
 
