@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from wopr_platform.core.errors import Conflict
-from wopr_platform.db.models import Bot, TemplateSeed
+from wopr_platform.db.models import Bot, Operation, TemplateSeed
 
 STATUS_COLUMNS = (
     Bot.id,
@@ -78,6 +78,11 @@ class BotRepository:
         """What the reconciler compares, for every bot, as plain rows."""
         result = await self._session.execute(select(*RECONCILE_COLUMNS).order_by(Bot.created_at, Bot.id))
         return result.all()
+
+    async def in_flight(self, since: datetime) -> set[str]:
+        """The bots with an operation in flight that began after `since` (on this replica or another)."""
+        result = await self._session.execute(select(Operation.bot_id).where(Operation.created_at >= since))
+        return set(result.scalars().all())
 
     async def list_routes(self) -> Sequence[Any]:
         """What tenant routing needs of every bot of every tenant, as plain rows (background work only)."""
@@ -164,6 +169,17 @@ class BotRepository:
         await self._session.execute(
             delete(TemplateSeed).where(TemplateSeed.bot_id == bot_id, TemplateSeed.state == SEED_CREATING)
         )
+
+    async def resources_of(self, bot_ids: Collection[str]) -> dict[str, dict[str, Any] | None]:
+        """The own `resources` of each of these bots that exists."""
+        found: dict[str, dict[str, Any] | None] = {}
+        ids = list(bot_ids)
+        for start in range(0, len(ids), 500):  # within every backend's limit of bound parameters
+            result = await self._session.execute(
+                select(Bot.id, Bot.resources).where(Bot.id.in_(ids[start : start + 500]))
+            )
+            found.update({bot_id: own for bot_id, own in result.all()})
+        return found
 
     async def volume_names(self, tenant_id: str) -> set[str]:
         """The `volumeName` every bot of the tenant has now."""

@@ -44,15 +44,18 @@ class QuotaRepository:
             update(TenantQuota).where(TenantQuota.tenant_id == tenant_id).values(bots=TenantQuota.bots)
         )
 
-    async def add_within(self, tenant_id: str, delta: Amounts, defaults: Amounts) -> bool:
+    async def add_within(self, tenant_id: str, delta: Amounts, defaults: Amounts, *, bots_room: int) -> bool:
         """Add `delta` to the usage in one conditional update: False (nothing changed) when an amount that grows
-        would pass its limit (the override, else `defaults`; 0 is no limit)."""
+        would pass its limit (the override, else `defaults`; 0 is no limit), or the bots would pass `bots_room`
+        (what the tenant's network holds, whatever the limit)."""
+        room = TenantQuota.bots + delta.bots <= bots_room if delta.bots > 0 else None
         conditions = [
             condition
             for condition in (
                 _within(TenantQuota.bots, delta.bots, TenantQuota.max_bots, defaults.bots),
                 _within(TenantQuota.memory_mb, delta.memory_mb, TenantQuota.max_memory_mb, defaults.memory_mb),
                 _within(TenantQuota.mcpus, delta.mcpus, TenantQuota.max_mcpus, defaults.mcpus),
+                room,
             )
             if condition is not None
         ]

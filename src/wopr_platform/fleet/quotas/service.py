@@ -79,7 +79,7 @@ class Quotas:
         repo = QuotaRepository(session)
         await repo.ensure(tenant_id)
         for attempt in range(1, CHARGE_ATTEMPTS + 1):
-            if await repo.add_within(tenant_id, delta, self.defaults):
+            if await repo.add_within(tenant_id, delta, self.defaults, bots_room=self.network_room):
                 return
             row = await repo.get(tenant_id)
             assert row is not None
@@ -102,7 +102,9 @@ class Quotas:
         if removed is None:
             return False
         freed = NONE - self.of_bot(removed.resources)
-        await QuotaRepository(session).add_within(tenant_id, freed, self.defaults)  # it shrinks: never refused
+        await QuotaRepository(session).add_within(  # it shrinks: never refused
+            tenant_id, freed, self.defaults, bots_room=self.network_room
+        )
         return True
 
     # units of their own ---------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from wopr_platform.core import naming
@@ -47,6 +47,8 @@ RECUR_WINDOW_SECONDS = 30.0
 MAX_PARALLEL_REPAIRS = 4
 YIELD_EVERY = 50
 HISTORY = 200
+# an operation in flight this long (longer than any create, change or update takes) was abandoned by its replica
+IN_FLIGHT_GRACE = timedelta(minutes=15)
 _RESTARTING_POLICIES = ("always", "unless-stopped")
 
 
@@ -194,7 +196,11 @@ class Reconciler:
         """One pass over every bot; returns the drift left unrepaired (repairs are recorded in `history`)."""
         started = time.monotonic()
         async with self._db.read() as session:
-            bots = list(await BotRepository(session).list_for_reconcile())
+            repo = BotRepository(session)
+            # a bot another replica is creating, changing or removing right now (its bot lock is that replica's)
+            # is left to it; an operation older than IN_FLIGHT_GRACE was abandoned by a replica that died
+            busy = await repo.in_flight(_now() - IN_FLIGHT_GRACE)
+            bots = list(await repo.list_for_reconcile())
         by_bot: dict[str, list[ContainerInfo]] = {}
         for info in self._observed.containers():
             if info.bot_id:
@@ -203,6 +209,8 @@ class Reconciler:
         for index, bot in enumerate(bots):
             if index % YIELD_EVERY == YIELD_EVERY - 1:
                 await asyncio.sleep(0)  # a large fleet must not hold requests up for the whole pass
+            if bot.id in busy:
+                continue
             drift = diff(bot, by_bot.get(bot.id, []), self._observed, self._containers.matches)
             if drift:
                 drifting[bot.id] = drift
