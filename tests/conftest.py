@@ -42,6 +42,7 @@ pytest_plugins = [
     "tests.fixtures.token_registry",
     "tests.fixtures.caddy",
     "tests.fixtures.smtp",
+    "tests.fixtures.stripe",
 ]
 
 
@@ -66,6 +67,7 @@ DATABASE_TESTS = frozenset(
         "integration/test_authorization",
         "integration/test_audit_ids_migration",
         "integration/test_bad_input",
+        "integration/test_billing",
         "integration/test_concurrency",
         "integration/test_crash_recovery",
         "integration/test_engine_unavailable",
@@ -83,7 +85,9 @@ DATABASE_TESTS = frozenset(
         "integration/test_proxy::test_subdomains_are_validated_unique_across_tenants_and_patchable",
         "integration/test_quotas",
         "integration/test_reconciler",
+        "integration/test_runtime_charges",
         "integration/test_secrets",
+        "integration/test_stripe",
         "integration/test_templates",
         "integration/test_tenants",
         "integration/test_totp",

@@ -34,8 +34,9 @@ EXAMPLES = int(os.environ.get("WOPR_FUZZ_EXAMPLES", "25"))
 RANDOM = os.environ.get("WOPR_FUZZ_RANDOM") == "1"
 # every answer matches its documented schema, status and media type; input outside the schema is refused
 CHECKS = [response_schema_conformance, status_code_conformance, content_type_conformance, negative_data_rejection]
-# 5xx answers that are the platform working as designed here: tenant routing and mail are off in this platform
-EXPECTED_UNAVAILABLE = {(503, "proxy_disabled"), (503, "mail_unavailable")}
+# 5xx answers that are the platform working as designed here: tenant routing, mail and payments are off in this
+# platform
+EXPECTED_UNAVAILABLE = {(503, "proxy_disabled"), (503, "mail_unavailable"), (503, "payments_unavailable")}
 # an endless event stream: nothing to fuzz but a query parameter, and every case would wait for the timeout
 SKIPPED = {"GET /fleet/events"}
 # throttled per account and address: a replayed case can meet 429 where the first met 401, which Hypothesis calls

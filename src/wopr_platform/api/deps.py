@@ -14,6 +14,8 @@ from fastapi import Depends, Path, Request
 from wopr_platform.accounts.service import AccountService
 from wopr_platform.accounts.users import UserAdmin
 from wopr_platform.audit.service import AuditService
+from wopr_platform.billing.service import BillingService
+from wopr_platform.billing.webhooks import StripeWebhooks
 from wopr_platform.core.errors import NotFound
 from wopr_platform.db.leadership import Leadership
 from wopr_platform.db.unit import Database
@@ -42,6 +44,8 @@ class Services:
     audit: AuditService
     accounts: AccountService
     users: UserAdmin
+    billing: BillingService
+    webhooks: StripeWebhooks
     reconciler: Reconciler
     events: EventBus
     proxy: ProxySync | None  # None when tenant routing is off
@@ -88,6 +92,14 @@ def _users(request: Request) -> UserAdmin:
     return services(request).users
 
 
+def _billing(request: Request) -> BillingService:
+    return services(request).billing
+
+
+def _webhooks(request: Request) -> StripeWebhooks:
+    return services(request).webhooks
+
+
 def checked_id(value: str, what: str) -> str:
     """An id must be a UUID; anything else cannot name one, so it is a 404 (`what` names it in the answer)."""
     if not UUID_RE.match(value):
@@ -107,4 +119,6 @@ Updates = Annotated[UpdateService, Depends(_updates)]
 Audit = Annotated[AuditService, Depends(_audit)]
 Accounts = Annotated[AccountService, Depends(_accounts)]
 Users = Annotated[UserAdmin, Depends(_users)]
+Billing = Annotated[BillingService, Depends(_billing)]
+Webhooks = Annotated[StripeWebhooks, Depends(_webhooks)]
 BotId = Annotated[str, Depends(_bot_id)]

@@ -53,6 +53,16 @@ ROUTES: dict[str, Need] = {
     "GET /keys": "admin",
     "POST /keys": "admin",
     "DELETE /keys/{key_id}": "admin",
+    # billing: Stripe's webhook carries its signature, which the route checks
+    "GET /billing/balance": "read",
+    "GET /billing/transactions": "read",
+    "POST /billing/checkout": "admin",
+    "POST /billing/webhook": "public",
+    "GET /billing/ledger-check": "platform_admin",
+    "GET /tenants/{tenant_id}/credits": "platform_admin",
+    "POST /tenants/{tenant_id}/credits/grants": "platform_admin",
+    "POST /tenants/{tenant_id}/credits/corrections": "platform_admin",
+    "POST /tenants/{tenant_id}/credits/refunds": "platform_admin",
     # bots
     "GET /fleet/bots": "read",
     "POST /fleet/bots": "write",

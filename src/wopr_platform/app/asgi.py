@@ -25,6 +25,7 @@ from wopr_platform.api.openapi import document_errors
 from wopr_platform.api.ratelimit import RateLimit
 from wopr_platform.api.routes.accounts import router as accounts_router
 from wopr_platform.api.routes.audit import router as audit_router
+from wopr_platform.api.routes.billing import router as billing_router
 from wopr_platform.api.routes.fleet import router as fleet_router
 from wopr_platform.api.routes.health import router as health_router
 from wopr_platform.api.routes.proxy import router as proxy_router
@@ -133,6 +134,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     app.include_router(accounts_router)
     app.include_router(users_router)
     app.include_router(tenants_router)
+    app.include_router(billing_router)
     # outermost last: the client's address is settled first, then rate limits, the body limit, ambiguity, audit
     app.add_middleware(AuditMiddleware, writer=audit)
     app.add_middleware(Unambiguous)

@@ -21,6 +21,9 @@ from wopr_platform.api.deps import Services
 from wopr_platform.app.loops import Loop
 from wopr_platform.audit.service import AuditService
 from wopr_platform.audit.writer import AuditWriter
+from wopr_platform.billing.runtime import RuntimeBilling
+from wopr_platform.billing.service import BillingService
+from wopr_platform.billing.webhooks import StripeWebhooks
 from wopr_platform.caddy.admin import CaddyAdmin
 from wopr_platform.core.errors import FirewallUnavailable
 from wopr_platform.core.faults import CrashPoints
@@ -50,6 +53,7 @@ from wopr_platform.fleet.reconciliation.recovery import Recovery
 from wopr_platform.fleet.secrets.sealed_env import SecretEnv
 from wopr_platform.instance.client import InstanceClient
 from wopr_platform.mail.smtp import Mailer, SmtpConfig
+from wopr_platform.payments.stripe_api import StripeApi
 from wopr_platform.proxy.sync import ProxySync
 from wopr_platform.registry.client import RegistryClient
 from wopr_platform.registry.credentials import CredentialStore
@@ -71,6 +75,8 @@ def check_settings(settings: Settings) -> None:
         CredentialStore.from_file(settings.registry_credentials_file)
     except ValueError as err:
         raise SettingsError(f"invalid setting FLEET_REGISTRY_CREDENTIALS: {err}") from None
+    if settings.billing_min_purchase_cents > settings.billing_max_purchase_cents:
+        raise SettingsError("invalid setting BILLING_MIN_PURCHASE_CENTS: it exceeds BILLING_MAX_PURCHASE_CENTS")
 
 
 @dataclass(slots=True)
@@ -88,6 +94,7 @@ class Platform:
     image_watcher: ImageWatcher
     rollouts: RolloutScheduler
     database: AsyncEngine
+    billing: RuntimeBilling | None = None
     clients: tuple[Closable, ...] = ()
 
     async def close_clients(self) -> None:
@@ -114,6 +121,24 @@ def mailer(settings: Settings) -> Mailer | None:
             tls=settings.smtp_tls,
             timeout=settings.smtp_timeout,
         )
+    )
+
+
+def stripe_api(settings: Settings) -> StripeApi | None:
+    """Stripe, when billing is on and its key is set (None, logged, otherwise: buying credits answers 503)."""
+    if not settings.billing_enabled:
+        return None
+    if settings.stripe_secret_key is None:
+        log.warning("billing is on without STRIPE_SECRET_KEY: credits can be granted, not bought")
+        return None
+    if settings.stripe_webhook_secret is None:
+        log.warning("no STRIPE_WEBHOOK_SECRET: Stripe's webhooks are refused, so purchases are not credited")
+    return StripeApi(
+        secret_key=settings.stripe_secret_key.get_secret_value(),
+        webhook_secret=(
+            settings.stripe_webhook_secret.get_secret_value() if settings.stripe_webhook_secret is not None else None
+        ),
+        api_base=settings.stripe_api_base,
     )
 
 
@@ -221,6 +246,11 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
     watcher = EngineWatcher(
         docker, observed, health, events, resync_interval=settings.resync_interval, on_change=reconciler.kick
     )
+    stripe = stripe_api(settings)
+    billing = BillingService(db=database, settings=settings, stripe=stripe, clock=clock.now)
+    webhooks = StripeWebhooks(
+        db=database, stripe=stripe, currency=settings.billing_currency, clock=clock.now, crash=crash
+    )
     fleet = FleetService(
         db=database,
         containers=containers,
@@ -236,8 +266,19 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
         settings=settings,
         secrets=secret_env,
         quotas=quotas,
+        admission=billing if settings.billing_enabled else None,
     )
     await fleet.load()
+    runtime = RuntimeBilling(
+        db=database,
+        fleet=fleet,
+        events=events,
+        prices=settings.billing_runtime_prices,
+        webhooks=webhooks,
+        clock=clock.now,
+        interval=settings.billing_interval,
+        crash=crash,
+    )
     templates = TemplateService(
         directory=settings.templates_dir or packaged_directory(),
         secrets=SecretStore(environ=os.environ, file=settings.template_secrets_file),
@@ -327,6 +368,8 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
         audit=AuditService(db=database, writer=audit),
         accounts=accounts,
         users=UserAdmin(db=database, broadcast=account_changes),
+        billing=billing,
+        webhooks=webhooks,
         reconciler=reconciler,
         events=events,
         proxy=proxy,
@@ -344,6 +387,7 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
     # the accounts service first: mails it is still sending may need the database and the mail server
     clients: tuple[Closable, ...] = (
         accounts,
+        *((stripe,) if stripe is not None else ()),
         instances,
         *((caddy,) if caddy is not None else ()),
         registry,
@@ -352,7 +396,7 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
     return Platform(
         services=services,
         loops=loops,
-        leader_loops=(reconciler, images, scheduler),
+        leader_loops=(reconciler, images, scheduler, *((runtime,) if settings.billing_enabled else ())),
         leadership=leadership,
         watcher=watcher,
         reconciler=reconciler,
@@ -360,5 +404,6 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
         image_watcher=images,
         rollouts=scheduler,
         database=db,
+        billing=runtime if settings.billing_enabled else None,
         clients=clients,
     )

@@ -52,6 +52,13 @@ class QuotaExceeded(Conflict):
     code = "quota_exceeded"
 
 
+class InsufficientCredits(PlatformError):
+    """The tenant's credits do not cover what it asked for (the payment gate)."""
+
+    status = 402
+    code = "insufficient_credits"
+
+
 class PayloadTooLarge(PlatformError):
     status = 413
     code = "payload_too_large"
@@ -64,9 +71,22 @@ class UpstreamFailed(PlatformError):
     code = "upstream_failed"
 
 
+class PaymentFailed(PlatformError):
+    """The payment provider refused a call (a card declined, an amount it does not accept)."""
+
+    status = 402
+    code = "payment_failed"
+
+
 class ServiceUnavailable(PlatformError):
     status = 503
     code = "service_unavailable"
+
+
+class PaymentsUnavailable(ServiceUnavailable):
+    """The payment provider cannot be reached, or payments are not configured."""
+
+    code = "payments_unavailable"
 
 
 class MailUnavailable(ServiceUnavailable):

@@ -16,10 +16,12 @@ from wopr_platform.core import limits
 from wopr_platform.core.addresses import HostPort
 from wopr_platform.core.limits import Limits
 from wopr_platform.core.networks import Networks, SubnetPool
+from wopr_platform.core.prices import RuntimePrices
 from wopr_platform.core.reference import ImageReference, InvalidReference
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 DATABASE_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
+DEFAULT_RUNTIME_PRICES = "small:512:7000,standard:1024:14000,large:4096:56000"
 MIN_SECRET_BYTES = 16  # of PLATFORM_SECRET and each PLATFORM_SECRET_PREVIOUS entry
 
 
@@ -175,6 +177,25 @@ class Settings(BaseSettings):
     tenant_subnets: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["10.200.0.0/14"], validation_alias="FLEET_TENANT_SUBNETS"
     )
+
+    # billing (see billing/): off by default (no Stripe keys needed); amounts in micro-dollars (1 USD = 1,000,000)
+    billing_enabled: bool = Field(False, validation_alias="BILLING_ENABLED")
+    stripe_secret_key: SecretStr | None = Field(None, validation_alias="STRIPE_SECRET_KEY")
+    stripe_webhook_secret: SecretStr | None = Field(None, validation_alias="STRIPE_WEBHOOK_SECRET")
+    stripe_api_base: str | None = Field(None, pattern=r"^https?://[^\s/]+/?$", validation_alias="STRIPE_API_BASE")
+    billing_currency: str = Field("usd", pattern=r"^[a-z]{3}$", validation_alias="BILLING_CURRENCY")
+    # creating or starting a bot needs at least this balance (else 402), and a purchase is within these (cents)
+    billing_min_balance: int = Field(1_000_000, ge=0, le=10**12, validation_alias="BILLING_MIN_BALANCE")
+    billing_min_purchase_cents: int = Field(500, ge=50, le=10**8, validation_alias="BILLING_MIN_PURCHASE_CENTS")
+    billing_max_purchase_cents: int = Field(100_000, ge=50, le=10**8, validation_alias="BILLING_MAX_PURCHASE_CENTS")
+    # what a running bot costs an hour, by the tier its effective memory limit falls in
+    billing_runtime_prices: Annotated[RuntimePrices, NoDecode] = Field(
+        default_factory=lambda: RuntimePrices.parse(DEFAULT_RUNTIME_PRICES), validation_alias="BILLING_RUNTIME_PRICES"
+    )
+    # how often the leader charges the hours that ended and applies webhook events a failure left in the inbox
+    billing_interval: float = Field(60.0, gt=0, le=3600, validation_alias="BILLING_INTERVAL")
+    # where the 402 answer sends a tenant to buy credits (default: the web app's billing page)
+    billing_buy_url: str | None = Field(None, pattern=r"^https?://[^\s]+$", validation_alias="BILLING_BUY_URL")
 
     @field_validator("default_memory_mb", "default_cpus", "default_pids")
     @classmethod
@@ -340,6 +361,11 @@ class Settings(BaseSettings):
             return proxy_addresses.check_status_ip(value) if value.strip() else None
         return value
 
+    @field_validator("billing_runtime_prices", mode="before")
+    @classmethod
+    def _parse_prices(cls, value: object) -> object:
+        return RuntimePrices.parse(value) if isinstance(value, str) else value
+
     @field_validator("database_url_setting")
     @classmethod
     def _check_database_url(cls, value: str | None) -> str | None:
@@ -371,6 +397,11 @@ class Settings(BaseSettings):
     def max_limits(self) -> Limits:
         """The most a bot's own `resources` may ask for."""
         return Limits(memory_mb=self.max_memory_mb, cpus=self.max_cpus, pids=self.max_pids)
+
+    @property
+    def buy_url(self) -> str:
+        """Where a tenant without credits is sent to buy them."""
+        return self.billing_buy_url or f"{self.platform_url.rstrip('/')}/billing"
 
     @property
     def database_url(self) -> str:

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -340,3 +341,115 @@ class RecoveryCode(Base):
     code_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+# --- billing: a double-entry ledger in integer micro-dollars (1 USD = 1,000,000) ----------------------------
+
+
+class LedgerAccount(Base):
+    """One account of the ledger: a tenant's credits, or one of the platform's own (revenue, Stripe, grants...).
+    `balance` is kept in the transaction that adds its lines, and always equals their sum."""
+
+    __tablename__ = "ledger_accounts"
+    __table_args__ = (Index("ix_ledger_accounts_tenant", "tenant_id"),)
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)  # "tenant:<id>:credits", "platform:revenue"
+    tenant_id: Mapped[str | None] = mapped_column(String(63), default=None)
+    balance: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class LedgerEntry(Base):
+    """One movement of money: its lines sum to zero; `reference` is unique, so posting it twice does nothing."""
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (Index("ix_ledger_entries_tenant", "tenant_id", "created_at", "id"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    reference: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))  # purchase, refund, dispute, runtime, grant, correction
+    tenant_id: Mapped[str] = mapped_column(String(63))
+    amount: Mapped[int] = mapped_column(BigInteger)  # what it did to the tenant's credits (negative: spent)
+    memo: Mapped[str] = mapped_column(String(500), default="")
+    actor: Mapped[str] = mapped_column(String(100))  # "stripe", "runtime", "user:<id>", "operator"
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class LedgerLine(Base):
+    """One side of an entry: an amount added to one account."""
+
+    __tablename__ = "ledger_lines"
+    __table_args__ = (Index("ix_ledger_lines_entry", "entry_id"), Index("ix_ledger_lines_account", "account_id"))
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    entry_id: Mapped[str] = mapped_column(String(36))
+    account_id: Mapped[str] = mapped_column(String(100))
+    amount: Mapped[int] = mapped_column(BigInteger)
+
+
+class BillingCustomer(Base):
+    """The Stripe customer that pays for a tenant."""
+
+    __tablename__ = "billing_customers"
+
+    tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    stripe_customer_id: Mapped[str] = mapped_column(String(255), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class BillingCheckout(Base):
+    """A payment intent made for a tenant's checkout, by the idempotency key of the request that made it."""
+
+    __tablename__ = "billing_checkouts"
+
+    tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    payment_intent_id: Mapped[str] = mapped_column(String(255))
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class StripeEvent(Base):
+    """The webhook inbox: each Stripe event once, kept until it is applied (and after, as the record)."""
+
+    __tablename__ = "stripe_events"
+    __table_args__ = (Index("ix_stripe_events_pending", "applied_at", "received_at"),)
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)  # Stripe's event id
+    type: Mapped[str] = mapped_column(String(100))
+    payload: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(500), default=None)
+
+
+class BotRun(Base):
+    """An interval a bot's container ran, at the hourly price it had then; at most one open (no `stopped_at`)."""
+
+    __tablename__ = "bot_runs"
+    __table_args__ = (
+        Index("ix_bot_runs_span", "started_at", "stopped_at"),
+        Index(
+            "uq_bot_runs_open",
+            "bot_id",
+            unique=True,
+            sqlite_where=text("stopped_at IS NULL"),
+            postgresql_where=text("stopped_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    bot_id: Mapped[str] = mapped_column(String(36))
+    tenant_id: Mapped[str] = mapped_column(String(63))
+    price_per_hour: Mapped[int] = mapped_column(BigInteger)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class BillingCursor(Base):
+    """How far a periodic billing job has gone (the runtime charge: the end of the last hour charged)."""
+
+    __tablename__ = "billing_cursors"
+
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())

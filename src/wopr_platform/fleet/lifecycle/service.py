@@ -28,6 +28,7 @@ from wopr_platform.db.engine import CommitCounter
 from wopr_platform.db.models import Bot
 from wopr_platform.db.unit import Database
 from wopr_platform.fleet import resources
+from wopr_platform.fleet.admission import Action, Admission
 from wopr_platform.fleet.lifecycle.containers import BotContainers, Snapshot
 from wopr_platform.fleet.lifecycle.journal import Journal
 from wopr_platform.fleet.lifecycle.locks import BotLocks
@@ -90,7 +91,9 @@ class FleetService:
         settings: Settings,
         secrets: SecretEnv,
         quotas: Quotas,
+        admission: Admission | None = None,
     ) -> None:
+        self._admission = admission
         self._commits = commits
         self._quotas = quotas
         self._secrets = secrets
@@ -198,6 +201,7 @@ class FleetService:
         own_limits = request.resources.stored() if request.resources else None
         await self._containers.check_limits(own_limits)
         await self._quotas.check(tenant_id, self._quotas.of_bot(own_limits))  # before the pull; the charge decides
+        await self._admit(tenant_id, "create")
         bot_id = str(uuid.uuid4())
         subdomain = request.subdomain or await self._default_subdomain(request.name, bot_id)
         now = _now()
@@ -443,6 +447,7 @@ class FleetService:
 
     async def _run(self, tenant_id: str, bot_id: str, *, restart: bool) -> None:
         async with self.operation(tenant_id, bot_id) as bot:
+            await self._admit(bot.tenant_id, "restart" if restart else "start")
             container = await self._containers.existing(bot)
             if container is None:
                 new_id = await self._containers.build(bot, Snapshot.of(bot), start=True, crash_prefix="start")
@@ -479,7 +484,33 @@ class FleetService:
         """Remove an image no container uses any more (the engine keeps one still in use)."""
         return await self._containers.remove_image(image_id)
 
+    # what billing asks of the fleet (it meters what runs; the fleet knows nothing of billing) ----------------
+
+    def running_bots(self) -> dict[str, str] | None:
+        """Bot id → tenant of every bot with a running container, from memory (no Docker call); None while the
+        engine's state is not known (not synchronised yet, or the engine stopped answering)."""
+        if self._observed.stale_reason is not None:
+            return None
+        return {
+            info.bot_id: info.tenant_id
+            for info in self._observed.containers()
+            if info.state == "running" and info.bot_id and info.tenant_id
+        }
+
+    async def memory_of(self, bot_ids: Collection[str]) -> dict[str, int]:
+        """The effective memory limit (MB) of each of these bots that exists, in one query."""
+        if not bot_ids:
+            return {}
+        async with self._db.read() as session:
+            own = await BotRepository(session).resources_of(bot_ids)
+        defaults = self._settings.default_limits
+        return {bot_id: resources.effective(limits, defaults).memory_mb for bot_id, limits in own.items()}
+
     # helpers --------------------------------------------------------------------------------------------
+
+    async def _admit(self, tenant_id: str, action: Action) -> None:
+        if self._admission is not None:
+            await self._admission.admit(tenant_id, action)
 
     def _check_image(self, image: str) -> None:
         try:

@@ -1,0 +1,1 @@
+"""Billing: credits in a double-entry ledger, bought through Stripe, spent by running bots; the payment gate."""

@@ -1,0 +1,115 @@
+"""What the billing routes take and answer. Amounts are integers in micro-dollars (1 USD = 1,000,000), except
+where a name says cents (what Stripe charges a card)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic.alias_generators import to_camel
+
+MAX_AMOUNT = 10**12  # micro-dollars: a million USD in one movement
+Memo = Annotated[str, StringConstraints(max_length=500, pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]*$")]
+StripeId = Annotated[str, StringConstraints(min_length=3, max_length=255, pattern=r"^[A-Za-z0-9_]+$")]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, strict=True, extra="forbid")
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class GrantIn(_In):
+    """Credits the platform gives a tenant."""
+
+    amount: Annotated[int, Field(gt=0, le=MAX_AMOUNT)]
+    memo: Memo = ""
+
+
+class CorrectionIn(_In):
+    """A correction of a tenant's credits by the platform's operator: positive adds, negative takes away."""
+
+    amount: Annotated[int, Field(ge=-MAX_AMOUNT, le=MAX_AMOUNT)]
+    memo: Annotated[Memo, StringConstraints(min_length=1)]
+
+    @field_validator("amount")
+    @classmethod
+    def _not_zero(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError("a correction of 0 changes nothing")
+        return value
+
+
+class CheckoutIn(_In):
+    """Buy credits: the amount the card is charged, in cents (credited as micro-dollars: 1 cent = 10,000)."""
+
+    amount_cents: Annotated[int, Field(gt=0, le=10**8)]
+
+
+class RefundIn(_In):
+    """Give a purchase back to the card it came from (all of it, or `amountCents` of it); the credits go with it."""
+
+    payment_intent_id: StripeId
+    amount_cents: Annotated[int, Field(gt=0, le=10**8)] | None = None
+
+
+class Balance(_Out):
+    tenant_id: str
+    balance: int
+    currency: str
+    minimum: int = Field(description="the balance that creating or starting a bot needs")
+    buy_url: str
+
+
+class Transaction(_Out):
+    id: str
+    kind: Literal["purchase", "refund", "dispute", "runtime", "usage", "grant", "correction"]
+    amount: int = Field(description="what it did to the balance: positive added credits, negative spent them")
+    memo: str
+    actor: str
+    reference: str
+    created_at: datetime
+
+
+class TransactionPage(_Out):
+    transactions: list[Transaction]
+    next: str | None = Field(description="the cursor of the next (older) page; null on the last one")
+
+
+class Checkout(_Out):
+    payment_intent_id: str
+    client_secret: str = Field(description="what Stripe.js confirms the payment with, in the browser")
+    amount_cents: int
+    credits: int = Field(description="what the payment adds to the balance, in micro-dollars")
+    currency: str
+
+
+class RefundOut(_Out):
+    refund_id: str
+    amount_cents: int
+    status: str
+    transaction: Transaction
+
+
+class Mismatch(_Out):
+    kind: Literal["account", "entry"]
+    id: str
+    recorded: int
+    computed: int
+
+
+class LedgerCheck(_Out):
+    ok: bool
+    accounts: int
+    entries: int
+    lines: int
+    mismatches: list[Mismatch]
+
+
+class WebhookReceived(_Out):
+    received: bool = True
+    duplicate: bool = Field(description="the event was received before (nothing done again)")
+    applied: bool = Field(description="it is applied to the ledger (false: kept in the inbox and retried)")

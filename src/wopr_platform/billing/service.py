@@ -1,0 +1,265 @@
+"""Credits: the balance and history of a tenant, what the platform's operator grants or corrects, buying credits
+through Stripe and giving a purchase back, and the payment gate the fleet asks before a bot may run."""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from wopr_platform.billing.ledger import (
+    MICROS_PER_CENT,
+    PLATFORM_CORRECTIONS,
+    PLATFORM_GRANTS,
+    PLATFORM_STRIPE,
+    EntryKind,
+    Ledger,
+    Posted,
+    Posting,
+)
+from wopr_platform.billing.repository import CheckoutRepository, CustomerRepository, LedgerRepository
+from wopr_platform.billing.schemas import (
+    Balance,
+    Checkout,
+    LedgerCheck,
+    Mismatch,
+    RefundOut,
+    Transaction,
+    TransactionPage,
+)
+from wopr_platform.core.errors import Conflict, InsufficientCredits, NotFound, PaymentsUnavailable, ValidationFailed
+from wopr_platform.core.settings import Settings
+from wopr_platform.db.models import LedgerEntry
+from wopr_platform.db.unit import Database
+from wopr_platform.payments.stripe_api import StripeApi
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+MAX_PAGE = 200
+
+
+def transaction(entry: LedgerEntry) -> Transaction:
+    return Transaction(
+        id=entry.id,
+        kind=entry.kind,  # one of EntryKind, as stored
+        amount=entry.amount,
+        memo=entry.memo,
+        actor=entry.actor,
+        reference=entry.reference,
+        created_at=entry.created_at,
+    )
+
+
+def _cursor(entry: LedgerEntry) -> str:
+    raw = f"{entry.created_at.isoformat()}|{entry.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _parse_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        at, entry_id = raw.split("|", 1)
+        parsed = datetime.fromisoformat(at)
+    except (ValueError, UnicodeDecodeError):
+        raise ValidationFailed("not a transactions cursor", details={"field": "after"}) from None
+    if parsed.tzinfo is None or len(entry_id) > 36:
+        raise ValidationFailed("not a transactions cursor", details={"field": "after"})
+    return parsed.astimezone(UTC), entry_id
+
+
+class BillingService:
+    """A tenant's credits, and the gate in front of running a bot."""
+
+    def __init__(self, *, db: Database, settings: Settings, stripe: StripeApi | None, clock: Clock) -> None:
+        self._db = db
+        self._settings = settings
+        self._stripe = stripe
+        self._now = clock
+
+    @property
+    def enabled(self) -> bool:
+        return self._settings.billing_enabled
+
+    # reads --------------------------------------------------------------------------------------------------
+
+    async def balance(self, tenant_id: str) -> Balance:
+        async with self._db.read() as session:
+            balance = await Ledger(session).balance(tenant_id)
+        return Balance(
+            tenant_id=tenant_id,
+            balance=balance,
+            currency=self._settings.billing_currency,
+            minimum=self._settings.billing_min_balance,
+            buy_url=self._settings.buy_url,
+        )
+
+    async def transactions(self, tenant_id: str, *, after: str | None, limit: int) -> TransactionPage:
+        """The tenant's movements, newest first, a page at a time."""
+        before = _parse_cursor(after) if after else None
+        limit = max(1, min(limit, MAX_PAGE))
+        async with self._db.read() as session:
+            entries = await LedgerRepository(session).entries(tenant_id, before=before, limit=limit + 1)
+        page = list(entries[:limit])
+        return TransactionPage(
+            transactions=[transaction(entry) for entry in page],
+            next=_cursor(page[-1]) if len(entries) > limit else None,
+        )
+
+    async def check(self) -> LedgerCheck:
+        """Prove the ledger: every balance is the sum of its lines, every entry's lines sum to zero."""
+        async with self._db.read() as session:
+            mismatches = await Ledger(session).check()
+            accounts, entries, lines = await LedgerRepository(session).counts()
+        if mismatches:
+            log.error("the ledger does not balance", extra={"mismatches": len(mismatches)})
+        return LedgerCheck(
+            ok=not mismatches,
+            accounts=accounts,
+            entries=entries,
+            lines=lines,
+            mismatches=[Mismatch(kind=m.kind, id=m.id, recorded=m.recorded, computed=m.computed) for m in mismatches],
+        )
+
+    # the platform's operator ---------------------------------------------------------------------------------
+
+    async def grant(self, tenant_id: str, amount: int, memo: str, *, key: str, actor: str) -> tuple[Transaction, bool]:
+        """Give the tenant credits; the same idempotency key gives them once. (transaction, newly posted)"""
+        return await self._post_keyed(
+            Posting(f"grant:{tenant_id}:{key}", "grant", tenant_id, amount, PLATFORM_GRANTS, actor, memo)
+        )
+
+    async def correct(
+        self, tenant_id: str, amount: int, memo: str, *, key: str, actor: str
+    ) -> tuple[Transaction, bool]:
+        """Add to (or take from) the tenant's credits to correct a mistake; once per idempotency key."""
+        return await self._post_keyed(
+            Posting(f"correction:{tenant_id}:{key}", "correction", tenant_id, amount, PLATFORM_CORRECTIONS, actor, memo)
+        )
+
+    async def _post_keyed(self, posting: Posting) -> tuple[Transaction, bool]:
+        async with self._db.unit() as session:
+            posted = await Ledger(session).post(posting, self._now())
+        _same_request(posted, posting)
+        if posted.created:
+            log.info(
+                "credits moved",
+                extra={"tenant": posting.tenant_id, "kind": posting.kind, "amount": posting.amount},
+            )
+        return transaction(posted.entry), posted.created
+
+    # Stripe ---------------------------------------------------------------------------------------------------
+
+    def _payments(self) -> StripeApi:
+        if not self.enabled:
+            raise PaymentsUnavailable("billing is off (BILLING_ENABLED=false)")
+        if self._stripe is None:
+            raise PaymentsUnavailable("payments are not configured (STRIPE_SECRET_KEY is not set)")
+        return self._stripe
+
+    async def customer(self, tenant_id: str) -> str:
+        """The tenant's Stripe customer, made on first use (once, however many requests race to make it)."""
+        async with self._db.read() as session:
+            known = await CustomerRepository(session).get(tenant_id)
+        if known is not None:
+            return known
+        made = await self._payments().create_customer(
+            tenant_id=tenant_id, idempotency_key=f"{self._settings.platform_id}:customer:{tenant_id}"
+        )
+        async with self._db.unit() as session:
+            return await CustomerRepository(session).add(tenant_id, made, self._now())
+
+    async def checkout(self, tenant_id: str, amount_cents: int, *, key: str) -> Checkout:
+        """Start buying credits: a payment intent the browser confirms with Stripe.js; the credits arrive with
+        Stripe's `payment_intent.succeeded` webhook. The same idempotency key answers the same payment intent."""
+        low, high = self._settings.billing_min_purchase_cents, self._settings.billing_max_purchase_cents
+        if not low <= amount_cents <= high:
+            raise ValidationFailed(
+                f"a purchase is {low} to {high} cents", details={"field": "amountCents", "min": low, "max": high}
+            )
+        stripe = self._payments()
+        async with self._db.read() as session:
+            known = await CheckoutRepository(session).get(tenant_id, key)
+        if known is None:
+            customer = await self.customer(tenant_id)
+            intent = await stripe.create_payment_intent(
+                customer=customer,
+                amount_cents=amount_cents,
+                currency=self._settings.billing_currency,
+                metadata={"tenant_id": tenant_id, "platform_id": self._settings.platform_id},
+                idempotency_key=f"{self._settings.platform_id}:checkout:{tenant_id}:{key}",
+            )
+            async with self._db.unit() as session:
+                known = await CheckoutRepository(session).add(tenant_id, key, intent.id, amount_cents, self._now())
+        if known.amount_cents != amount_cents:
+            raise Conflict("the idempotency key was used for another amount", details={"field": "Idempotency-Key"})
+        intent = await stripe.payment_intent(known.payment_intent_id)
+        log.info("checkout started", extra={"tenant": tenant_id, "payment_intent": intent.id, "cents": amount_cents})
+        return Checkout(
+            payment_intent_id=intent.id,
+            client_secret=intent.client_secret,
+            amount_cents=amount_cents,
+            credits=amount_cents * MICROS_PER_CENT,
+            currency=self._settings.billing_currency,
+        )
+
+    async def refund(
+        self, tenant_id: str, payment_intent_id: str, amount_cents: int | None, *, key: str, actor: str
+    ) -> RefundOut:
+        """Give (part of) a tenant's purchase back to its card; its credits leave the balance at once (the
+        refund's webhook, when it comes, finds them gone and changes nothing)."""
+        async with self._db.read() as session:
+            purchase = await LedgerRepository(session).entry(f"stripe:payment:{payment_intent_id}")
+        if purchase is None or purchase.tenant_id != tenant_id:
+            raise NotFound("no purchase of this tenant has that payment intent", details={"field": "paymentIntentId"})
+        cents = amount_cents if amount_cents is not None else purchase.amount // MICROS_PER_CENT
+        if cents * MICROS_PER_CENT > purchase.amount:
+            raise ValidationFailed("a refund cannot exceed the purchase", details={"field": "amountCents"})
+        refund = await self._payments().refund(
+            payment_intent=payment_intent_id,
+            amount_cents=cents,
+            idempotency_key=f"{self._settings.platform_id}:refund:{payment_intent_id}:{key}",
+        )
+        posting = refund_posting(
+            tenant_id, refund.id, refund.amount, actor=actor, memo=f"refund of {payment_intent_id}"
+        )
+        async with self._db.unit() as session:
+            posted = await Ledger(session).post(posting, self._now())
+        return RefundOut(
+            refund_id=refund.id, amount_cents=refund.amount, status=refund.status, transaction=transaction(posted.entry)
+        )
+
+    # the payment gate ----------------------------------------------------------------------------------------
+
+    async def admit(self, tenant_id: str, action: str) -> None:
+        """402 when the tenant's credits are below the minimum a bot needs to be created or started."""
+        if not self.enabled:
+            return
+        async with self._db.read() as session:
+            balance = await Ledger(session).balance(tenant_id)
+        required = self._settings.billing_min_balance
+        if balance < required:
+            raise InsufficientCredits(
+                f"the tenant's credits do not cover running a bot ({action})",
+                details={"balance": balance, "required": required, "buyUrl": self._settings.buy_url},
+            )
+
+
+def refund_posting(tenant_id: str, refund_id: str, cents: int, *, actor: str, memo: str) -> Posting:
+    return Posting(
+        f"stripe:refund:{refund_id}", "refund", tenant_id, -cents * MICROS_PER_CENT, PLATFORM_STRIPE, actor, memo
+    )
+
+
+def _same_request(posted: Posted, posting: Posting) -> None:
+    """A replayed idempotency key must carry the request it was first used for (409 otherwise)."""
+    entry = posted.entry
+    kind: EntryKind = posting.kind
+    if (entry.kind, entry.tenant_id, entry.amount, entry.memo) != (
+        kind,
+        posting.tenant_id,
+        posting.amount,
+        posting.memo,
+    ):
+        raise Conflict("the idempotency key was used for another request", details={"field": "Idempotency-Key"})

@@ -1,0 +1,1 @@
+"""The adapter to the payment provider, Stripe: the one place that imports its client library."""
