@@ -88,6 +88,7 @@ DATABASE_TESTS = frozenset(
         "integration/test_runtime_charges",
         "integration/test_secrets",
         "integration/test_stripe",
+        "integration/test_suspension",
         "integration/test_templates",
         "integration/test_tenants",
         "integration/test_totp",

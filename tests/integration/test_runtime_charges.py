@@ -108,6 +108,12 @@ async def test_bots_pay_for_the_hours_they_ran_by_tier_once(make_platform: Platf
     assert abs(small_hours - SMALL * (4 * 60 - 40) // 60) <= 50, small_hours
     balance = (await platform.client.get("/billing/balance")).json()["balance"]
     assert balance == 10_000_000 - sum(expected.values())
+    usage = (await platform.client.get("/billing/usage", params={"days": 1})).json()
+    per_bot = {bot: sum(a for (b, _), a in expected.items() if b == bot) for bot in (small, big_id)}
+    assert {u["botId"]: u["amount"] for u in usage["byBot"]} == per_bot
+    assert usage["byDay"] == [{"day": START.date().isoformat(), "amount": sum(expected.values())}]
+    assert usage["total"] == sum(expected.values())
+    assert (await platform.client.get("/billing/usage", params={"days": 0})).status_code == 400
     assert (await platform.client.get("/billing/ledger-check")).json()["ok"] is True
 
 
@@ -218,3 +224,64 @@ async def test_a_process_killed_in_the_middle_of_a_charge_charges_every_hour_onc
         check = await again.client.get("/billing/ledger-check")
         assert check.json()["ok"] is True, check.text
         assert await again.terminate() in (0, -signal.SIGTERM)
+
+
+async def test_spending_caps_notice_at_80_and_100_percent_and_stop_new_bots_at_the_cap(
+    make_platform: PlatformFactory,
+) -> None:
+    clock = MovableClock(START + timedelta(hours=6))
+    platform = await make_platform(clock=clock, BILLING_ENABLED=True, BILLING_MIN_BALANCE=1, BILLING_INTERVAL=3600)
+    grant = await platform.client.post(
+        "/tenants/default/credits/grants", json={"amount": 10_000_000}, headers={"Idempotency-Key": "welcome-2"}
+    )
+    assert grant.status_code == 201, grant.text
+    engine = create_engine(platform.settings.database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                BotRun.__table__.insert(),
+                [
+                    {
+                        "bot_id": str(uuid.uuid4()),
+                        "tenant_id": "default",
+                        "price_per_hour": 36_000,
+                        "started_at": START,
+                        "stopped_at": START + timedelta(hours=3),
+                    }
+                    for _ in range(3)
+                ],
+            )
+    finally:
+        await engine.dispose()
+    assert await _billing(platform).charges.charge_due() >= 3
+    spent = 3 * 3 * 36_000  # three bots, three hours (from five seconds past the hour to five seconds past)
+    limits = (await platform.client.get("/billing/limits")).json()
+    assert (limits["spentToday"], limits["spentThisMonth"], limits["notices"]) == (spent, spent, [])
+
+    for bad in ({"dailyCap": 0}, {"dailyCap": -1}, {"monthlyCap": 1.5}, {"dailyCap": "5"}, {"other": 1}):
+        refused = await platform.client.put("/billing/limits", json=bad)
+        assert refused.status_code == 400, (bad, refused.text)
+
+    set_90 = await platform.client.put("/billing/limits", json={"monthlyCap": spent * 100 // 90})
+    assert set_90.status_code == 200, set_90.text
+    assert [(n["scope"], n["percent"]) for n in set_90.json()["notices"]] == [("monthly", 80)]
+    first = await platform.client.post("/fleet/bots", json={"name": "under-cap", "image": STUB_IMAGE})
+    assert first.status_code == 201, first.text
+
+    at_cap = await platform.client.put("/billing/limits", json={"monthlyCap": spent, "dailyCap": spent * 2})
+    assert {(n["scope"], n["percent"]) for n in at_cap.json()["notices"]} == {("monthly", 80), ("monthly", 100)}
+    refused = await platform.client.post("/fleet/bots", json={"name": "over-cap", "image": STUB_IMAGE})
+    assert refused.status_code == 402, refused.text
+    assert refused.json()["details"] == {
+        "code": "spending_cap_reached",
+        "scope": "monthly",
+        "cap": spent,
+        "spent": spent,
+    }
+    assert (await platform.client.post(f"/fleet/bots/{first.json()['id']}/restart")).status_code == 402
+    again = await platform.client.put("/billing/limits", json={"monthlyCap": spent, "dailyCap": spent * 2})
+    assert len(again.json()["notices"]) == 2  # each threshold is noticed once per cap and period
+
+    lifted = await platform.client.put("/billing/limits", json={})
+    assert lifted.json()["monthlyCap"] is None
+    assert (await platform.client.post("/fleet/bots", json={"name": "no-cap", "image": STUB_IMAGE})).status_code == 201

@@ -56,6 +56,9 @@ ROUTES: dict[str, Need] = {
     # billing: Stripe's webhook carries its signature, which the route checks
     "GET /billing/balance": "read",
     "GET /billing/transactions": "read",
+    "GET /billing/usage": "read",
+    "GET /billing/limits": "read",
+    "PUT /billing/limits": "admin",
     "POST /billing/checkout": "admin",
     "POST /billing/webhook": "public",
     "GET /billing/ledger-check": "platform_admin",

@@ -21,8 +21,10 @@ from wopr_platform.api.deps import Services
 from wopr_platform.app.loops import Loop
 from wopr_platform.audit.service import AuditService
 from wopr_platform.audit.writer import AuditWriter
+from wopr_platform.billing.caps import SpendingCaps
 from wopr_platform.billing.runtime import RuntimeBilling
 from wopr_platform.billing.service import BillingService
+from wopr_platform.billing.standing import Suspensions
 from wopr_platform.billing.webhooks import StripeWebhooks
 from wopr_platform.caddy.admin import CaddyAdmin
 from wopr_platform.core.errors import FirewallUnavailable
@@ -247,7 +249,8 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
         docker, observed, health, events, resync_interval=settings.resync_interval, on_change=reconciler.kick
     )
     stripe = stripe_api(settings)
-    billing = BillingService(db=database, settings=settings, stripe=stripe, clock=clock.now)
+    caps = SpendingCaps(db=database, clock=clock.now)
+    billing = BillingService(db=database, settings=settings, stripe=stripe, clock=clock.now, caps=caps)
     webhooks = StripeWebhooks(
         db=database, stripe=stripe, currency=settings.billing_currency, clock=clock.now, crash=crash
     )
@@ -275,6 +278,8 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
         events=events,
         prices=settings.billing_runtime_prices,
         webhooks=webhooks,
+        caps=caps,
+        suspensions=Suspensions(db=database, fleet=fleet, settings=settings, clock=clock.now),
         clock=clock.now,
         interval=settings.billing_interval,
         crash=crash,

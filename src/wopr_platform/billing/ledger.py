@@ -15,12 +15,12 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from wopr_platform.billing.repository import LedgerRepository, Mismatch
+from wopr_platform.billing.repository import LedgerRepository, Mismatch, SpendRepository
 from wopr_platform.db.models import LedgerEntry
 
 MICROS_PER_CENT = 10_000
@@ -31,6 +31,7 @@ PLATFORM_STRIPE = "platform:stripe"  # money taken (or given back) through Strip
 PLATFORM_GRANTS = "platform:grants"  # credits the platform gave away
 PLATFORM_CORRECTIONS = "platform:corrections"  # corrections by the platform's operator
 
+SPENDING = ("runtime", "usage")  # what counts against a tenant's spending caps
 EntryKind = Literal["purchase", "refund", "dispute", "runtime", "usage", "grant", "correction"]
 
 
@@ -50,6 +51,8 @@ class Posting:
     counter: str
     actor: str
     memo: str = ""
+    subject: str | None = None  # the bot a charge is for
+    period: datetime | None = None  # the hour a charge is for
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +65,7 @@ class Ledger:
     """Posts entries and reads balances, in the caller's transaction."""
 
     def __init__(self, session: AsyncSession) -> None:
+        self._session = session
         self._repo = LedgerRepository(session)
 
     async def post(self, posting: Posting, at: datetime) -> Posted:
@@ -91,6 +95,8 @@ class Ledger:
                     "amount": p.amount,
                     "memo": p.memo[:500],
                     "actor": p.actor[:100],
+                    "subject": p.subject,
+                    "period": p.period,
                     "created_at": at,
                 }
                 for p in postings
@@ -105,6 +111,11 @@ class Ledger:
             deltas[p.counter] -= p.amount
         await self._repo.add_lines(lines)
         await self._repo.add_to_balances(deltas)
+        spent: dict[tuple[str, str], int] = defaultdict(int)
+        for p in posted:
+            if p.kind in SPENDING and p.amount < 0:
+                spent[(p.tenant_id, (p.period or at).astimezone(UTC).date().isoformat())] -= p.amount
+        await SpendRepository(self._session).add(spent)
         return posted
 
     async def balance(self, tenant_id: str) -> int:

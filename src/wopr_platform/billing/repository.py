@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import Date, and_, case, cast, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,6 +16,10 @@ from wopr_platform.db.models import (
     BillingCheckout,
     BillingCursor,
     BillingCustomer,
+    BillingLimits,
+    BillingNotice,
+    BillingSpend,
+    BillingTenant,
     BotRun,
     LedgerAccount,
     LedgerEntry,
@@ -116,16 +120,26 @@ class LedgerRepository:
         )
         return result.scalar_one_or_none()
 
-    async def spent_since(self, tenant_id: str, since: datetime) -> int:
-        """What the tenant spent (runtime and usage charges, as a positive amount) since `since`."""
-        result = await self._session.execute(
-            select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(
-                LedgerEntry.tenant_id == tenant_id,
-                LedgerEntry.kind.in_(("runtime", "usage")),
-                LedgerEntry.created_at >= since,
-            )
+    async def usage(self, tenant_id: str, since: datetime) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+        """What the tenant spent on charges for periods from `since`: (by bot, by UTC day), positive amounts."""
+        spent = func.sum(-LedgerEntry.amount)
+        where = (
+            LedgerEntry.tenant_id == tenant_id,
+            LedgerEntry.kind.in_(("runtime", "usage")),
+            LedgerEntry.period >= since,
         )
-        return -int(result.scalar_one())
+        by_bot = await self._session.execute(
+            select(LedgerEntry.subject, spent).where(*where).group_by(LedgerEntry.subject).order_by(LedgerEntry.subject)
+        )
+        if self._session.get_bind().dialect.name == "sqlite":
+            day: Any = func.date(LedgerEntry.period)  # stored as UTC text
+        else:
+            day = cast(func.timezone("UTC", LedgerEntry.period), Date)
+        by_day = await self._session.execute(select(day, spent).where(*where).group_by(day).order_by(day))
+        return (
+            [(str(subject or ""), int(total)) for subject, total in by_bot.all()],
+            [(str(when), int(total)) for when, total in by_day.all()],
+        )
 
     async def mismatches(self, limit: int = 100) -> list[Mismatch]:
         """Accounts whose balance differs from the sum of their lines, and entries whose lines do not sum to 0."""
@@ -321,3 +335,124 @@ class RunRepository:
             .values(name=name, at=at)
             .on_conflict_do_update(index_elements=["name"], set_={"at": at})
         )
+
+
+class SpendRepository:
+    """Each tenant's spending caps, what it spent each UTC day, and the notices of caps nearly or fully reached."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def add(self, spent: Mapping[tuple[str, str], int]) -> None:
+        """Add to what tenants spent: (tenant, YYYY-MM-DD) → amount."""
+        upsert = _upsert(self._session)
+        for (tenant_id, day), amount in sorted(spent.items()):
+            statement = upsert(BillingSpend).values(tenant_id=tenant_id, day=day, amount=amount)
+            await self._session.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["tenant_id", "day"],
+                    set_={"amount": BillingSpend.amount + statement.excluded.amount},
+                )
+            )
+
+    async def spent(self, tenant_id: str, today: str) -> tuple[int, int]:
+        """(today, this month up to today) of the tenant's spending, in one query over at most 31 rows."""
+        month_start = today[:8] + "01"
+        result = await self._session.execute(
+            select(
+                func.coalesce(func.sum(case((BillingSpend.day == today, BillingSpend.amount), else_=0)), 0),
+                func.coalesce(func.sum(BillingSpend.amount), 0),
+            ).where(BillingSpend.tenant_id == tenant_id, BillingSpend.day >= month_start, BillingSpend.day <= today)
+        )
+        day, month = result.one()
+        return int(day), int(month)
+
+    async def limits(self, tenant_id: str) -> BillingLimits | None:
+        result = await self._session.execute(select(BillingLimits).where(BillingLimits.tenant_id == tenant_id))
+        return result.scalar_one_or_none()
+
+    async def set_limits(self, tenant_id: str, daily: int | None, monthly: int | None) -> None:
+        statement = _upsert(self._session)(BillingLimits).values(
+            tenant_id=tenant_id, daily_cap=daily, monthly_cap=monthly
+        )
+        await self._session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["tenant_id"], set_={"daily_cap": daily, "monthly_cap": monthly}
+            )
+        )
+
+    async def capped(self, tenant_ids: Iterable[str] | None = None) -> Sequence[BillingLimits]:
+        """The limits of the tenants (of these, when given) that have a cap."""
+        has_cap = or_(BillingLimits.daily_cap.is_not(None), BillingLimits.monthly_cap.is_not(None))
+        if tenant_ids is None:
+            return (await self._session.execute(select(BillingLimits).where(has_cap))).scalars().all()
+        ids = sorted(set(tenant_ids))
+        found: list[BillingLimits] = []
+        for start in range(0, len(ids), 500):
+            result = await self._session.execute(
+                select(BillingLimits).where(BillingLimits.tenant_id.in_(ids[start : start + 500]), has_cap)
+            )
+            found += result.scalars().all()
+        return found
+
+    async def add_notice(
+        self, tenant_id: str, scope: str, period: str, percent: int, spent: int, cap: int, at: datetime
+    ) -> bool:
+        """Record a notice once per tenant, cap, period and threshold; True when it is new."""
+        result = await self._session.execute(
+            _upsert(self._session)(BillingNotice)
+            .values(
+                tenant_id=tenant_id, scope=scope, period=period, percent=percent, spent=spent, cap=cap, created_at=at
+            )
+            .on_conflict_do_nothing(index_elements=["tenant_id", "scope", "period", "percent"])
+            .returning(BillingNotice.id)
+        )
+        return result.scalar_one_or_none() is not None
+
+    async def notices(self, tenant_id: str, limit: int = 50) -> Sequence[BillingNotice]:
+        result = await self._session.execute(
+            select(BillingNotice)
+            .where(BillingNotice.tenant_id == tenant_id)
+            .order_by(BillingNotice.created_at.desc(), BillingNotice.id.desc())
+            .limit(limit)
+        )
+        return result.scalars().all()
+
+
+class StandingRepository:
+    """Each tenant's standing: out of credits since, suspended, warned, removed."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def get(self, tenant_id: str) -> BillingTenant | None:
+        result = await self._session.execute(
+            select(BillingTenant).where(BillingTenant.tenant_id == tenant_id).execution_options(populate_existing=True)
+        )
+        return result.scalar_one_or_none()
+
+    async def ensure(self, tenant_id: str) -> BillingTenant:
+        await self._session.execute(
+            _upsert(self._session)(BillingTenant)
+            .values(tenant_id=tenant_id)
+            .on_conflict_do_nothing(index_elements=["tenant_id"])
+        )
+        row = await self.get(tenant_id)
+        assert row is not None
+        return row
+
+    async def to_review(self) -> dict[str, int]:
+        """Tenant → balance of every tenant out of credits, or with a standing still to settle (grace, suspended)."""
+        empty = await self._session.execute(
+            select(LedgerAccount.tenant_id, LedgerAccount.balance).where(
+                LedgerAccount.tenant_id.is_not(None), LedgerAccount.balance <= 0
+            )
+        )
+        found = {str(tenant): int(balance) for tenant, balance in empty.all()}
+        pending = await self._session.execute(
+            select(BillingTenant.tenant_id, func.coalesce(LedgerAccount.balance, 0))
+            .outerjoin(LedgerAccount, LedgerAccount.tenant_id == BillingTenant.tenant_id)
+            .where(or_(BillingTenant.empty_since.is_not(None), BillingTenant.suspended_at.is_not(None)))
+        )
+        found.update({str(tenant): int(balance) for tenant, balance in pending.all()})
+        return found

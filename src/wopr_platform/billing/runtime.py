@@ -20,8 +20,10 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from wopr_platform.billing.caps import SpendingCaps
 from wopr_platform.billing.ledger import PLATFORM_REVENUE, Ledger, Posting
 from wopr_platform.billing.repository import RunRepository
+from wopr_platform.billing.standing import Suspensions
 from wopr_platform.billing.webhooks import StripeWebhooks
 from wopr_platform.core.faults import CrashPoints
 from wopr_platform.core.prices import RuntimePrices
@@ -57,6 +59,8 @@ class RuntimeBilling:
         events: EventBus,
         prices: RuntimePrices,
         webhooks: StripeWebhooks,
+        caps: SpendingCaps,
+        suspensions: Suspensions,
         clock: Callable[[], datetime],
         interval: float,
         crash: CrashPoints,
@@ -66,6 +70,8 @@ class RuntimeBilling:
         self._events = events
         self._prices = prices
         self._webhooks = webhooks
+        self._caps = caps
+        self.suspensions = suspensions
         self._now = clock
         self._interval = interval
         self.charges = HourlyCharges(db=db, clock=clock, crash=crash)
@@ -95,7 +101,9 @@ class RuntimeBilling:
 
     async def round(self) -> None:
         await self.sweep()
-        await self.charges.charge_due()
+        if await self.charges.charge_due():
+            await self._caps.notify()
+        await self.suspensions.round()
         await self._webhooks.apply_pending()
 
     # metering -----------------------------------------------------------------------------------------------
@@ -107,7 +115,9 @@ class RuntimeBilling:
         running = self._fleet.running_bots()
         if running is None:
             return  # the engine's state is not known: nothing is opened or closed on a guess
-        await self.settle(open_bots | set(running), running=running)
+        differing = (set(running) - open_bots) | (open_bots - set(running))  # only these need a write
+        if differing:
+            await self.settle(differing, running=running)
 
     async def settle(self, bot_ids: list[str] | set[str], *, running: dict[str, str] | None = None) -> None:
         """Bring these bots' runs in line with whether they run now."""
@@ -195,6 +205,8 @@ class HourlyCharges:
                 PLATFORM_REVENUE,
                 "runtime",
                 f"bot {bot_id} ran {seconds[bot_id]} s in the hour from {label}:00Z",
+                subject=bot_id,
+                period=start,
             )
             for bot_id, total in sorted(price_seconds.items())
             if total // 3600 > 0

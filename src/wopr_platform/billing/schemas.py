@@ -56,12 +56,24 @@ class RefundIn(_In):
     amount_cents: Annotated[int, Field(gt=0, le=10**8)] | None = None
 
 
+class Standing(_Out):
+    """Where a tenant stands: `active`; `grace` (out of credits, suspended at `suspendsAt` unless topped up);
+    `suspended` (its bots stopped, data kept; removed at `removalAt` unless topped up); `removed`."""
+
+    state: Literal["active", "grace", "suspended", "removed"]
+    empty_since: datetime | None = None
+    suspends_at: datetime | None = None
+    suspended_at: datetime | None = None
+    removal_at: datetime | None = None
+
+
 class Balance(_Out):
     tenant_id: str
     balance: int
     currency: str
     minimum: int = Field(description="the balance that creating or starting a bot needs")
     buy_url: str
+    standing: Standing
 
 
 class Transaction(_Out):
@@ -77,6 +89,49 @@ class Transaction(_Out):
 class TransactionPage(_Out):
     transactions: list[Transaction]
     next: str | None = Field(description="the cursor of the next (older) page; null on the last one")
+
+
+class BotUsage(_Out):
+    bot_id: str
+    amount: int = Field(description="what the bot's charges came to, in micro-dollars")
+
+
+class DayUsage(_Out):
+    day: str = Field(description="a UTC day, YYYY-MM-DD")
+    amount: int
+
+
+class UsageSummary(_Out):
+    tenant_id: str
+    since: datetime = Field(description="the start of the first hour counted")
+    total: int
+    by_bot: list[BotUsage]
+    by_day: list[DayUsage]
+
+
+class LimitsIn(_In):
+    """A tenant's spending caps, in micro-dollars; null (or left out) is no cap."""
+
+    daily_cap: Annotated[int, Field(gt=0, le=MAX_AMOUNT)] | None = None
+    monthly_cap: Annotated[int, Field(gt=0, le=MAX_AMOUNT)] | None = None
+
+
+class Notice(_Out):
+    scope: Literal["daily", "monthly"]
+    period: str = Field(description="the day (YYYY-MM-DD) or month (YYYY-MM), UTC")
+    percent: Literal[80, 100]
+    spent: int
+    cap: int
+    created_at: datetime
+
+
+class SpendingLimits(_Out):
+    tenant_id: str
+    daily_cap: int | None
+    monthly_cap: int | None
+    spent_today: int = Field(description="charges of the current UTC day")
+    spent_this_month: int = Field(description="charges of the current UTC month")
+    notices: list[Notice] = Field(description="caps reached 80% or 100%, newest first")
 
 
 class Checkout(_Out):

@@ -6,8 +6,9 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+from wopr_platform.billing.caps import SpendingCaps
 from wopr_platform.billing.ledger import (
     MICROS_PER_CENT,
     PLATFORM_CORRECTIONS,
@@ -18,16 +19,25 @@ from wopr_platform.billing.ledger import (
     Posted,
     Posting,
 )
-from wopr_platform.billing.repository import CheckoutRepository, CustomerRepository, LedgerRepository
+from wopr_platform.billing.repository import (
+    CheckoutRepository,
+    CustomerRepository,
+    LedgerRepository,
+    StandingRepository,
+)
 from wopr_platform.billing.schemas import (
     Balance,
+    BotUsage,
     Checkout,
+    DayUsage,
     LedgerCheck,
     Mismatch,
     RefundOut,
     Transaction,
     TransactionPage,
+    UsageSummary,
 )
+from wopr_platform.billing.standing import standing_of
 from wopr_platform.core.errors import Conflict, InsufficientCredits, NotFound, PaymentsUnavailable, ValidationFailed
 from wopr_platform.core.settings import Settings
 from wopr_platform.db.models import LedgerEntry
@@ -72,7 +82,10 @@ def _parse_cursor(cursor: str) -> tuple[datetime, str]:
 class BillingService:
     """A tenant's credits, and the gate in front of running a bot."""
 
-    def __init__(self, *, db: Database, settings: Settings, stripe: StripeApi | None, clock: Clock) -> None:
+    def __init__(
+        self, *, db: Database, settings: Settings, stripe: StripeApi | None, clock: Clock, caps: SpendingCaps
+    ) -> None:
+        self.caps = caps
         self._db = db
         self._settings = settings
         self._stripe = stripe
@@ -87,12 +100,14 @@ class BillingService:
     async def balance(self, tenant_id: str) -> Balance:
         async with self._db.read() as session:
             balance = await Ledger(session).balance(tenant_id)
+            standing = await StandingRepository(session).get(tenant_id)
         return Balance(
             tenant_id=tenant_id,
             balance=balance,
             currency=self._settings.billing_currency,
             minimum=self._settings.billing_min_balance,
             buy_url=self._settings.buy_url,
+            standing=standing_of(standing, self._settings),
         )
 
     async def transactions(self, tenant_id: str, *, after: str | None, limit: int) -> TransactionPage:
@@ -105,6 +120,20 @@ class BillingService:
         return TransactionPage(
             transactions=[transaction(entry) for entry in page],
             next=_cursor(page[-1]) if len(entries) > limit else None,
+        )
+
+    async def usage(self, tenant_id: str, days: int) -> UsageSummary:
+        """What the tenant's bots cost over the last `days` UTC days (today included), by bot and by day."""
+        today = self._now().astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        since = today - timedelta(days=days - 1)
+        async with self._db.read() as session:
+            by_bot, by_day = await LedgerRepository(session).usage(tenant_id, since)
+        return UsageSummary(
+            tenant_id=tenant_id,
+            since=since,
+            total=sum(amount for _, amount in by_bot),
+            by_bot=[BotUsage(bot_id=bot, amount=amount) for bot, amount in by_bot],
+            by_day=[DayUsage(day=day, amount=amount) for day, amount in by_day],
         )
 
     async def check(self) -> LedgerCheck:
@@ -233,7 +262,8 @@ class BillingService:
     # the payment gate ----------------------------------------------------------------------------------------
 
     async def admit(self, tenant_id: str, action: str) -> None:
-        """402 when the tenant's credits are below the minimum a bot needs to be created or started."""
+        """402 when the tenant's credits are below the minimum a bot needs to be created or started, or when its
+        spending has reached one of its own caps."""
         if not self.enabled:
             return
         async with self._db.read() as session:
@@ -244,6 +274,7 @@ class BillingService:
                 f"the tenant's credits do not cover running a bot ({action})",
                 details={"balance": balance, "required": required, "buyUrl": self._settings.buy_url},
             )
+        await self.caps.admit(tenant_id)
 
 
 def refund_posting(tenant_id: str, refund_id: str, cents: int, *, actor: str, memo: str) -> Posting:

@@ -59,6 +59,13 @@ class InsufficientCredits(PlatformError):
     code = "insufficient_credits"
 
 
+class SpendingCapReached(PlatformError):
+    """The tenant's own daily or monthly spending cap is reached: nothing more that costs is started."""
+
+    status = 402
+    code = "spending_cap_reached"
+
+
 class PayloadTooLarge(PlatformError):
     status = 413
     code = "payload_too_large"

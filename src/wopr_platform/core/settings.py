@@ -194,6 +194,11 @@ class Settings(BaseSettings):
     )
     # how often the leader charges the hours that ended and applies webhook events a failure left in the inbox
     billing_interval: float = Field(60.0, gt=0, le=3600, validation_alias="BILLING_INTERVAL")
+    # a tenant out of credits (balance at or below 0) this long is suspended: its bots stopped, data kept; after
+    # the retention a still-suspended tenant's bots are removed with their data, warned this long before (seconds)
+    billing_grace: int = Field(86_400, ge=0, le=365 * 86_400, validation_alias="BILLING_GRACE")
+    billing_retention: int = Field(30 * 86_400, ge=3600, le=3650 * 86_400, validation_alias="BILLING_RETENTION")
+    billing_removal_warning: int = Field(3 * 86_400, ge=0, le=365 * 86_400, validation_alias="BILLING_REMOVAL_WARNING")
     # where the 402 answer sends a tenant to buy credits (default: the web app's billing page)
     billing_buy_url: str | None = Field(None, pattern=r"^https?://[^\s]+$", validation_alias="BILLING_BUY_URL")
 

@@ -362,7 +362,10 @@ class LedgerEntry(Base):
     """One movement of money: its lines sum to zero; `reference` is unique, so posting it twice does nothing."""
 
     __tablename__ = "ledger_entries"
-    __table_args__ = (Index("ix_ledger_entries_tenant", "tenant_id", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_ledger_entries_tenant", "tenant_id", "created_at", "id"),
+        Index("ix_ledger_entries_usage", "tenant_id", "kind", "period"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     reference: Mapped[str] = mapped_column(String(200), unique=True)
@@ -371,6 +374,8 @@ class LedgerEntry(Base):
     amount: Mapped[int] = mapped_column(BigInteger)  # what it did to the tenant's credits (negative: spent)
     memo: Mapped[str] = mapped_column(String(500), default="")
     actor: Mapped[str] = mapped_column(String(100))  # "stripe", "runtime", "user:<id>", "operator"
+    subject: Mapped[str | None] = mapped_column(String(36), default=None)  # the bot a charge is for
+    period: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)  # the hour a charge is for
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
@@ -453,3 +458,53 @@ class BillingCursor(Base):
 
     name: Mapped[str] = mapped_column(String(50), primary_key=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class BillingLimits(Base):
+    """A tenant's own spending caps (micro-dollars; null: none)."""
+
+    __tablename__ = "billing_limits"
+
+    tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    daily_cap: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    monthly_cap: Mapped[int | None] = mapped_column(BigInteger, default=None)
+
+
+class BillingSpend(Base):
+    """What a tenant's charges came to on one UTC day, kept as they are posted (caps read it, not the entries)."""
+
+    __tablename__ = "billing_spend"
+
+    tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD
+    amount: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class BillingNotice(Base):
+    """A tenant's spending reached 80% or 100% of a cap in a day or month: recorded once per cap and period."""
+
+    __tablename__ = "billing_notices"
+    __table_args__ = (UniqueConstraint("tenant_id", "scope", "period", "percent", name="uq_billing_notices_once"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(63))
+    scope: Mapped[str] = mapped_column(String(10))  # daily, monthly
+    period: Mapped[str] = mapped_column(String(10))  # YYYY-MM-DD or YYYY-MM
+    percent: Mapped[int] = mapped_column(Integer)  # 80, 100
+    spent: Mapped[int] = mapped_column(BigInteger)
+    cap: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class BillingTenant(Base):
+    """A tenant's standing: out of credits since when, suspended since when (and which of its bots that stopped),
+    warned of the removal of its bots, and when they were removed."""
+
+    __tablename__ = "billing_tenants"
+
+    tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    empty_since: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    suspended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    stopped_bots: Mapped[list[str] | None] = mapped_column(JSON, default=None)
+    warned_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)

@@ -69,6 +69,11 @@ class BotRepository:
         )
         return result.all()
 
+    async def desired_states(self, tenant_id: str) -> dict[str, str]:
+        """Bot id → desired state of each of the tenant's bots."""
+        result = await self._session.execute(select(Bot.id, Bot.desired_state).where(Bot.tenant_id == tenant_id))
+        return {bot_id: state for bot_id, state in result.all()}
+
     async def list_all(self) -> Sequence[Bot]:
         """Every bot of every tenant (start-up and background work only)."""
         result = await self._session.execute(select(Bot).order_by(Bot.created_at, Bot.id))

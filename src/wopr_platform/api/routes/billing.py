@@ -22,10 +22,13 @@ from wopr_platform.billing.schemas import (
     CorrectionIn,
     GrantIn,
     LedgerCheck,
+    LimitsIn,
     RefundIn,
     RefundOut,
+    SpendingLimits,
     Transaction,
     TransactionPage,
+    UsageSummary,
     WebhookReceived,
 )
 from wopr_platform.core.errors import ValidationFailed
@@ -66,6 +69,28 @@ async def transactions(
 ) -> TransactionPage:
     """The tenant's movements of credits, newest first."""
     return await billing.transactions(principal.tenant_id, after=after, limit=limit)
+
+
+@router.get("/billing/usage", response_model=UsageSummary)
+async def usage(
+    principal: Operator,
+    billing: Billing,
+    days: Annotated[int, Query(ge=1, le=366, description="UTC days back, today included")] = 30,
+) -> UsageSummary:
+    """What the tenant's bots cost, by bot and by day."""
+    return await billing.usage(principal.tenant_id, days)
+
+
+@router.get("/billing/limits", response_model=SpendingLimits)
+async def limits(principal: Operator, billing: Billing) -> SpendingLimits:
+    """The tenant's spending caps, what it spent today and this month, and the caps it reached 80% or 100% of."""
+    return await billing.caps.limits(principal.tenant_id)
+
+
+@router.put("/billing/limits", response_model=SpendingLimits)
+async def set_limits(principal: Operator, body: LimitsIn, billing: Billing) -> SpendingLimits:
+    """Set the tenant's daily and monthly spending caps (null: none); at a cap no bot is created or started."""
+    return await billing.caps.set_limits(principal.tenant_id, body.daily_cap, body.monthly_cap)
 
 
 @router.post("/billing/checkout", response_model=Checkout, status_code=201)

@@ -497,6 +497,11 @@ class FleetService:
             if info.state == "running" and info.bot_id and info.tenant_id
         }
 
+    async def desired_states(self, tenant_id: str) -> dict[str, str]:
+        """Bot id → desired state (`running`, `stopped`) of each of the tenant's bots, in one query."""
+        async with self._db.read() as session:
+            return await BotRepository(session).desired_states(tenant_id)
+
     async def memory_of(self, bot_ids: Collection[str]) -> dict[str, int]:
         """The effective memory limit (MB) of each of these bots that exists, in one query."""
         if not bot_ids:

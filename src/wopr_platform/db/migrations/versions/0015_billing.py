@@ -1,6 +1,7 @@
 """billing: the double-entry ledger (accounts, entries with a unique reference, lines), each tenant's Stripe
-customer and checkouts (by idempotency key), the Stripe webhook inbox, the intervals bots ran, and the cursor of
-the runtime charge
+customer and checkouts (by idempotency key), the Stripe webhook inbox, the intervals bots ran, the cursor of the
+runtime charge, spending caps (each tenant's caps, what it spent each day, the notices at 80% and 100%), and each
+tenant's standing (out of credits since, suspended, the bots its suspension stopped)
 
 Revision ID: 0015
 Revises: 0014
@@ -40,9 +41,12 @@ def upgrade() -> None:
         sa.Column("amount", sa.BigInteger(), nullable=False),
         sa.Column("memo", sa.String(500), nullable=False, server_default=""),
         sa.Column("actor", sa.String(100), nullable=False),
+        sa.Column("subject", sa.String(36), nullable=True),
+        _time("period", nullable=True),
         _time("created_at"),
     )
     op.create_index("ix_ledger_entries_tenant", "ledger_entries", ["tenant_id", "created_at", "id"])
+    op.create_index("ix_ledger_entries_usage", "ledger_entries", ["tenant_id", "kind", "period"])
     op.create_table(
         "ledger_lines",
         _serial(),
@@ -94,6 +98,39 @@ def upgrade() -> None:
         unique=True,
         sqlite_where=sa.text("stopped_at IS NULL"),
         postgresql_where=sa.text("stopped_at IS NULL"),
+    )
+    op.create_table(
+        "billing_limits",
+        sa.Column("tenant_id", sa.String(63), primary_key=True),
+        sa.Column("daily_cap", sa.BigInteger(), nullable=True),
+        sa.Column("monthly_cap", sa.BigInteger(), nullable=True),
+    )
+    op.create_table(
+        "billing_spend",
+        sa.Column("tenant_id", sa.String(63), primary_key=True),
+        sa.Column("day", sa.String(10), primary_key=True),
+        sa.Column("amount", sa.BigInteger(), nullable=False, server_default="0"),
+    )
+    op.create_table(
+        "billing_notices",
+        _serial(),
+        sa.Column("tenant_id", sa.String(63), nullable=False),
+        sa.Column("scope", sa.String(10), nullable=False),
+        sa.Column("period", sa.String(10), nullable=False),
+        sa.Column("percent", sa.Integer(), nullable=False),
+        sa.Column("spent", sa.BigInteger(), nullable=False),
+        sa.Column("cap", sa.BigInteger(), nullable=False),
+        _time("created_at"),
+        sa.UniqueConstraint("tenant_id", "scope", "period", "percent", name="uq_billing_notices_once"),
+    )
+    op.create_table(
+        "billing_tenants",
+        sa.Column("tenant_id", sa.String(63), primary_key=True),
+        _time("empty_since", nullable=True),
+        _time("suspended_at", nullable=True),
+        sa.Column("stopped_bots", sa.JSON(), nullable=True),
+        _time("warned_at", nullable=True),
+        _time("removed_at", nullable=True),
     )
     op.create_table(
         "billing_cursors",

@@ -1,0 +1,104 @@
+"""A tenant out of credits on the real engine and database: suspended after the grace (its running bots stopped,
+data kept), resumed by a top-up (exactly those bots started again), and after the retention its bots removed."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import aiodocker
+
+from tests.conftest import STUB_IMAGE, Platform, PlatformFactory
+from tests.integration.test_runtime_charges import START
+from tests.integration.test_updates import MovableClock
+from wopr_platform.billing.runtime import RuntimeBilling
+
+SETTINGS = {
+    "BILLING_ENABLED": True,
+    "BILLING_MIN_BALANCE": 1000,
+    "BILLING_GRACE": 3600,
+    "BILLING_RETENTION": 7200,
+    "BILLING_REMOVAL_WARNING": 1800,
+    "BILLING_INTERVAL": 3600,
+}
+
+
+async def _move(platform: Platform, amount: int) -> None:
+    path = "grants" if amount > 0 else "corrections"
+    response = await platform.client.post(
+        f"/tenants/default/credits/{path}",
+        json={"amount": amount, "memo": "test"},
+        headers={"Idempotency-Key": "k-" + uuid.uuid4().hex},
+    )
+    assert response.status_code == 201, response.text
+
+
+async def _standing(platform: Platform) -> dict[str, Any]:
+    body: dict[str, Any] = (await platform.client.get("/billing/balance")).json()["standing"]
+    return body
+
+
+async def _running(docker: aiodocker.Docker, platform_id: str) -> set[str]:
+    found = await docker.containers.list(filters={"label": [f"wopr.platform={platform_id}"], "status": ["running"]})
+    return {c["Labels"]["wopr.bot-id"] for c in found}
+
+
+async def test_out_of_credits_suspends_after_the_grace_a_top_up_resumes_and_the_retention_removes(
+    make_platform: PlatformFactory, docker: aiodocker.Docker
+) -> None:
+    clock = MovableClock(START)
+    platform = await make_platform(clock=clock, **SETTINGS)
+    found = platform.app.state.platform.billing
+    assert isinstance(found, RuntimeBilling)
+    suspensions = found.suspensions
+    platform_id = platform.settings.platform_id
+    await _move(platform, 2000)
+    bots = []
+    for name in ("one", "two", "idle"):
+        created = await platform.client.post("/fleet/bots", json={"name": name, "image": STUB_IMAGE})
+        assert created.status_code == 201, created.text
+        bots.append(created.json()["id"])
+    assert (await platform.client.post(f"/fleet/bots/{bots[2]}/stop")).status_code == 200
+    assert await _running(docker, platform_id) == set(bots[:2])
+
+    await _move(platform, -2000)  # out of credits
+    await suspensions.round()
+    standing = await _standing(platform)
+    assert standing["state"] == "grace", standing
+    assert await _running(docker, platform_id) == set(bots[:2])  # the grace: nothing stops yet
+    refused = await platform.client.post(f"/fleet/bots/{bots[2]}/start")
+    assert refused.status_code == 402, refused.text  # the gate holds meanwhile
+
+    clock.move_to(START + timedelta(hours=1, seconds=5))
+    await suspensions.round()
+    standing = await _standing(platform)
+    assert standing["state"] == "suspended", standing
+    assert await _running(docker, platform_id) == set()
+    assert len((await platform.client.get("/fleet/bots")).json()["bots"]) == 3  # stopped, not removed
+
+    await _move(platform, 500)  # not enough to run a bot: still suspended
+    await suspensions.round()
+    assert (await _standing(platform))["state"] == "suspended"
+    await _move(platform, 5000)  # topped up
+    await suspensions.round()
+    assert (await _standing(platform))["state"] == "active"
+    assert await _running(docker, platform_id) == set(bots[:2])  # exactly the bots the suspension stopped
+
+    # out of credits again, suspended, warned, and at the end of the retention removed with their data
+    await _move(platform, -5500)
+    clock.move_to(START + timedelta(hours=2))
+    await suspensions.round()
+    clock.move_to(START + timedelta(hours=3, seconds=1))
+    await suspensions.round()
+    standing = await _standing(platform)
+    assert standing["state"] == "suspended", standing
+    clock.move_to(START + timedelta(hours=4, minutes=31))
+    await suspensions.round()  # the warning
+    clock.move_to(START + timedelta(hours=5, seconds=2))
+    await suspensions.round()
+    standing = await _standing(platform)
+    assert standing["state"] == "removed", standing
+    assert (await platform.client.get("/fleet/bots")).json()["bots"] == []
+    volumes = (await docker.volumes.list(filters={"label": [f"wopr.platform={platform_id}"]})).get("Volumes") or []
+    assert volumes == []
