@@ -1,5 +1,6 @@
-"""A tenant out of credits on the real engine and database: suspended after the grace (its running bots stopped,
-data kept), resumed by a top-up (exactly those bots started again), and after the retention its bots removed."""
+"""A tenant out of credits on the real engine, database and Caddy: suspended after the grace (its running bots
+stopped, data kept, its traffic answered with a 402 page), resumed by a top-up (exactly those bots started again),
+and after the retention its bots removed."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ from typing import Any
 import aiodocker
 
 from tests.conftest import STUB_IMAGE, Platform, PlatformFactory
+from tests.fixtures.caddy import DOMAIN, Caddy
+from tests.integration.proxy_support import host, proxy_client, until_answer, wait_ready
 from tests.integration.test_runtime_charges import START
 from tests.integration.test_updates import MovableClock
 from wopr_platform.billing.runtime import RuntimeBilling
+from wopr_platform.proxy.config import BODY_SUSPENDED
 
 SETTINGS = {
     "BILLING_ENABLED": True,
@@ -102,3 +106,32 @@ async def test_out_of_credits_suspends_after_the_grace_a_top_up_resumes_and_the_
     assert (await platform.client.get("/fleet/bots")).json()["bots"] == []
     volumes = (await docker.volumes.list(filters={"label": [f"wopr.platform={platform_id}"]})).get("Volumes") or []
     assert volumes == []
+
+
+async def test_a_suspended_tenants_traffic_through_caddy_answers_402_and_flows_again_after_a_top_up(
+    make_platform: PlatformFactory, caddy: Caddy
+) -> None:
+    clock = MovableClock(START)
+    platform = await make_platform(clock=clock, **caddy.settings(**SETTINGS))
+    await wait_ready(platform)
+    found = platform.app.state.platform.billing
+    assert isinstance(found, RuntimeBilling)
+    await _move(platform, 2000)
+    bot = await platform.create_bot(env={"STUB_MESSAGE": "paid"})
+    name = host(bot["subdomain"])
+    async with proxy_client(caddy) as client:
+        await until_answer(client, name, "/hello", 200, contains="paid")
+        await _move(platform, -2000)
+        await found.suspensions.round()
+        await until_answer(client, name, "/hello", 200, contains="paid")  # the grace: still served
+        clock.move_to(START + timedelta(hours=1, seconds=5))
+        await found.suspensions.round()
+        suspended = await until_answer(client, name, "/hello", 402, timeout=10)
+        assert suspended.text == BODY_SUSPENDED and suspended.headers["content-type"].startswith("text/plain")
+        by_path = await until_answer(client, DOMAIN, f"/instance/{bot['id']}/hello", 402, timeout=10)
+        assert by_path.text == BODY_SUSPENDED
+        routes = (await platform.client.get("/proxy/routes")).json()["routes"]
+        assert [r["state"] for r in routes] == ["suspended"]
+        await _move(platform, 5000)
+        await found.suspensions.round()
+        await until_answer(client, name, "/hello", 200, contains="paid", timeout=15)

@@ -100,15 +100,16 @@ def test_the_layout_comes_from_the_settings() -> None:
     assert layout.status == config.StatusAddresses.for_platform("p1")
 
 
-def test_status_addresses_are_three_loopback_addresses_per_platform() -> None:
+def test_status_addresses_are_four_loopback_addresses_per_platform() -> None:
     one = config.StatusAddresses.for_platform("p1")
     assert one == config.StatusAddresses.for_platform("p1")
     assert one != config.StatusAddresses.for_platform("p2")
-    addresses = [one.unknown, one.stopped, one.unavailable]
+    addresses = [one.unknown, one.stopped, one.unavailable, one.suspended]
+    assert addresses == list(one.all)
     assert all(address.startswith("127.") for address in addresses)
-    assert len(set(addresses)) == 3
+    assert len(set(addresses)) == 4
     assert config.StatusAddresses.starting_at("127.9.9.9") == config.StatusAddresses(
-        "127.9.9.9", "127.9.9.10", "127.9.9.11"
+        "127.9.9.9", "127.9.9.10", "127.9.9.11", "127.9.9.12"
     )
 
 
@@ -121,7 +122,8 @@ def test_the_servers_route_by_host_and_path_through_the_platforms_dns_only() -> 
     assert proxy["listen"] == [":443"] and "automatic_https" not in proxy  # TLS left to Caddy
     assert status["automatic_https"] == {"disable": True}
     assert status["listen"] == [
-        f"{a}:7437" for a in (layout.status.unknown, layout.status.stopped, layout.status.unavailable)
+        f"{a}:7437"
+        for a in (layout.status.unknown, layout.status.stopped, layout.status.unavailable, layout.status.suspended)
     ]
 
     proxies = _handlers(proxy, "reverse_proxy")

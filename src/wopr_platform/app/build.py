@@ -272,6 +272,7 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
         admission=billing if settings.billing_enabled else None,
     )
     await fleet.load()
+    suspensions = Suspensions(db=database, fleet=fleet, settings=settings, clock=clock.now)
     runtime = RuntimeBilling(
         db=database,
         fleet=fleet,
@@ -279,7 +280,7 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
         prices=settings.billing_runtime_prices,
         webhooks=webhooks,
         caps=caps,
-        suspensions=Suspensions(db=database, fleet=fleet, settings=settings, clock=clock.now),
+        suspensions=suspensions,
         clock=clock.now,
         interval=settings.billing_interval,
         crash=crash,
@@ -350,6 +351,7 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
             health_of=health.status,
             caddy=caddy,
             may_write=lambda: leadership.is_leader,
+            suspended_tenants=suspensions.suspended_tenants if settings.billing_enabled else None,
         )
     accounts = AccountService(
         db=database,

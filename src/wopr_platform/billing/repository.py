@@ -441,6 +441,15 @@ class StandingRepository:
         assert row is not None
         return row
 
+    async def suspended(self) -> set[str]:
+        """The tenants suspended now (their bots stopped for want of credits, not removed yet)."""
+        result = await self._session.execute(
+            select(BillingTenant.tenant_id).where(
+                BillingTenant.suspended_at.is_not(None), BillingTenant.removed_at.is_(None)
+            )
+        )
+        return set(result.scalars().all())
+
     async def to_review(self) -> dict[str, int]:
         """Tenant → balance of every tenant out of credits, or with a standing still to settle (grace, suspended)."""
         empty = await self._session.execute(

@@ -61,6 +61,11 @@ class Suspensions:
         self._settings = settings
         self._now = clock
 
+    async def suspended_tenants(self) -> set[str]:
+        """The tenants suspended now (tenant routing answers their bots' traffic with a 402 page)."""
+        async with self._db.read() as session:
+            return await StandingRepository(session).suspended()
+
     async def round(self) -> None:
         async with self._db.read() as session:
             tenants = await StandingRepository(session).to_review()

@@ -7,10 +7,11 @@ made them is cleaned up). Instead the proxy server asks the platform where each 
 `<bot id>.i.<zone>` from the path), which only the platform's own DNS responder answers, from its routing table.
 So route changes, bot starts and stops and health flips never touch Caddy's config, and nothing is reloaded.
 
-The answer is always an IPv4 address on port 7437: the bot's container, or one of three loopback "status"
+The answer is always an IPv4 address on port 7437: the bot's container, or one of four loopback "status"
 addresses on which the second server block answers for bots that cannot be reached (404 unknown, 503 stopped,
-503 unavailable). When the platform's DNS cannot be asked at all, Caddy falls back to the static upstream, the
-"unavailable" address. Errors while proxying (a container that just went away) become a short plain 503.
+503 unavailable, 402 for a tenant suspended for want of credits). When the platform's DNS cannot be asked at all,
+Caddy falls back to the static upstream, the "unavailable" address. Errors while proxying (a container that just
+went away) become a short plain 503.
 """
 
 from __future__ import annotations
@@ -33,22 +34,28 @@ BODY_UNKNOWN_HOST = "unknown host\n"
 BODY_NO_SUCH_BOT = "no such bot\n"
 BODY_STOPPED = "bot is stopped\n"
 BODY_UNAVAILABLE = "bot is unavailable\n"
+BODY_SUSPENDED = "payment required: this bot's owner has run out of credits, so its bots are suspended\n"
 DNS_DIAL_TIMEOUT = "1s"
 UPSTREAM_DIAL_TIMEOUT = "2s"
 
 
 @dataclass(frozen=True, slots=True)
 class StatusAddresses:
-    """Three loopback addresses on which Caddy answers for bots that cannot be reached."""
+    """Four loopback addresses on which Caddy answers for bots that cannot be reached."""
 
     unknown: str
     stopped: str
     unavailable: str
+    suspended: str
 
     @classmethod
     def starting_at(cls, first: str) -> StatusAddresses:
         base = ipaddress.IPv4Address(first)
-        return cls(str(base), str(base + 1), str(base + 2))
+        return cls(str(base), str(base + 1), str(base + 2), str(base + 3))
+
+    @property
+    def all(self) -> tuple[str, ...]:
+        return (self.unknown, self.stopped, self.unavailable, self.suspended)
 
     @classmethod
     def for_platform(cls, platform_id: str) -> StatusAddresses:
@@ -204,10 +211,11 @@ def status_server(layout: Layout) -> dict[str, Any]:
 
     return {
         "@id": layout.status_server_name,
-        "listen": [f"{address}:{INSTANCE_PORT}" for address in (status.unknown, status.stopped, status.unavailable)],
+        "listen": [f"{address}:{INSTANCE_PORT}" for address in status.all],
         "routes": [
             answer(status.unknown, 404, BODY_NO_SUCH_BOT),
             answer(status.stopped, 503, BODY_STOPPED),
+            answer(status.suspended, 402, BODY_SUSPENDED),
             {"handle": [_static(503, BODY_UNAVAILABLE)]},
         ],
         "automatic_https": {"disable": True},

@@ -23,7 +23,7 @@ class RouteView(_Wire):
     host: str
     path_prefix: str
     urls: PublicUrls
-    state: Literal["up", "stopped", "unavailable"]
+    state: Literal["up", "stopped", "unavailable", "suspended"]
     reason: str
     upstream: str | None
 

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from wopr_platform.caddy.admin import CaddyAdmin
@@ -83,7 +83,9 @@ class ProxySync:
         health_of: Callable[[ContainerInfo | None], str],
         caddy: CaddyAdmin,
         may_write: Callable[[], bool] = lambda: True,
+        suspended_tenants: Callable[[], Awaitable[set[str]]] | None = None,
     ) -> None:
+        self._suspended_tenants = suspended_tenants
         self._settings = settings
         self._db = db
         self._commits = commits
@@ -145,6 +147,8 @@ class ProxySync:
         route = self.route(bot)
         if route.upstream_ip is not None:
             return route.upstream_ip
+        if route.state == "suspended":
+            return status.suspended
         return status.stopped if route.state == "stopped" else status.unavailable
 
     def _find(self, kind: str, key: str) -> BotRoute | None:
@@ -261,10 +265,11 @@ class ProxySync:
                     self._seen_commits = seen
                     return True
                 rows = await repository.list_routes()
+            suspended = await self._suspended_tenants() if self._suspended_tenants is not None else set()
         except Exception as err:  # the database may be briefly unreachable: keep the table we have
             log.warning("routing table not rebuilt", extra={"reason": type(err).__name__})
             return False
-        self.table = RouteTable.build(BotRoute.of(row) for row in rows)
+        self.table = RouteTable.build(BotRoute.of(row, suspended=row.tenant_id in suspended) for row in rows)
         self._fingerprint = fingerprint
         self._seen_commits = seen
         self.table_builds += 1

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from wopr_platform.core.instance import INSTANCE_PORT
 from wopr_platform.docker.types import ContainerInfo
 
-RouteState = Literal["up", "stopped", "unavailable"]
+RouteState = Literal["up", "stopped", "unavailable", "suspended"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,9 +27,10 @@ class BotRoute:
     subdomain: str
     desired_state: str
     container_id: str | None
+    suspended: bool = False  # its tenant is suspended for want of credits
 
     @classmethod
-    def of(cls, row: Any) -> BotRoute:
+    def of(cls, row: Any, *, suspended: bool = False) -> BotRoute:
         """From a row (or object) with the bot's id, tenant_id, name, subdomain, desired_state and container_id."""
         return cls(
             id=row.id,
@@ -38,6 +39,7 @@ class BotRoute:
             subdomain=row.subdomain,
             desired_state=row.desired_state,
             container_id=row.container_id,
+            suspended=suspended,
         )
 
 
@@ -60,6 +62,8 @@ def decide(bot: BotRoute, container: ContainerInfo | None, health: str) -> Route
 
     The address is taken only from a running container that carries the bot's id and tenant, never from a request.
     """
+    if bot.suspended:
+        return Route(bot, "suspended", "its tenant is suspended: out of credits")
     if bot.desired_state == "stopped":
         return Route(bot, "stopped", "stopped")
     if container is None:
