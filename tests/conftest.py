@@ -82,6 +82,7 @@ DATABASE_TESTS = frozenset(
         "integration/test_lifecycle",
         "integration/test_password_reset",
         "integration/test_patch",
+        "integration/test_plans",
         "integration/test_proxy::test_subdomains_are_validated_unique_across_tenants_and_patchable",
         "integration/test_quotas",
         "integration/test_reconciler",

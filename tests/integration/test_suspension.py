@@ -4,6 +4,7 @@ and after the retention its bots removed."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -74,10 +75,19 @@ async def test_out_of_credits_suspends_after_the_grace_a_top_up_resumes_and_the_
     refused = await platform.client.post(f"/fleet/bots/{bots[2]}/start")
     assert refused.status_code == 402, refused.text  # the gate holds meanwhile
 
+    events = platform.app.state.services.events.subscribe(bot_id=None, tenant_id="default")
     clock.move_to(START + timedelta(hours=1, seconds=5))
     await suspensions.round()
     standing = await _standing(platform)
     assert standing["state"] == "suspended", standing
+    announced = set()
+    while len(announced) < 3:
+        event = await asyncio.wait_for(anext(events), timeout=10)
+        if event.kind == "suspended":
+            assert event.detail["reason"] == "out of credits" and event.detail["removalAt"].endswith("Z")
+            announced.add(event.bot_id)
+    events.close()
+    assert announced == set(bots)  # every bot of the tenant is told, the idle one too
     assert await _running(docker, platform_id) == set()
     assert len((await platform.client.get("/fleet/bots")).json()["bots"]) == 3  # stopped, not removed
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from wopr_platform.billing.runtime import HourlyCharges
+from wopr_platform.core.plans import Plan, parse_plans
 from wopr_platform.core.prices import RuntimePrices
 from wopr_platform.core.settings import Settings
 
@@ -60,3 +61,22 @@ def test_an_hour_is_charged_from_the_seconds_each_run_overlaps_it_in_whole_micro
     assert [(p.reference, p.tenant_id, p.amount, p.kind) for p in postings] == [
         ("runtime:a:2026-12-05T10", "t1", -(3600 * 1800 + 7200 * 900) // 3600, "runtime")
     ]
+
+
+def test_plans_are_parsed_against_the_tiers_and_channels() -> None:
+    plans = parse_plans(
+        "a=bots:2,memoryMb:512,cpus:1.5,tiers:small|large,channels:stable; b=", frozenset({"small", "large"})
+    )
+    assert plans["a"] == Plan("a", 2, 512, 1.5, frozenset({"small", "large"}), frozenset({"stable"}))
+    assert plans["b"] == Plan("b")
+    for bad in ("a=tiers:huge", "a=channels:nightly", "a=bots:-1", "a=cpus:x", "a=colour:red", "1a=", "a=;a="):
+        with pytest.raises(ValueError):
+            parse_plans(bad, frozenset({"small", "large"}))
+
+
+def test_the_settings_refuse_bad_plans_and_an_unknown_default_plan() -> None:
+    assert Settings(BILLING_PLANS="a=bots:1", BILLING_DEFAULT_PLAN="a").billing_plans["a"].max_bots == 1
+    with pytest.raises(ValueError):
+        Settings(BILLING_PLANS="a=tiers:huge")
+    with pytest.raises(ValueError):
+        Settings(BILLING_PLANS="a=bots:1", BILLING_DEFAULT_PLAN="b")

@@ -250,7 +250,7 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
     )
     stripe = stripe_api(settings)
     caps = SpendingCaps(db=database, clock=clock.now)
-    billing = BillingService(db=database, settings=settings, stripe=stripe, clock=clock.now, caps=caps)
+    billing = BillingService(db=database, settings=settings, stripe=stripe, clock=clock.now, caps=caps, quotas=quotas)
     webhooks = StripeWebhooks(
         db=database, stripe=stripe, currency=settings.billing_currency, clock=clock.now, crash=crash
     )
@@ -272,7 +272,7 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
         admission=billing if settings.billing_enabled else None,
     )
     await fleet.load()
-    suspensions = Suspensions(db=database, fleet=fleet, settings=settings, clock=clock.now)
+    suspensions = Suspensions(db=database, fleet=fleet, events=events, settings=settings, clock=clock.now)
     runtime = RuntimeBilling(
         db=database,
         fleet=fleet,

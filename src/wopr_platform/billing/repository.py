@@ -93,6 +93,13 @@ class LedgerRepository:
                     .execution_options(synchronize_session=False)
                 )
 
+    async def balance_and_plan(self, tenant_id: str) -> tuple[int, str | None]:
+        """The tenant's credits and its plan, in one query (what the gate needs on the request path)."""
+        balance = select(LedgerAccount.balance).where(LedgerAccount.tenant_id == tenant_id).scalar_subquery()
+        plan = select(BillingTenant.plan).where(BillingTenant.tenant_id == tenant_id).scalar_subquery()
+        found, name = (await self._session.execute(select(balance, plan))).one()
+        return int(found or 0), name
+
     async def entry(self, reference: str) -> LedgerEntry | None:
         result = await self._session.execute(select(LedgerEntry).where(LedgerEntry.reference == reference))
         return result.scalar_one_or_none()

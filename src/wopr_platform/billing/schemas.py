@@ -67,6 +67,31 @@ class Standing(_Out):
     removal_at: datetime | None = None
 
 
+class PlanIn(_In):
+    """A tenant's plan: one of BILLING_PLANS, or null for the platform's default plan."""
+
+    plan: Annotated[str, StringConstraints(max_length=50, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None
+
+
+class PlanOut(_Out):
+    name: str
+    max_bots: int | None = Field(description="null: the platform's default quota")
+    max_memory_mb: int | None
+    max_cpus: float | None
+    tiers: list[str] | None = Field(description="the resource tiers its bots may use; null: every tier")
+    channels: list[str] | None = Field(description="the release channels its bots may follow; null: every one")
+
+
+class PlanList(_Out):
+    plans: list[PlanOut]
+    default: str | None = Field(description="the plan of a tenant given none; null: no restrictions")
+
+
+class TenantPlan(_Out):
+    tenant_id: str
+    plan: PlanOut | None = Field(description="null: no plan, so no restrictions beyond the quotas")
+
+
 class Balance(_Out):
     tenant_id: str
     balance: int

@@ -32,16 +32,29 @@ from wopr_platform.billing.schemas import (
     DayUsage,
     LedgerCheck,
     Mismatch,
+    PlanList,
+    PlanOut,
     RefundOut,
+    TenantPlan,
     Transaction,
     TransactionPage,
     UsageSummary,
 )
 from wopr_platform.billing.standing import standing_of
-from wopr_platform.core.errors import Conflict, InsufficientCredits, NotFound, PaymentsUnavailable, ValidationFailed
+from wopr_platform.core.errors import (
+    Conflict,
+    InsufficientCredits,
+    NotFound,
+    NotInPlan,
+    PaymentsUnavailable,
+    ValidationFailed,
+)
+from wopr_platform.core.plans import Plan
 from wopr_platform.core.settings import Settings
 from wopr_platform.db.models import LedgerEntry
 from wopr_platform.db.unit import Database
+from wopr_platform.fleet.quotas.service import Quotas
+from wopr_platform.fleet.schemas import QuotaOverrides
 from wopr_platform.payments.stripe_api import StripeApi
 
 log = logging.getLogger(__name__)
@@ -83,9 +96,18 @@ class BillingService:
     """A tenant's credits, and the gate in front of running a bot."""
 
     def __init__(
-        self, *, db: Database, settings: Settings, stripe: StripeApi | None, clock: Clock, caps: SpendingCaps
+        self,
+        *,
+        db: Database,
+        settings: Settings,
+        stripe: StripeApi | None,
+        clock: Clock,
+        caps: SpendingCaps,
+        quotas: Quotas,
     ) -> None:
         self.caps = caps
+        self._quotas = quotas
+        self._plans = settings.billing_plans
         self._db = db
         self._settings = settings
         self._stripe = stripe
@@ -261,13 +283,21 @@ class BillingService:
 
     # the payment gate ----------------------------------------------------------------------------------------
 
-    async def admit(self, tenant_id: str, action: str) -> None:
-        """402 when the tenant's credits are below the minimum a bot needs to be created or started, or when its
-        spending has reached one of its own caps."""
+    async def admit(
+        self, tenant_id: str, action: str, *, memory_mb: int | None = None, channel: str | None = None
+    ) -> None:
+        """403 not_in_plan when the tenant's plan does not include the bot's tier or channel; for a create or a
+        start, 402 when its credits are below the minimum a bot needs, or its spending reached one of its caps.
+        The balance and the plan are one query."""
         if not self.enabled:
             return
         async with self._db.read() as session:
-            balance = await Ledger(session).balance(tenant_id)
+            balance, plan_name = await LedgerRepository(session).balance_and_plan(tenant_id)
+        plan = self._plan(plan_name)
+        if plan is not None:
+            self._entitled(plan, memory_mb, channel)
+        if action == "change":
+            return
         required = self._settings.billing_min_balance
         if balance < required:
             raise InsufficientCredits(
@@ -275,6 +305,67 @@ class BillingService:
                 details={"balance": balance, "required": required, "buyUrl": self._settings.buy_url},
             )
         await self.caps.admit(tenant_id)
+
+    def _plan(self, name: str | None) -> Plan | None:
+        name = name or self._settings.billing_default_plan
+        return self._plans.get(name) if name is not None else None
+
+    def _entitled(self, plan: Plan, memory_mb: int | None, channel: str | None) -> None:
+        if memory_mb is not None and plan.tiers is not None:
+            tier = self._settings.billing_runtime_prices.tier(memory_mb).name
+            if tier not in plan.tiers:
+                raise NotInPlan(
+                    f"the {plan.name} plan does not include the {tier} tier",
+                    details={"plan": plan.name, "field": "resources", "tier": tier, "allowed": sorted(plan.tiers)},
+                )
+        if channel is not None and plan.channels is not None and channel not in plan.channels:
+            raise NotInPlan(
+                f"the {plan.name} plan does not include the {channel} channel",
+                details={"plan": plan.name, "field": "releaseChannel", "allowed": sorted(plan.channels)},
+            )
+
+    # plans ----------------------------------------------------------------------------------------------------
+
+    def plans(self) -> PlanList:
+        return PlanList(
+            plans=[_plan_out(plan) for _, plan in sorted(self._plans.items())],
+            default=self._settings.billing_default_plan,
+        )
+
+    async def plan(self, tenant_id: str) -> TenantPlan:
+        async with self._db.read() as session:
+            row = await StandingRepository(session).get(tenant_id)
+        plan = self._plan(row.plan if row is not None else None)
+        return TenantPlan(tenant_id=tenant_id, plan=_plan_out(plan) if plan is not None else None)
+
+    async def set_plan(self, tenant_id: str, name: str | None) -> TenantPlan:
+        """Put the tenant on a plan (None: the default plan): its quotas become the plan's."""
+        if name is not None and name not in self._plans:
+            raise ValidationFailed("no such plan", details={"field": "plan", "plans": sorted(self._plans)})
+        plan = self._plan(name)
+        overrides = QuotaOverrides.model_validate(
+            {
+                "maxBots": plan.max_bots if plan is not None else None,
+                "maxMemoryMb": plan.max_memory_mb if plan is not None else None,
+                "maxCpus": plan.max_cpus if plan is not None else None,
+            }
+        )
+        async with self._db.unit() as session:
+            (await StandingRepository(session).ensure(tenant_id)).plan = name
+        await self._quotas.set_overrides(tenant_id, overrides)
+        log.info("tenant plan set", extra={"tenant": tenant_id, "plan": name})
+        return await self.plan(tenant_id)
+
+
+def _plan_out(plan: Plan) -> PlanOut:
+    return PlanOut(
+        name=plan.name,
+        max_bots=plan.max_bots,
+        max_memory_mb=plan.max_memory_mb,
+        max_cpus=plan.max_cpus,
+        tiers=sorted(plan.tiers) if plan.tiers is not None else None,
+        channels=sorted(plan.channels) if plan.channels is not None else None,
+    )
 
 
 def refund_posting(tenant_id: str, refund_id: str, cents: int, *, actor: str, memo: str) -> Posting:

@@ -28,8 +28,13 @@ from wopr_platform.core.settings import Settings
 from wopr_platform.db.models import BillingTenant
 from wopr_platform.db.unit import Database
 from wopr_platform.fleet.lifecycle.service import FleetService
+from wopr_platform.fleet.observation.events import EventBus
 
 log = logging.getLogger(__name__)
+
+
+def _iso(at: datetime) -> str:
+    return at.isoformat().replace("+00:00", "Z")
 
 
 def standing_of(row: BillingTenant | None, settings: Settings) -> Standing:
@@ -55,7 +60,16 @@ def standing_of(row: BillingTenant | None, settings: Settings) -> Standing:
 class Suspensions:
     """The leader's round over tenants out of credits."""
 
-    def __init__(self, *, db: Database, fleet: FleetService, settings: Settings, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        fleet: FleetService,
+        events: EventBus,
+        settings: Settings,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._events = events
         self._db = db
         self._fleet = fleet
         self._settings = settings
@@ -117,6 +131,8 @@ class Suspensions:
                 "a suspended tenant's bots will be removed with their data",
                 extra={"tenant": tenant_id, "removal_at": ends.isoformat()},
             )
+            for bot_id in sorted(await self._fleet.desired_states(tenant_id)):
+                self._events.publish("removal_warning", bot_id, tenant_id, removalAt=_iso(ends))
             async with self._db.unit() as session:
                 (await StandingRepository(session).ensure(tenant_id)).warned_at = now
 
@@ -133,6 +149,9 @@ class Suspensions:
             row = await StandingRepository(session).ensure(tenant_id)
             row.suspended_at = now
             row.stopped_bots = sorted(set(row.stopped_bots or []) | set(running))
+        removal = now + timedelta(seconds=self._settings.billing_retention)
+        for bot_id in sorted(await self._fleet.desired_states(tenant_id)):
+            self._events.publish("suspended", bot_id, tenant_id, reason="out of credits", removalAt=_iso(removal))
         log.warning(
             "a tenant out of credits is suspended: its bots are stopped",
             extra={"tenant": tenant_id, "bots": len(running)},
@@ -144,6 +163,7 @@ class Suspensions:
             try:
                 await self._fleet.start_bot(tenant_id, bot_id)
                 started += 1
+                self._events.publish("resumed", bot_id, tenant_id)
             except NotFound:
                 continue
             except PlatformError as err:  # a cap reached, the engine away: the tenant starts it itself

@@ -36,6 +36,12 @@ class Forbidden(PlatformError):
     code = "forbidden"
 
 
+class NotInPlan(Forbidden):
+    """The tenant's plan does not include what was asked (a resource tier, a release channel)."""
+
+    code = "not_in_plan"
+
+
 class NotFound(PlatformError):
     status = 404
     code = "not_found"

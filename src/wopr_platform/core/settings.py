@@ -16,6 +16,7 @@ from wopr_platform.core import limits
 from wopr_platform.core.addresses import HostPort
 from wopr_platform.core.limits import Limits
 from wopr_platform.core.networks import Networks, SubnetPool
+from wopr_platform.core.plans import Plan, parse_plans
 from wopr_platform.core.prices import RuntimePrices
 from wopr_platform.core.reference import ImageReference, InvalidReference
 
@@ -199,6 +200,9 @@ class Settings(BaseSettings):
     billing_grace: int = Field(86_400, ge=0, le=365 * 86_400, validation_alias="BILLING_GRACE")
     billing_retention: int = Field(30 * 86_400, ge=3600, le=3650 * 86_400, validation_alias="BILLING_RETENTION")
     billing_removal_warning: int = Field(3 * 86_400, ge=0, le=365 * 86_400, validation_alias="BILLING_REMOVAL_WARNING")
+    # plans (see core/plans.py): what each lets a tenant run, and the plan of a tenant the operator gave none
+    billing_plans_text: str = Field("", max_length=10_000, validation_alias="BILLING_PLANS")
+    billing_default_plan: str | None = Field(None, validation_alias="BILLING_DEFAULT_PLAN")
     # where the 402 answer sends a tenant to buy credits (default: the web app's billing page)
     billing_buy_url: str | None = Field(None, pattern=r"^https?://[^\s]+$", validation_alias="BILLING_BUY_URL")
 
@@ -371,6 +375,26 @@ class Settings(BaseSettings):
     def _parse_prices(cls, value: object) -> object:
         return RuntimePrices.parse(value) if isinstance(value, str) else value
 
+    @field_validator("billing_plans_text")
+    @classmethod
+    def _check_plans(cls, value: str, info: ValidationInfo) -> str:
+        prices = info.data.get("billing_runtime_prices")
+        if isinstance(prices, RuntimePrices):
+            parse_plans(value, frozenset(t.name for t in prices.tiers))
+        return value
+
+    @field_validator("billing_default_plan")
+    @classmethod
+    def _check_default_plan(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and not value.strip():
+            return None
+        prices, text = info.data.get("billing_runtime_prices"), info.data.get("billing_plans_text")
+        if value is None or not isinstance(prices, RuntimePrices) or not isinstance(text, str):
+            return value
+        if value not in parse_plans(text, frozenset(t.name for t in prices.tiers)):
+            raise ValueError(f"names no plan of BILLING_PLANS: {value}")
+        return value
+
     @field_validator("database_url_setting")
     @classmethod
     def _check_database_url(cls, value: str | None) -> str | None:
@@ -402,6 +426,11 @@ class Settings(BaseSettings):
     def max_limits(self) -> Limits:
         """The most a bot's own `resources` may ask for."""
         return Limits(memory_mb=self.max_memory_mb, cpus=self.max_cpus, pids=self.max_pids)
+
+    @property
+    def billing_plans(self) -> dict[str, Plan]:
+        """The plans by name (checked when the settings are read)."""
+        return parse_plans(self.billing_plans_text, frozenset(t.name for t in self.billing_runtime_prices.tiers))
 
     @property
     def buy_url(self) -> str:

@@ -497,12 +497,13 @@ class BillingNotice(Base):
 
 
 class BillingTenant(Base):
-    """A tenant's standing: out of credits since when, suspended since when (and which of its bots that stopped),
-    warned of the removal of its bots, and when they were removed."""
+    """A tenant's plan, and its standing: out of credits since when, suspended since when (and which of its bots
+    that stopped), warned of the removal of its bots, and when they were removed."""
 
     __tablename__ = "billing_tenants"
 
     tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    plan: Mapped[str | None] = mapped_column(String(50), default=None)  # None: BILLING_DEFAULT_PLAN
     empty_since: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     suspended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     stopped_bots: Mapped[list[str] | None] = mapped_column(JSON, default=None)

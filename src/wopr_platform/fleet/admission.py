@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from typing import Literal, Protocol
 
-Action = Literal["create", "start", "restart"]
+Action = Literal["create", "start", "restart", "change"]
 
 
 class Admission(Protocol):
-    async def admit(self, tenant_id: str, action: Action) -> None:
-        """Return when the tenant may run one more bot now; raise a PlatformError when it may not."""
+    async def admit(
+        self, tenant_id: str, action: Action, *, memory_mb: int | None = None, channel: str | None = None
+    ) -> None:
+        """Return when the tenant may do this now; raise a PlatformError when it may not. A create or a change
+        names the effective memory limit and the release channel the bot will have (None: unchanged)."""
         ...

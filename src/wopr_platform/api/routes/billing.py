@@ -23,9 +23,12 @@ from wopr_platform.billing.schemas import (
     GrantIn,
     LedgerCheck,
     LimitsIn,
+    PlanIn,
+    PlanList,
     RefundIn,
     RefundOut,
     SpendingLimits,
+    TenantPlan,
     Transaction,
     TransactionPage,
     UsageSummary,
@@ -91,6 +94,24 @@ async def limits(principal: Operator, billing: Billing) -> SpendingLimits:
 async def set_limits(principal: Operator, body: LimitsIn, billing: Billing) -> SpendingLimits:
     """Set the tenant's daily and monthly spending caps (null: none); at a cap no bot is created or started."""
     return await billing.caps.set_limits(principal.tenant_id, body.daily_cap, body.monthly_cap)
+
+
+@router.get("/billing/plans", response_model=PlanList)
+async def plans(_principal: Operator, billing: Billing) -> PlanList:
+    """The plans a tenant can be on, and the default one."""
+    return billing.plans()
+
+
+@router.get("/billing/plan", response_model=TenantPlan)
+async def plan(principal: Operator, billing: Billing) -> TenantPlan:
+    """The tenant's plan: its quotas, and the tiers and channels its bots may use."""
+    return await billing.plan(principal.tenant_id)
+
+
+@router.put("/tenants/{tenant_id}/plan", response_model=TenantPlan)
+async def set_plan(_admin: PlatformAdmin, tenant_id: TenantId, body: PlanIn, billing: Billing) -> TenantPlan:
+    """Put a tenant on a plan (null: the default); its quotas become the plan's."""
+    return await billing.set_plan(tenant_id, body.plan)
 
 
 @router.post("/billing/checkout", response_model=Checkout, status_code=201)

@@ -201,7 +201,12 @@ class FleetService:
         own_limits = request.resources.stored() if request.resources else None
         await self._containers.check_limits(own_limits)
         await self._quotas.check(tenant_id, self._quotas.of_bot(own_limits))  # before the pull; the charge decides
-        await self._admit(tenant_id, "create")
+        await self._admit(
+            tenant_id,
+            "create",
+            memory_mb=resources.effective(own_limits, self._settings.default_limits).memory_mb,
+            channel=request.release_channel,
+        )
         bot_id = str(uuid.uuid4())
         subdomain = request.subdomain or await self._default_subdomain(request.name, bot_id)
         now = _now()
@@ -295,6 +300,11 @@ class FleetService:
                 await self._containers.check_limits(changes["resources"])
                 # before the new container is made; the replacement's commit charges it for good
                 await self._quotas.check(tenant_id, self._quotas.change(bot.resources, changes["resources"]))
+            if "resources" in changes or "release_channel" in changes:
+                memory = resources.effective(changes.get("resources", bot.resources), self._settings.default_limits)
+                await self._admit(
+                    tenant_id, "change", memory_mb=memory.memory_mb, channel=changes.get("release_channel")
+                )
             changes = {k: v for k, v in changes.items() if getattr(bot, k) != v}
             if not changes and quiet_env is None:
                 return self._views.profile(bot)
@@ -513,9 +523,11 @@ class FleetService:
 
     # helpers --------------------------------------------------------------------------------------------
 
-    async def _admit(self, tenant_id: str, action: Action) -> None:
+    async def _admit(
+        self, tenant_id: str, action: Action, *, memory_mb: int | None = None, channel: str | None = None
+    ) -> None:
         if self._admission is not None:
-            await self._admission.admit(tenant_id, action)
+            await self._admission.admit(tenant_id, action, memory_mb=memory_mb, channel=channel)
 
     def _check_image(self, image: str) -> None:
         try:

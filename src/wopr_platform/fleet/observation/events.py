@@ -27,6 +27,10 @@ KINDS = (
     "removed",
     "drift_repaired",
     "orphan_removed",
+    # published by billing (a tenant out of credits), through the same bus
+    "suspended",
+    "resumed",
+    "removal_warning",
 )
 
 

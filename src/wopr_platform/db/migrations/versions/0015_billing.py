@@ -1,7 +1,7 @@
 """billing: the double-entry ledger (accounts, entries with a unique reference, lines), each tenant's Stripe
 customer and checkouts (by idempotency key), the Stripe webhook inbox, the intervals bots ran, the cursor of the
 runtime charge, spending caps (each tenant's caps, what it spent each day, the notices at 80% and 100%), and each
-tenant's standing (out of credits since, suspended, the bots its suspension stopped)
+tenant's plan and standing (out of credits since, suspended, the bots its suspension stopped)
 
 Revision ID: 0015
 Revises: 0014
@@ -126,6 +126,7 @@ def upgrade() -> None:
     op.create_table(
         "billing_tenants",
         sa.Column("tenant_id", sa.String(63), primary_key=True),
+        sa.Column("plan", sa.String(50), nullable=True),
         _time("empty_since", nullable=True),
         _time("suspended_at", nullable=True),
         sa.Column("stopped_bots", sa.JSON(), nullable=True),
