@@ -218,6 +218,12 @@ async def test_refunds_and_lost_disputes_take_credits_back_in_any_order(
     waiting = await _post_event(platform, body, signature)
     assert waiting.status_code == 200 and waiting.json()["applied"] is False
     assert await _balance(platform) == 800 * CENT
+    stored = localstripe.api("GET", f"payment_intents/{intent}")
+    body, signature = signed(
+        event("payment_intent.succeeded", {**stored, "id": "pi_later", "amount_received": 2000}), WEBHOOK_SECRET
+    )
+    assert (await _post_event(platform, body, signature)).json()["applied"] is True
+    await _until_balance(platform, (800 + 2000 - 100) * CENT)  # the waiting refund, applied by the billing loop
     assert (await platform.client.get("/billing/ledger-check")).json()["ok"] is True
 
 
