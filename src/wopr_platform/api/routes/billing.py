@@ -54,6 +54,14 @@ def _idempotency_key(
 IdempotencyKey = Annotated[str, Depends(_idempotency_key)]
 
 
+def _posted(posted: tuple[Transaction, bool], response: Response) -> Transaction:
+    """201 for a movement posted now, 200 for one its idempotency key posted before."""
+    made, created = posted
+    if not created:
+        response.status_code = 200
+    return made
+
+
 # the caller's tenant -------------------------------------------------------------------------------------------
 
 
@@ -145,10 +153,7 @@ async def grant(
     admin: PlatformAdmin, tenant_id: TenantId, body: GrantIn, key: IdempotencyKey, billing: Billing, response: Response
 ) -> Transaction:
     """Give a tenant credits (201; 200 when the key was used before: nothing given again)."""
-    made, created = await billing.grant(tenant_id, body.amount, body.memo, key=key, actor=admin.subject)
-    if not created:
-        response.status_code = 200
-    return made
+    return _posted(await billing.grant(tenant_id, body.amount, body.memo, key=key, actor=admin.subject), response)
 
 
 @router.post("/tenants/{tenant_id}/credits/corrections", response_model=Transaction, status_code=201)
@@ -161,10 +166,7 @@ async def correct(
     response: Response,
 ) -> Transaction:
     """Correct a tenant's credits up or down, with a memo saying why (201; 200 for a key used before)."""
-    made, created = await billing.correct(tenant_id, body.amount, body.memo, key=key, actor=admin.subject)
-    if not created:
-        response.status_code = 200
-    return made
+    return _posted(await billing.correct(tenant_id, body.amount, body.memo, key=key, actor=admin.subject), response)
 
 
 @router.post("/tenants/{tenant_id}/credits/refunds", response_model=RefundOut, status_code=201)
