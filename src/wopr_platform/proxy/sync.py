@@ -238,8 +238,12 @@ class ProxySync:
             await self.check_caddy()
 
     async def refresh(self) -> bool:
-        """Rebuild the table, joining a rebuild already under way instead of starting a second one."""
-        if self._rebuilding is None:
+        """Rebuild the table, joining a rebuild already under way instead of starting a second one.
+
+        A rebuild that has finished is never joined, even before its done-callback has cleared it: awaiting a done
+        future does not yield, so a caller looping until the table is current would spin without ever letting the
+        event loop run (the callback, its own timeout, every request)."""
+        if self._rebuilding is None or self._rebuilding.done():
             self._rebuilding = asyncio.ensure_future(self.rebuild())
             self._rebuilding.add_done_callback(self._rebuilt)
         return await asyncio.shield(self._rebuilding)
