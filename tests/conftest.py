@@ -21,6 +21,7 @@ import httpx
 import pytest
 import uvicorn
 
+from tests.ports import free_port, listening_socket
 from wopr_platform.app.asgi import create_app
 from wopr_platform.app.server import PlatformServer, server_config
 from wopr_platform.core.settings import Settings
@@ -44,12 +45,6 @@ pytest_plugins = [
     "tests.fixtures.smtp",
     "tests.fixtures.stripe",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # --- which tests run where --------------------------------------------------------------------------------
@@ -267,8 +262,8 @@ class Platform:
         """Shut this platform down as a restart would, leaving its containers and database in place."""
         assert self.server is not None and self.task is not None
         await self.client.aclose()
-        self.server.should_exit = True
-        await asyncio.wait_for(self.task, timeout=30)
+        problems = await _stopped(self.server, self.task)
+        assert not problems, problems
 
     async def create_bot(self, **fields: Any) -> dict[str, Any]:
         body = {"name": "bot-" + uuid.uuid4().hex[:8], "image": STUB_IMAGE, **fields}
@@ -337,7 +332,9 @@ async def make_platform(stub_image: str, database_url: str) -> AsyncIterator[Pla
     platform_ids: set[str] = set()
 
     async def start(clock: Clock | None = None, **overrides: Any) -> Platform:
-        port = free_port()
+        # bound here and handed to the server: nothing can take the port between choosing it and serving on it
+        sock = listening_socket()
+        port = int(sock.getsockname()[1])
         values: dict[str, Any] = {
             "PORT": port,
             "HOST": "127.0.0.1",
@@ -360,14 +357,14 @@ async def make_platform(stub_image: str, database_url: str) -> AsyncIterator[Pla
         config = server_config(app, settings)  # served as production serves it, front door included
         config.lifespan = "on"
         server = PlatformServer(config, before_shutdown=app.state.events.close)
-        task = asyncio.create_task(server.serve())
+        task = asyncio.create_task(_serve(server, sock))
         deadline = time.monotonic() + 30
         while not server.started:
             if task.done():
                 task.result()
                 raise AssertionError("platform exited during start-up")
             if time.monotonic() > deadline:
-                raise AssertionError("platform did not start")
+                raise AssertionError(f"platform did not start within 30 s {await _stopped(server, task)}")
             await asyncio.sleep(0.02)
         client = httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{port}",
@@ -383,12 +380,44 @@ async def make_platform(stub_image: str, database_url: str) -> AsyncIterator[Pla
     try:
         yield start
     finally:
+        problems: list[str] = []
         for server, task, client in reversed(started):
             await client.aclose()
-            server.should_exit = True
-            await asyncio.wait_for(task, timeout=30)
+            problems += await _stopped(server, task)
         for platform_id in platform_ids:
             await _cleanup_engine(platform_id)
+        # an Exception, never a BaseException: pytest stops tearing down at one, and the fixtures it has not
+        # torn down would be handed, still set up, to the worker's next tests
+        if problems:
+            raise RuntimeError("; ".join(problems))
+
+
+async def _serve(server: uvicorn.Server, sock: socket.socket) -> None:
+    """uvicorn ends a failed start with sys.exit. A SystemExit raised in a task escapes the event loop itself and
+    leaves the test (and pytest's fixture bookkeeping) half run: here it is an error of the test instead."""
+    try:
+        await server.serve(sockets=[sock])
+    except SystemExit as exited:
+        raise RuntimeError(f"the platform exited with status {exited.code} (its log says why)") from None
+    finally:
+        sock.close()
+
+
+async def _stopped(server: uvicorn.Server, task: asyncio.Task[None]) -> list[str]:
+    """Stop a platform served in this process; what went wrong, as text (a test may have stopped it already, or
+    its shutdown may have failed or been cancelled)."""
+    server.should_exit = True
+    if not task.done():
+        done, _ = await asyncio.wait({task}, timeout=30)
+        if not done:
+            server.force_exit = True
+            task.cancel()
+            await asyncio.wait({task}, timeout=10)
+            return ["a platform did not shut down within 30 s"]
+    if task.cancelled():
+        return ["a platform's server task was cancelled"]
+    error = task.exception()
+    return [f"a platform's server failed: {error!r}"] if error is not None else []
 
 
 @pytest.fixture

@@ -17,7 +17,8 @@ from pathlib import Path
 import aiodocker
 import httpx
 
-from tests.conftest import ROOT, TOKEN, free_port, remove_firewall_chains, remove_networks
+from tests.conftest import ROOT, TOKEN, remove_firewall_chains, remove_networks
+from tests.ports import free_port
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0

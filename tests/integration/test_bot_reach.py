@@ -22,11 +22,12 @@ import aiodocker
 import httpx
 import pytest
 
-from tests.conftest import TOKEN, PlatformFactory, free_port
+from tests.conftest import TOKEN, PlatformFactory
 from tests.integration.process import PlatformProcess, ProcessPlatforms, process_platforms
 from tests.integration.test_hardening import docker_exec, inspect, tenant_network
 from tests.integration.test_reconciler import eventually
 from tests.integration.test_tenants import address, create_for, healthy, reaches
+from tests.ports import free_port
 from wopr_platform.core.addresses import HostPort
 from wopr_platform.firewall.iptables import Chains, HostFirewall, Installed, Ruleset
 

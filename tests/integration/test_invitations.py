@@ -5,7 +5,6 @@ AUTH_SIGNUP mode, mail that cannot go out, concurrent accepts, and input that is
 from __future__ import annotations
 
 import asyncio
-import socket
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -19,6 +18,7 @@ from sqlalchemy import select, update
 from tests.conftest import Platform, PlatformFactory
 from tests.fixtures.smtp import MailServer
 from tests.integration.accounts_support import PASSWORD, User, email, new_user, sign_in, sign_up
+from tests.ports import free_port
 from wopr_platform.accounts.credentials import digest
 from wopr_platform.db import models
 
@@ -92,12 +92,6 @@ def _refused(answer: httpx.Response, status: int, code: str) -> None:
     assert answer.status_code == status, answer.text
     body = answer.json()
     assert set(body) == {"error", "details"} and body["details"]["code"] == code, body
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # --- the mailed token, accepted once --------------------------------------------------------------------------
@@ -449,7 +443,7 @@ class _Switchable:
     """An SMTP server a test can stop and start again on the same port."""
 
     def __init__(self) -> None:
-        self.mail = MailServer(host="127.0.0.1", port=_free_port())
+        self.mail = MailServer(host="127.0.0.1", port=free_port())
         self._controller: Controller | None = None
 
     def start(self) -> None:
@@ -501,7 +495,7 @@ async def test_a_mail_server_nobody_listens_on_is_503_and_leaves_nothing_pending
     make_platform: PlatformFactory,
 ) -> None:
     platform = await make_platform(
-        FLEET_RATE_LIMIT=0, SMTP_HOST="127.0.0.1", SMTP_PORT=_free_port(), SMTP_TLS="off", SMTP_TIMEOUT=5
+        FLEET_RATE_LIMIT=0, SMTP_HOST="127.0.0.1", SMTP_PORT=free_port(), SMTP_TLS="off", SMTP_TIMEOUT=5
     )
     await sign_up(platform, "root")
     owner, _ = await _owner(platform)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import free_port
 from tests.fixtures.smtp import MailServer
+from tests.ports import free_port
 from wopr_platform.core.errors import MailUnavailable
 from wopr_platform.mail.smtp import Mailer, SmtpConfig
 

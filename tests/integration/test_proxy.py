@@ -10,9 +10,10 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from tests.conftest import STUB_IMAGE, Platform, PlatformFactory, free_port
+from tests.conftest import STUB_IMAGE, Platform, PlatformFactory
 from tests.fixtures.caddy import DOMAIN, Caddy
 from tests.integration.proxy_support import host, proxy_client, routed_platform, until_answer, wait_ready
+from tests.ports import free_port
 from wopr_platform.fleet.schemas import BotCreate
 
 
