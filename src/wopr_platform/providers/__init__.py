@@ -1,0 +1,1 @@
+"""The AI providers adapter: the only code that uses the providers' official SDKs (`openai`, `anthropic`)."""
