@@ -44,6 +44,7 @@ pytest_plugins = [
     "tests.fixtures.caddy",
     "tests.fixtures.smtp",
     "tests.fixtures.stripe",
+    "tests.fixtures.fake_provider",
 ]
 
 
@@ -67,6 +68,7 @@ DATABASE_TESTS = frozenset(
         "integration/test_crash_recovery",
         "integration/test_engine_unavailable",
         "integration/test_fuzz",
+        "integration/test_gateway",
         "integration/test_hardening::test_per_bot_resources_override_the_defaults_within_bounds",
         "integration/test_hardening::test_resources_out_of_bounds_are_a_400_and_change_nothing",
         "integration/test_hardening::test_new_defaults_reach_existing_bots_through_the_reconciler",

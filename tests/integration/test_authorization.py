@@ -14,6 +14,7 @@ from sqlalchemy import update
 
 from tests.conftest import STUB_IMAGE, TOKEN, Platform, PlatformFactory
 from tests.integration.accounts_support import User, key_client, new_key, new_user, sign_in
+from tests.ports import free_port
 from wopr_platform.api.permissions import ROUTES
 from wopr_platform.core.access import ROLE_SCOPES
 from wopr_platform.db import models
@@ -116,7 +117,7 @@ def _request(method: str, path: str, bot_id: str) -> tuple[str, dict[str, Any]]:
 
 
 async def test_every_route_answers_every_kind_of_caller_as_the_table_says(make_platform: PlatformFactory) -> None:
-    platform = await make_platform(FLEET_RATE_LIMIT=0)
+    platform = await make_platform(FLEET_RATE_LIMIT=0, GATEWAY_ENABLED=True, GATEWAY_PORT=free_port())
     tenant = "matrix-" + uuid.uuid4().hex[:6]
     callers, users = await _callers(platform, tenant)
     bot = await platform.client.post(

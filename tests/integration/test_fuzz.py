@@ -29,6 +29,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tests.conftest import TOKEN, PlatformFactory
+from tests.ports import free_port
 
 EXAMPLES = int(os.environ.get("WOPR_FUZZ_EXAMPLES", "25"))
 RANDOM = os.environ.get("WOPR_FUZZ_RANDOM") == "1"
@@ -119,7 +120,9 @@ def _fuzz(base_url: str, bot_id: str) -> tuple[list[str], int]:
 
 @pytest.mark.slow
 async def test_fuzzing_the_api_finds_no_server_error_and_no_schema_violation(make_platform: PlatformFactory) -> None:
-    platform = await make_platform(FLEET_RATE_LIMIT=0)  # thousands of calls in seconds: not what limits are for
+    platform = await make_platform(
+        FLEET_RATE_LIMIT=0, GATEWAY_ENABLED=True, GATEWAY_PORT=free_port()
+    )  # thousands of calls in seconds: not what limits are for
     bot = await platform.create_bot()
     began = time.monotonic()
     failures, calls = await asyncio.to_thread(_fuzz, platform.url, bot["id"])

@@ -16,7 +16,7 @@ from wopr_platform.accounts.users import UserAdmin
 from wopr_platform.audit.service import AuditService
 from wopr_platform.billing.service import BillingService
 from wopr_platform.billing.webhooks import StripeWebhooks
-from wopr_platform.core.errors import NotFound
+from wopr_platform.core.errors import NotFound, ServiceUnavailable
 from wopr_platform.db.leadership import Leadership
 from wopr_platform.db.unit import Database
 from wopr_platform.docker.engine import DockerEngine
@@ -26,6 +26,7 @@ from wopr_platform.fleet.observation.events import EventBus
 from wopr_platform.fleet.observation.observed import ObservedState
 from wopr_platform.fleet.quotas.service import Quotas
 from wopr_platform.fleet.reconciliation.reconciler import Reconciler
+from wopr_platform.gateway.admin import GatewayAdmin
 from wopr_platform.proxy.sync import ProxySync
 from wopr_platform.templates.service import TemplateService
 from wopr_platform.updates.service import UpdateService
@@ -55,6 +56,7 @@ class Services:
     observed: ObservedState
     leadership: Leadership
     isolation: HostIsolation | None = None  # None when BOT_HOST_ISOLATION=false
+    gateway: GatewayAdmin | None = None  # None when GATEWAY_ENABLED=false
 
 
 def services(request: Request) -> Services:
@@ -100,6 +102,13 @@ def _webhooks(request: Request) -> StripeWebhooks:
     return services(request).webhooks
 
 
+def _gateway(request: Request) -> GatewayAdmin:
+    found = services(request).gateway
+    if found is None:
+        raise ServiceUnavailable("the AI gateway is off (GATEWAY_ENABLED=false)", details={"code": "gateway_off"})
+    return found
+
+
 def checked_id(value: str, what: str) -> str:
     """An id must be a UUID; anything else cannot name one, so it is a 404 (`what` names it in the answer)."""
     if not UUID_RE.match(value):
@@ -122,3 +131,4 @@ Users = Annotated[UserAdmin, Depends(_users)]
 Billing = Annotated[BillingService, Depends(_billing)]
 Webhooks = Annotated[StripeWebhooks, Depends(_webhooks)]
 BotId = Annotated[str, Depends(_bot_id)]
+Gateway = Annotated[GatewayAdmin, Depends(_gateway)]

@@ -27,6 +27,7 @@ from wopr_platform.api.routes.accounts import router as accounts_router
 from wopr_platform.api.routes.audit import router as audit_router
 from wopr_platform.api.routes.billing import router as billing_router
 from wopr_platform.api.routes.fleet import router as fleet_router
+from wopr_platform.api.routes.gateway import router as gateway_router
 from wopr_platform.api.routes.health import router as health_router
 from wopr_platform.api.routes.proxy import router as proxy_router
 from wopr_platform.api.routes.templates import router as templates_router
@@ -135,6 +136,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     app.include_router(users_router)
     app.include_router(tenants_router)
     app.include_router(billing_router)
+    app.include_router(gateway_router)
     # outermost last: the client's address is settled first, then rate limits, the body limit, ambiguity, audit
     app.add_middleware(AuditMiddleware, writer=audit)
     app.add_middleware(Unambiguous)

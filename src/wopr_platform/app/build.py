@@ -18,6 +18,7 @@ from wopr_platform.accounts.policy import AccountSettings
 from wopr_platform.accounts.service import AccountService
 from wopr_platform.accounts.users import UserAdmin
 from wopr_platform.api.deps import Services
+from wopr_platform.app.gateway import GatewayApp, GatewayListener
 from wopr_platform.app.loops import Loop
 from wopr_platform.audit.service import AuditService
 from wopr_platform.audit.writer import AuditWriter
@@ -53,9 +54,14 @@ from wopr_platform.fleet.quotas.service import Quotas
 from wopr_platform.fleet.reconciliation.reconciler import Reconciler
 from wopr_platform.fleet.reconciliation.recovery import Recovery
 from wopr_platform.fleet.secrets.sealed_env import SecretEnv
+from wopr_platform.gateway.admin import GatewayAdmin
+from wopr_platform.gateway.breaker import Breakers
+from wopr_platform.gateway.calls import CallSweeper, GatewayCalls
+from wopr_platform.gateway.keys import PROVIDED_VARIABLES, BotGatewayEnv
 from wopr_platform.instance.client import InstanceClient
 from wopr_platform.mail.smtp import Mailer, SmtpConfig
 from wopr_platform.payments.stripe_api import StripeApi
+from wopr_platform.providers.client import Providers
 from wopr_platform.proxy.sync import ProxySync
 from wopr_platform.registry.client import RegistryClient
 from wopr_platform.registry.credentials import CredentialStore
@@ -160,7 +166,7 @@ async def host_isolation(settings: Settings, docker: DockerEngine) -> HostIsolat
     isolation = HostIsolation(
         firewall=HostFirewall(settings.platform_id),
         engine=docker,
-        ports=settings.bot_host_ports,
+        ports=settings.offered_host_ports,
         interval=settings.bot_host_check_interval,
         strict=settings.env == "production",
     )
@@ -212,6 +218,13 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
     box = await asyncio.to_thread(secret_box, settings)
     secret_env = SecretEnv(box)
     isolation = await host_isolation(settings, docker)
+    if settings.gateway_enabled and box is None:
+        raise RuntimeError("GATEWAY_ENABLED needs PLATFORM_SECRET: bots' gateway keys are derived from it")
+    bot_gateway_env = (
+        BotGatewayEnv(box, settings.gateway_bot_url, settings.gateway_bot_host)
+        if settings.gateway_enabled and box is not None
+        else None
+    )
     containers = BotContainers(
         engine=docker,
         observed=observed,
@@ -221,6 +234,7 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
         secrets=secret_env,
         registry_auth=credentials.engine_auth,
         on_network=isolation.cover if isolation is not None else None,
+        platform_env=bot_gateway_env,
     )
     quotas = Quotas(db=database, settings=settings)
     replacer = Replacer(
@@ -290,6 +304,7 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
         secrets=SecretStore(environ=os.environ, file=settings.template_secrets_file),
         fleet=fleet,
         db=database,
+        provided=PROVIDED_VARIABLES if bot_gateway_env is not None else frozenset(),
     )
     await templates.load()  # a bad template file is logged and skipped, never fatal
     updater = Updater(
@@ -367,6 +382,28 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
         broadcast=account_changes,
         box=box,
     )
+    gateway_admin: GatewayAdmin | None = None
+    gateway_loops: tuple[Loop, ...] = ()
+    gateway_leader_loops: tuple[Loop, ...] = ()
+    if settings.gateway_enabled and box is not None:
+        breakers = Breakers(failures=settings.gateway_breaker_failures, seconds=settings.gateway_breaker_seconds)
+        calls = GatewayCalls(
+            db=database,
+            box=box,
+            settings=settings,
+            clock=clock.now,
+            breakers=breakers,
+            caps=caps if settings.billing_enabled else None,
+        )
+        gateway_admin = GatewayAdmin(
+            db=database, box=box, settings=settings, clock=clock.now, breakers=breakers, kick=reconciler.kick
+        )
+        providers = Providers(
+            timeout=settings.gateway_upstream_timeout, max_connections=settings.gateway_max_connections
+        )
+        gateway_app = GatewayApp(calls=calls, admin=gateway_admin, providers=providers, settings=settings)
+        gateway_loops = (GatewayListener(gateway_app, settings),)
+        gateway_leader_loops = (CallSweeper(calls),)
     services = Services(
         fleet=fleet,
         quotas=quotas,
@@ -385,8 +422,9 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
         observed=observed,
         leadership=leadership,
         isolation=isolation,
+        gateway=gateway_admin,
     )
-    loops: tuple[Loop, ...] = (leadership, account_changes, watcher, health, stats)
+    loops: tuple[Loop, ...] = (leadership, account_changes, watcher, health, stats, *gateway_loops)
     if proxy is not None:
         loops += (proxy,)
     if isolation is not None:
@@ -403,7 +441,13 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
     return Platform(
         services=services,
         loops=loops,
-        leader_loops=(reconciler, images, scheduler, *((runtime,) if settings.billing_enabled else ())),
+        leader_loops=(
+            reconciler,
+            images,
+            scheduler,
+            *((runtime,) if settings.billing_enabled else ()),
+            *gateway_leader_loops,
+        ),
         leadership=leadership,
         watcher=watcher,
         reconciler=reconciler,

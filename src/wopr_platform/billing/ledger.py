@@ -121,6 +121,16 @@ class Ledger:
     async def balance(self, tenant_id: str) -> int:
         return await self._repo.balance(credits(tenant_id))
 
+    async def hold(self, tenant_id: str, amount: int) -> bool:
+        """Reserve `amount` of the tenant's credits for a charge to come (False: the unreserved balance does not
+        cover it). A reservation moves no money: `release` it when the real charge is posted."""
+        account = credits(tenant_id)
+        await self._repo.ensure_accounts({account: tenant_id})
+        return await self._repo.hold(account, amount)
+
+    async def release(self, tenant_id: str, amount: int) -> None:
+        await self._repo.release(credits(tenant_id), amount)
+
     async def check(self) -> list[Mismatch]:
         """Every account whose balance is not the sum of its lines, and every entry that does not balance."""
         return await self._repo.mismatches()

@@ -93,6 +93,25 @@ class LedgerRepository:
                     .execution_options(synchronize_session=False)
                 )
 
+    async def hold(self, account: str, amount: int) -> bool:
+        """Reserve `amount` of the account's balance if what is not yet reserved covers it: one guarded UPDATE of
+        the account's row, so concurrent reservations never reserve more than the balance."""
+        result = await self._session.execute(
+            update(LedgerAccount)
+            .where(LedgerAccount.id == account, LedgerAccount.balance - LedgerAccount.held >= amount)
+            .values(held=LedgerAccount.held + amount)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(getattr(result, "rowcount", 0))
+
+    async def release(self, account: str, amount: int) -> None:
+        await self._session.execute(
+            update(LedgerAccount)
+            .where(LedgerAccount.id == account)
+            .values(held=LedgerAccount.held - amount)
+            .execution_options(synchronize_session=False)
+        )
+
     async def balance_and_plan(self, tenant_id: str) -> tuple[int, str | None]:
         """The tenant's credits and its plan, in one query (what the gate needs on the request path)."""
         balance = select(LedgerAccount.balance).where(LedgerAccount.tenant_id == tenant_id).scalar_subquery()

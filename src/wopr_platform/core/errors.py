@@ -208,3 +208,38 @@ class ProxyRejected(UpstreamFailed):
     """Caddy refused or failed a config change."""
 
     code = "proxy_rejected"
+
+
+class GatewayKeyInvalid(Unauthorized):
+    """A call to the AI gateway without a valid gateway key (unknown, revoked, rotated away, or its bot removed)."""
+
+    code = "gateway_key_invalid"
+
+
+class ModelUnknown(NotFound):
+    """A call to the AI gateway names a model the platform does not offer."""
+
+    code = "model_unknown"
+
+
+class CallRateLimited(PlatformError):
+    """A gateway key made more calls than its rate allows; `Retry-After` says when the next one may go."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message, details={"retryAfter": retry_after})
+        self.headers = (("Retry-After", str(retry_after)),)
+
+
+class ProviderUnavailable(ServiceUnavailable):
+    """An AI provider is cut off after failing calls in a row (or is switched off); tried again after a while."""
+
+    code = "provider_unavailable"
+
+
+class ProviderError(UpstreamFailed):
+    """An AI provider failed a call (no answer, or an error of its own); nothing was charged."""
+
+    code = "provider_error"

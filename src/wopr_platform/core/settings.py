@@ -206,6 +206,29 @@ class Settings(BaseSettings):
     # where the 402 answer sends a tenant to buy credits (default: the web app's billing page)
     billing_buy_url: str | None = Field(None, pattern=r"^https?://[^\s]+$", validation_alias="BILLING_BUY_URL")
 
+    # the AI gateway (see gateway/): off by default. Its own listener, the one host port bots may reach (added to
+    # BOT_HOST_PORTS); bots find it as http://GATEWAY_BOT_HOST:GATEWAY_PORT, a name their containers resolve to the
+    # host. What a call costs is the model's price times (100 + GATEWAY_MARGIN_PERCENT) / 100.
+    gateway_enabled: bool = Field(False, validation_alias="GATEWAY_ENABLED")
+    gateway_host: str = Field("0.0.0.0", validation_alias="GATEWAY_HOST")
+    gateway_port: int = Field(3101, ge=1, le=65535, validation_alias="GATEWAY_PORT")
+    gateway_bot_host: str = Field(
+        "wopr-gateway", pattern=r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$", validation_alias="GATEWAY_BOT_HOST"
+    )
+    gateway_margin_percent: int = Field(20, ge=0, le=1000, validation_alias="GATEWAY_MARGIN_PERCENT")
+    # each key's calls per minute (0: no limit), and what an answer's length is assumed to be when a call names none
+    gateway_rate_limit: int = Field(600, ge=0, le=1_000_000, validation_alias="GATEWAY_RATE_LIMIT")
+    gateway_default_max_tokens: int = Field(4096, ge=1, le=1_000_000, validation_alias="GATEWAY_DEFAULT_MAX_TOKENS")
+    # a provider failing this many calls in a row is cut off for GATEWAY_BREAKER_SECONDS (then one call tries it)
+    gateway_breaker_failures: int = Field(5, ge=1, le=1000, validation_alias="GATEWAY_BREAKER_FAILURES")
+    gateway_breaker_seconds: float = Field(30.0, gt=0, le=3600, validation_alias="GATEWAY_BREAKER_SECONDS")
+    # how long a provider may take to answer (seconds), and the most calls in flight to providers at once
+    gateway_upstream_timeout: float = Field(600.0, gt=0, le=3600, validation_alias="GATEWAY_UPSTREAM_TIMEOUT")
+    gateway_max_connections: int = Field(1000, ge=1, le=100_000, validation_alias="GATEWAY_MAX_CONNECTIONS")
+    gateway_max_body_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024, validation_alias="GATEWAY_MAX_BODY"
+    )
+
     @field_validator("default_memory_mb", "default_cpus", "default_pids")
     @classmethod
     def _within_bound(cls, value: float, info: ValidationInfo) -> float:
@@ -252,6 +275,13 @@ class Settings(BaseSettings):
             if any(port.number == api_port and port.protocol == "tcp" for port in ports):
                 raise ValueError(f"must not offer the API's own port ({api_port}) to bots")
             return sorted(set(ports))
+        return value
+
+    @field_validator("gateway_port")
+    @classmethod
+    def _not_the_api_port(cls, value: int, info: ValidationInfo) -> int:
+        if value == info.data.get("port"):
+            raise ValueError(f"must not be the API's own port ({value}): bots may reach the gateway, never the API")
         return value
 
     @field_validator("smtp_host", "smtp_username", mode="before")
@@ -431,6 +461,19 @@ class Settings(BaseSettings):
     def billing_plans(self) -> dict[str, Plan]:
         """The plans by name (checked when the settings are read)."""
         return parse_plans(self.billing_plans_text, frozenset(t.name for t in self.billing_runtime_prices.tiers))
+
+    @property
+    def offered_host_ports(self) -> list[HostPort]:
+        """The host ports bots may reach: BOT_HOST_PORTS, and the gateway's when it is on."""
+        ports = set(self.bot_host_ports)
+        if self.gateway_enabled:
+            ports.add(HostPort(self.gateway_port, "tcp"))
+        return sorted(ports)
+
+    @property
+    def gateway_bot_url(self) -> str:
+        """The gateway as a bot's container reaches it (its base URL, without `/v1`)."""
+        return f"http://{self.gateway_bot_host}:{self.gateway_port}"
 
     @property
     def buy_url(self) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import os
 from collections.abc import Iterable
 
@@ -43,10 +44,14 @@ def _key_id(key: bytes) -> str:
 
 
 class SecretBox:
-    """Encrypts with the current key; decrypts with the current or any previous one."""
+    """Encrypts with the current key; decrypts with the current or any previous one. Also signs (`mac`) with a key
+    of its own derived from the current secret, for credentials the platform derives instead of storing."""
 
     def __init__(self, secret: str, previous: Iterable[str] = ()) -> None:
         key = _derive(secret)
+        self._mac_key = HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=b"wopr-platform", info=b"derived credentials v1"
+        ).derive(secret.encode())
         self._current = (_key_id(key), AESGCM(key))
         self._keys = {self._current[0]: self._current[1]}
         for old in previous:
@@ -83,6 +88,10 @@ class SecretBox:
     def needs_rotation(self, value: str) -> bool:
         """Sealed with a previous key (open and seal it again to move it to the current one)."""
         return self.is_sealed(value) and not value[len(PREFIX) :].startswith(self._current[0] + ":")
+
+    def mac(self, message: str) -> bytes:
+        """HMAC-SHA256 of `message` under the current secret (changing PLATFORM_SECRET changes every one)."""
+        return hmac.new(self._mac_key, message.encode(), hashlib.sha256).digest()
 
     @staticmethod
     def _aad(bot_id: str, key: str) -> bytes:

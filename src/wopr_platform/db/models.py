@@ -86,6 +86,9 @@ class Bot(Base):
     subdomain: Mapped[str] = mapped_column(String(63), default=_id_as_subdomain)
     # the bot's own resource limits (`memoryMb`, `cpus`, `pids`; see fleet/resources.py); None: the defaults
     resources: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    # which of the bot's AI gateway keys is current: its key is derived from the bot's id and this number, so
+    # rotating it is adding one (see gateway/keys.py); the key itself is stored nowhere
+    gateway_key_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class TenantQuota(Base):
@@ -356,6 +359,9 @@ class LedgerAccount(Base):
     id: Mapped[str] = mapped_column(String(100), primary_key=True)  # "tenant:<id>:credits", "platform:revenue"
     tenant_id: Mapped[str | None] = mapped_column(String(63), default=None)
     balance: Mapped[int] = mapped_column(BigInteger, default=0)
+    # what calls in flight have reserved of a tenant's credits (the AI gateway): a reservation is taken only while
+    # balance - held covers it, and given back when the call's real charge is posted
+    held: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class LedgerEntry(Base):
@@ -509,3 +515,88 @@ class BillingTenant(Base):
     stopped_bots: Mapped[list[str] | None] = mapped_column(JSON, default=None)
     warned_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class GatewayProvider(Base):
+    """An upstream AI provider the gateway calls: its wire format (`openai`: any OpenAI-compatible API such as
+    OpenRouter; `anthropic`), base URL and the platform's key for it (sealed)."""
+
+    __tablename__ = "gateway_providers"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    base_url: Mapped[str] = mapped_column(String(300))
+    api_key: Mapped[str] = mapped_column(Text)  # sealed
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class GatewayModel(Base):
+    """A model the gateway offers: which provider serves it (under which name there) and its price per million
+    input and output tokens, in micro-dollars, before the platform's margin."""
+
+    __tablename__ = "gateway_models"
+
+    model: Mapped[str] = mapped_column(String(120), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(40), index=True)
+    upstream_model: Mapped[str] = mapped_column(String(120))
+    input_price: Mapped[int] = mapped_column(BigInteger)
+    output_price: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class GatewayKey(Base):
+    """A gateway key a tenant made for its own use: only a hash of its secret is kept."""
+
+    __tablename__ = "gateway_keys"
+    __table_args__ = (Index("ix_gateway_keys_tenant", "tenant_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(63))
+    name: Mapped[str] = mapped_column(String(100))
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class GatewayTenantKey(Base):
+    """A tenant's own key for a provider (sealed): its calls to that provider's models use it and cost nothing."""
+
+    __tablename__ = "gateway_tenant_keys"
+
+    tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(40), primary_key=True)
+    api_key: Mapped[str] = mapped_column(Text)  # sealed
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class GatewayCall(Base):
+    """One call through the gateway: written when its reservation is taken, finished with the provider's own count
+    of tokens and what it cost (`charged`: the ledger entry's reference). The usage views read these rows."""
+
+    __tablename__ = "gateway_calls"
+    __table_args__ = (
+        Index("ix_gateway_calls_tenant", "tenant_id", "day"),
+        Index("ix_gateway_calls_bot", "bot_id", "day"),
+        Index("ix_gateway_calls_open", "status", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(63))
+    bot_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    key_id: Mapped[str] = mapped_column(String(36))
+    endpoint: Mapped[str] = mapped_column(String(30))  # chat, messages, embeddings
+    model: Mapped[str] = mapped_column(String(120))
+    provider: Mapped[str] = mapped_column(String(40))
+    own_key: Mapped[bool] = mapped_column(Boolean, default=False)
+    reserved: Mapped[int] = mapped_column(BigInteger, default=0)
+    status: Mapped[str] = mapped_column(String(20))  # reserved, done, failed, interrupted
+    input_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    output_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cost: Mapped[int] = mapped_column(BigInteger, default=0)
+    day: Mapped[str] = mapped_column(String(10))  # the UTC day it was made (YYYY-MM-DD), for the usage views
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)

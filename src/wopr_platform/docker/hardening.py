@@ -61,6 +61,7 @@ def container_config(spec: ContainerSpec) -> dict[str, Any]:
             "MemorySwap": memory,  # no swap on top of the memory limit
             "NanoCpus": round(spec.limits.cpus * 1_000_000_000),
             "PidsLimit": spec.limits.pids,
+            "ExtraHosts": list(spec.extra_hosts) or None,
         },
         "NetworkingConfig": {"EndpointsConfig": {spec.network: {}}},
     }

@@ -21,6 +21,8 @@ class ContainerSpec:
     stop_timeout: int
     network: str
     limits: Limits
+    # `name:host-gateway` entries: names the container resolves to the host (the services offered to bots)
+    extra_hosts: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)

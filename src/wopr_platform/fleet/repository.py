@@ -37,6 +37,7 @@ RECONCILE_COLUMNS = (
     Bot.volume_name,
     Bot.resources,
     Bot.updated_at,
+    Bot.gateway_key_epoch,  # a platform-given env value (the gateway key) is derived from it
 )
 
 

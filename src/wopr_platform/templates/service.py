@@ -79,8 +79,12 @@ class TemplateService:
         secrets: SecretStore,
         fleet: FleetService,
         db: Database,
+        provided: frozenset[str] = frozenset(),
     ) -> None:
         self._directory = directory
+        # variables the platform gives every bot itself (the AI gateway's URL and key): a template's entry that
+        # needs one no one gave a value for is left to the platform
+        self._provided = provided
         self._secrets = secrets
         self._fleet = fleet
         self._db = db
@@ -228,8 +232,11 @@ class TemplateService:
         wanted = placeholders.names_in(raw.values())
         secrets = await asyncio.to_thread(self._secrets.values) if wanted - overrides.variables.keys() else {}
         values, missing = placeholders.resolve(wanted, overrides.variables, secrets)
+        by_platform = {name for name in missing if name in self._provided}
+        missing = [name for name in missing if name not in by_platform]
         if missing:
             raise MissingVariables(template.name, missing)
+        raw = {key: value for key, value in raw.items() if not placeholders.names(value) & by_platform}
         env = {key: placeholders.substitute(value, values) for key, value in raw.items()}
         env.update(plugin_env(template))
         env.update(overrides.env)

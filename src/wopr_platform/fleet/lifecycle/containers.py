@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from wopr_platform.core import naming
 from wopr_platform.core.errors import EngineConflict, EngineNotFound, ValidationFailed
@@ -26,6 +26,16 @@ from wopr_platform.fleet.secrets.sealed_env import SecretEnv, SecretsUnreadable
 RegistryAuth = Callable[[str], dict[str, str] | None]
 # told the bridge interface of a tenant network before any container joins it (fleet.isolation covers it)
 NetworkHook = Callable[[str], Awaitable[None]]
+
+
+class PlatformEnv(Protocol):
+    """What the platform itself gives every bot's container (the AI gateway's address and the bot's key): env
+    added to the profile's, and host names the container resolves to the host. Called each time a spec is built,
+    so it must be quick and need no I/O."""
+
+    extra_hosts: tuple[str, ...]
+
+    def env(self, bot: Any, profile_env: Mapping[str, str]) -> Mapping[str, str]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,8 +111,10 @@ class BotContainers:
         secrets: SecretEnv,
         registry_auth: RegistryAuth | None = None,
         on_network: NetworkHook | None = None,
+        platform_env: PlatformEnv | None = None,
     ) -> None:
         self._engine = engine
+        self._platform_env = platform_env
         self._on_network = on_network
         self._secrets = secrets
         self._registry_auth = registry_auth
@@ -156,6 +168,10 @@ class BotContainers:
         network = self.network(bot)
         limits = resources.effective(snap.resources, self._settings.default_limits)
         env = self._secrets.open(bot.id, snap.env)  # the only place secret values are in the clear
+        extra_hosts: tuple[str, ...] = ()
+        if self._platform_env is not None:
+            env = {**env, **self._platform_env.env(bot, env)}
+            extra_hosts = self._platform_env.extra_hosts
         spec_hash = naming.spec_hash(snap.image, env, volume, snap.restart_policy, network=network, limits=limits)
         return ContainerSpec(
             name=name or naming.container_name(bot.id),
@@ -167,6 +183,7 @@ class BotContainers:
             stop_timeout=self._settings.stop_timeout,
             network=network,
             limits=limits,
+            extra_hosts=extra_hosts,
         )
 
     def matches(self, bot: Any, info: ContainerInfo) -> bool:
