@@ -317,6 +317,93 @@ async def test_concurrent_calls_never_reserve_more_than_the_balance(
     await gateway.ledger_is_consistent()
 
 
+STREAMED = (
+    b'{"model":"gpt-4o-mini","max_tokens":5,"stream":true,'
+    b'"messages":[{"role":"user","content":"say five words please"}]}'
+)
+STREAMED_ESTIMATE = cost(len(STREAMED) // 3 + 16, 5)  # what the gateway reserves for one such call
+
+
+async def ten_at_once(http: httpx.AsyncClient) -> list[tuple[int, str | None]]:
+    """Ten slow calls at once: their statuses and error codes, sorted."""
+
+    async def call() -> tuple[int, str | None]:
+        response = await http.post(
+            "/v1/chat/completions", content=STREAMED, headers={"content-type": "application/json"}
+        )
+        return response.status_code, (response.json()["details"]["code"] if response.status_code != 200 else None)
+
+    return sorted(await asyncio.gather(*(call() for _ in range(10))), key=lambda status: (status[0], status[1] or ""))
+
+
+async def test_concurrent_calls_never_pass_the_tenants_spending_cap(
+    make_platform: PlatformFactory, fake_provider: FakeProvider
+) -> None:
+    """The cap is checked against what was spent plus everything reserved, in the reserving transaction."""
+    gateway = await start_gateway(make_platform, fake_provider)
+    fake_provider.chunk_delay = 0.2
+    await gateway.grant(100 * STREAMED_ESTIMATE)  # the credits are not what stops them
+    cap = 3 * STREAMED_ESTIMATE + STREAMED_ESTIMATE // 2
+    limits = await gateway.platform.client.put("/billing/limits", json={"dailyCap": cap})
+    assert limits.status_code == 200, limits.text
+    async with gateway.http() as http:
+        statuses = await ten_at_once(http)
+    assert statuses == [(200, None)] * 3 + [(402, "spending_cap_reached")] * 7, statuses
+    spent = (await gateway.platform.client.get("/billing/limits")).json()["spentToday"]
+    assert spent == 3 * cost(4, 5) <= cap
+    await gateway.ledger_is_consistent()
+
+
+async def bot_key(gateway: Gateway) -> tuple[str, str]:
+    """A running bot of the default tenant and the gateway key its container was given."""
+    created = await gateway.platform.client.post("/fleet/bots", json={"name": "capped", "image": STUB_IMAGE})
+    assert created.status_code == 201, created.text
+    bot = await gateway.platform.wait_for(created.json()["id"], state="running")
+    code, key = await docker_exec(bot["containerId"], "sh", "-c", "echo -n $WOPR_GATEWAY_KEY")
+    assert code == 0 and key.startswith("wgk_b_"), key
+    return bot["id"], key
+
+
+async def test_concurrent_calls_of_a_bot_never_pass_its_daily_cap(
+    make_platform: PlatformFactory, fake_provider: FakeProvider
+) -> None:
+    gateway = await start_gateway(make_platform, fake_provider)
+    fake_provider.chunk_delay = 0.2
+    await gateway.grant(100 * STREAMED_ESTIMATE)
+    bot_id, key = await bot_key(gateway)
+    client = gateway.platform.client
+    cap = 3 * STREAMED_ESTIMATE + STREAMED_ESTIMATE // 2
+    set_cap = await client.put(f"/fleet/bots/{bot_id}/gateway-limits", json={"dailyCap": cap})
+    assert set_cap.status_code == 200 and set_cap.json()["dailyCap"] == cap, set_cap.text
+    before = await gateway.balance()
+    async with gateway.http(key) as http:
+        statuses = await ten_at_once(http)
+    assert statuses == [(200, None)] * 3 + [(402, "bot_cap_reached")] * 7, statuses
+    limits = (await client.get(f"/fleet/bots/{bot_id}/gateway-limits")).json()
+    assert (limits["spentToday"], limits["reserved"]) == (3 * cost(4, 5), 0)
+    assert await gateway.balance() == before - 3 * cost(4, 5)
+
+    # the cap is the bot's: the tenant's own key is not held to it
+    async with gateway.http() as http:
+        assert (await http.post("/v1/chat/completions", content=STREAMED)).status_code == 200
+    # bad caps change nothing; another tenant sees no such bot
+    for bad in ({"dailyCap": 0}, {"dailyCap": -5}, {"dailyCap": "10"}, {"cap": 10}):
+        refused = await client.put(f"/fleet/bots/{bot_id}/gateway-limits", json=bad)
+        assert refused.status_code == 400, (bad, refused.text)
+    for method, body in (("GET", None), ("PUT", {"dailyCap": 10**9})):
+        other = await client.request(
+            method, f"/fleet/bots/{bot_id}/gateway-limits", json=body, headers={"X-Tenant-Id": "acme"}
+        )
+        assert other.status_code == 404, other.text
+    assert (await client.get(f"/fleet/bots/{bot_id}/gateway-limits")).json()["dailyCap"] == cap
+    # lifted: the bot calls again
+    lifted = await client.put(f"/fleet/bots/{bot_id}/gateway-limits", json={"dailyCap": None})
+    assert lifted.status_code == 200 and lifted.json()["dailyCap"] is None
+    async with gateway.http(key) as http:
+        assert (await http.post("/v1/chat/completions", content=STREAMED)).status_code == 200
+    await gateway.ledger_is_consistent()
+
+
 async def test_a_caller_that_goes_away_mid_stream_pays_for_what_was_produced(
     make_platform: PlatformFactory, fake_provider: FakeProvider
 ) -> None:

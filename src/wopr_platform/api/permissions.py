@@ -67,6 +67,8 @@ ROUTES: dict[str, Need] = {
     "PUT /gateway/provider-keys/{name}": "admin",
     "DELETE /gateway/provider-keys/{name}": "admin",
     "POST /fleet/bots/{bot_id}/gateway-key": "write",
+    "GET /fleet/bots/{bot_id}/gateway-limits": "read",
+    "PUT /fleet/bots/{bot_id}/gateway-limits": "admin",
     "GET /gateway/usage": "read",
     # billing: Stripe's webhook carries its signature, which the route checks
     "GET /billing/balance": "read",

@@ -13,6 +13,8 @@ import logging
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from wopr_platform.billing.repository import SpendRepository
 from wopr_platform.billing.schemas import Notice, SpendingLimits
 from wopr_platform.core.errors import SpendingCapReached
@@ -67,19 +69,25 @@ class SpendingCaps:
 
     async def admit(self, tenant_id: str) -> None:
         """402 spending_cap_reached when the tenant's spending has reached one of its caps."""
-        today = _today(self._now())
         async with self._db.read() as session:
-            repo = SpendRepository(session)
-            row = await repo.limits(tenant_id)
-            if row is None or (row.daily_cap is None and row.monthly_cap is None):
-                return
-            day, month = await repo.spent(tenant_id, today)
+            await self.admit_within(session, tenant_id, 0)
+
+    async def admit_within(self, session: AsyncSession, tenant_id: str, reserved: int) -> None:
+        """In the caller's transaction: 402 spending_cap_reached when what the tenant spent, plus what it has
+        `reserved` for charges to come, passes one of its caps (with nothing reserved: has reached it). Called
+        right after a reservation, whose row lock orders concurrent calls of one tenant, each check sees every
+        earlier reservation, so concurrent calls together stay within the cap."""
+        repo = SpendRepository(session)
+        row = await repo.limits(tenant_id)
+        if row is None or (row.daily_cap is None and row.monthly_cap is None):
+            return
+        day, month = await repo.spent(tenant_id, _today(self._now()))
         for scope, cap, spent in (("daily", row.daily_cap, day), ("monthly", row.monthly_cap, month)):
-            if cap is not None and spent >= cap:
-                raise SpendingCapReached(
-                    f"the tenant's {scope} spending cap is reached",
-                    details={"scope": scope, "cap": cap, "spent": spent},
-                )
+            if cap is not None and (spent + reserved > cap if reserved else spent >= cap):
+                details: dict[str, object] = {"scope": scope, "cap": cap, "spent": spent}
+                if reserved:
+                    details["reserved"] = reserved
+                raise SpendingCapReached(f"the tenant's {scope} spending cap is reached", details=details)
 
     async def notify(self, tenant_ids: Iterable[str] | None = None) -> int:
         """Record (once) and log the notices of caps reached 80% or 100% (of these tenants, else of every tenant

@@ -121,9 +121,10 @@ class Ledger:
     async def balance(self, tenant_id: str) -> int:
         return await self._repo.balance(credits(tenant_id))
 
-    async def hold(self, tenant_id: str, amount: int) -> bool:
-        """Reserve `amount` of the tenant's credits for a charge to come (False: the unreserved balance does not
-        cover it). A reservation moves no money: `release` it when the real charge is posted."""
+    async def hold(self, tenant_id: str, amount: int) -> int | None:
+        """Reserve `amount` of the tenant's credits for a charge to come; what the tenant has reserved now, this
+        included (None: the unreserved balance does not cover it). A reservation moves no money: `release` it when
+        the real charge is posted."""
         account = credits(tenant_id)
         await self._repo.ensure_accounts({account: tenant_id})
         return await self._repo.hold(account, amount)

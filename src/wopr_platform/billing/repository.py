@@ -93,16 +93,20 @@ class LedgerRepository:
                     .execution_options(synchronize_session=False)
                 )
 
-    async def hold(self, account: str, amount: int) -> bool:
+    async def hold(self, account: str, amount: int) -> int | None:
         """Reserve `amount` of the account's balance if what is not yet reserved covers it: one guarded UPDATE of
-        the account's row, so concurrent reservations never reserve more than the balance."""
+        the account's row, so concurrent reservations never reserve more than the balance. What the account has
+        reserved now, this included (None: not covered, nothing reserved). The row stays locked to the end of the
+        transaction, so whatever the transaction checks next sees every earlier reservation of this tenant."""
         result = await self._session.execute(
             update(LedgerAccount)
             .where(LedgerAccount.id == account, LedgerAccount.balance - LedgerAccount.held >= amount)
             .values(held=LedgerAccount.held + amount)
+            .returning(LedgerAccount.held)
             .execution_options(synchronize_session=False)
         )
-        return bool(getattr(result, "rowcount", 0))
+        held = result.scalar_one_or_none()
+        return None if held is None else int(held)
 
     async def release(self, account: str, amount: int) -> None:
         await self._session.execute(

@@ -72,6 +72,13 @@ class SpendingCapReached(PlatformError):
     code = "spending_cap_reached"
 
 
+class BotCapReached(PlatformError):
+    """The bot's own daily cap on what its gateway calls cost would be passed by this call."""
+
+    status = 402
+    code = "bot_cap_reached"
+
+
 class PayloadTooLarge(PlatformError):
     status = 413
     code = "payload_too_large"

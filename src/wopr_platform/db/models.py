@@ -573,6 +573,29 @@ class GatewayTenantKey(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+class GatewayBotLimit(Base):
+    """A bot's own daily cap on what its gateway calls may cost (micro-dollars), set by its tenant."""
+
+    __tablename__ = "gateway_bot_limits"
+
+    bot_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(63))
+    daily_cap: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class GatewayBotSpend(Base):
+    """What a capped bot's calls cost on a UTC day (`spent`) and what its calls in flight have reserved (`held`):
+    a call is admitted only while spent + held + its estimate stay within the cap, in one guarded UPDATE."""
+
+    __tablename__ = "gateway_bot_spend"
+
+    bot_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    spent: Mapped[int] = mapped_column(BigInteger, default=0)
+    held: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class GatewayCall(Base):
     """One call through the gateway: written when its reservation is taken, finished with the provider's own count
     of tokens and what it cost (`charged`: the ledger entry's reference). The usage views read these rows."""
@@ -592,7 +615,8 @@ class GatewayCall(Base):
     model: Mapped[str] = mapped_column(String(120))
     provider: Mapped[str] = mapped_column(String(40))
     own_key: Mapped[bool] = mapped_column(Boolean, default=False)
-    reserved: Mapped[int] = mapped_column(BigInteger, default=0)
+    reserved: Mapped[int] = mapped_column(BigInteger, default=0)  # held on the tenant's credits
+    bot_held: Mapped[int] = mapped_column(BigInteger, default=0)  # held against the bot's daily cap
     status: Mapped[str] = mapped_column(String(20))  # reserved, done, failed, interrupted
     input_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     output_tokens: Mapped[int] = mapped_column(BigInteger, default=0)

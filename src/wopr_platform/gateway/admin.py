@@ -6,17 +6,27 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import and_, delete, func, select, update
 
 from wopr_platform.core.errors import NotFound, ValidationFailed
 from wopr_platform.core.settings import Settings
 from wopr_platform.crypto.secretbox import SecretBox
-from wopr_platform.db.models import Bot, GatewayCall, GatewayKey, GatewayModel, GatewayProvider, GatewayTenantKey
+from wopr_platform.db.models import (
+    Bot,
+    GatewayBotLimit,
+    GatewayBotSpend,
+    GatewayCall,
+    GatewayKey,
+    GatewayModel,
+    GatewayProvider,
+    GatewayTenantKey,
+)
 from wopr_platform.db.unit import Database
 from wopr_platform.gateway import keys
 from wopr_platform.gateway.breaker import Breakers
 from wopr_platform.gateway.calls import own_key_box_ids, provider_box_ids
 from wopr_platform.gateway.schemas import (
+    BotLimits,
     GatewayUsage,
     KeyCreated,
     KeyList,
@@ -207,6 +217,42 @@ class GatewayAdmin:
             raise NotFound("bot not found", details={"botId": bot_id})
         self._kick()
         return KeyRotated(bot_id=bot_id, epoch=epoch)
+
+    async def bot_limits(self, tenant_id: str, bot_id: str) -> BotLimits:
+        today = self._now().astimezone(UTC).date().isoformat()
+        async with self._db.read() as session:
+            found = (
+                await session.execute(
+                    select(GatewayBotLimit.daily_cap, GatewayBotSpend.spent, GatewayBotSpend.held)
+                    .select_from(Bot)
+                    .outerjoin(GatewayBotLimit, GatewayBotLimit.bot_id == Bot.id)
+                    .outerjoin(GatewayBotSpend, and_(GatewayBotSpend.bot_id == Bot.id, GatewayBotSpend.day == today))
+                    .where(Bot.id == bot_id, Bot.tenant_id == tenant_id)
+                )
+            ).one_or_none()
+        if found is None:
+            raise NotFound("bot not found", details={"botId": bot_id})
+        cap, spent, held = found
+        return BotLimits(bot_id=bot_id, daily_cap=cap, spent_today=int(spent or 0), reserved=int(held or 0))
+
+    async def set_bot_limits(self, tenant_id: str, bot_id: str, daily_cap: int | None) -> BotLimits:
+        """Set (or with None, lift) the bot's daily cap; calls in flight keep what they reserved."""
+        async with self._db.unit() as session:
+            exists = await session.scalar(select(Bot.id).where(Bot.id == bot_id, Bot.tenant_id == tenant_id))
+            if exists is None:
+                raise NotFound("bot not found", details={"botId": bot_id})
+            row = await session.get(GatewayBotLimit, bot_id)
+            if daily_cap is None:
+                if row is not None:
+                    await session.delete(row)
+            elif row is None:
+                session.add(
+                    GatewayBotLimit(bot_id=bot_id, tenant_id=tenant_id, daily_cap=daily_cap, updated_at=self._now())
+                )
+            else:
+                row.daily_cap = daily_cap
+                row.updated_at = self._now()
+        return await self.bot_limits(tenant_id, bot_id)
 
     async def own_keys(self, tenant_id: str) -> OwnKeyList:
         async with self._db.read() as session:

@@ -3,11 +3,12 @@
 1. `authenticate`: the key's tenant (and bot); one indexed read.
 2. `route`: the model's provider, price and key (the tenant's own key for that provider, if it stored one); one
    read, in the same session as 1.
-3. `begin`: the key's rate, the tenant's spending caps, then in one transaction a reservation of the call's
-   estimated cost on the tenant's credits (taken only while the credits not yet reserved cover it, so concurrent
-   calls never reserve more than the balance) and the call's row.
-4. `finish`: in one transaction, the call's row gets the provider's own token count and its cost, the reservation
-   is given back and the charge is posted to the ledger under the call's id (once, whatever retries). A call the
+3. `begin`: the key's rate, then in one transaction a reservation of the call's estimated cost on the tenant's
+   credits (taken only while the credits not yet reserved cover it, so concurrent calls never reserve more than
+   the balance), the tenant's spending caps checked against what it spent plus everything it has reserved, the
+   bot's own daily cap likewise (`budgets`), and the call's row.
+4. `finish`: in one transaction, the call's row gets the provider's own token count and its cost, the reservations
+   are given back and the charge is posted to the ledger under the call's id (once, whatever retries). A call the
    provider failed is charged nothing.
 
 With billing off, calls are still counted and priced (the usage views), nothing is reserved or charged. A call
@@ -31,6 +32,7 @@ from wopr_platform.billing.caps import SpendingCaps
 from wopr_platform.billing.ledger import PLATFORM_REVENUE, Ledger, Posting
 from wopr_platform.core.buckets import TokenBuckets
 from wopr_platform.core.errors import (
+    BotCapReached,
     CallRateLimited,
     GatewayKeyInvalid,
     InsufficientCredits,
@@ -39,10 +41,19 @@ from wopr_platform.core.errors import (
 )
 from wopr_platform.core.settings import Settings
 from wopr_platform.crypto.secretbox import SecretBox, SecretUnreadable
-from wopr_platform.db.models import Bot, GatewayCall, GatewayKey, GatewayModel, GatewayProvider, GatewayTenantKey
+from wopr_platform.db.models import (
+    Bot,
+    GatewayBotLimit,
+    GatewayCall,
+    GatewayKey,
+    GatewayModel,
+    GatewayProvider,
+    GatewayTenantKey,
+)
 from wopr_platform.db.unit import Database
 from wopr_platform.gateway import keys
 from wopr_platform.gateway.breaker import Breakers
+from wopr_platform.gateway.budgets import BotBudgets
 from wopr_platform.gateway.metering import Endpoint, Price, Usage
 from wopr_platform.providers.client import KINDS, Upstream
 
@@ -66,6 +77,7 @@ class Caller:
     tenant_id: str
     bot_id: str | None
     key_id: str
+    bot_cap: int | None = None  # the bot's daily cap on its calls' cost, if its tenant set one
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +95,9 @@ class Call:
     caller: Caller
     route: Route
     endpoint: Endpoint
-    reserved: int
+    reserved: int  # on the tenant's credits
+    bot_held: int  # against the bot's daily cap
+    day: str
 
 
 class GatewayCalls:
@@ -165,11 +179,15 @@ class GatewayCalls:
     async def _caller(self, session: AsyncSession, parsed: keys.BotKey | keys.TenantKey) -> Caller:
         if isinstance(parsed, keys.BotKey):
             found = (
-                await session.execute(select(Bot.tenant_id, Bot.gateway_key_epoch).where(Bot.id == parsed.bot_id))
+                await session.execute(
+                    select(Bot.tenant_id, Bot.gateway_key_epoch, GatewayBotLimit.daily_cap)
+                    .outerjoin(GatewayBotLimit, GatewayBotLimit.bot_id == Bot.id)
+                    .where(Bot.id == parsed.bot_id)
+                )
             ).one_or_none()
             if found is None or not keys.bot_key_valid(self._box, parsed, int(found.gateway_key_epoch or 0)):
                 raise NO_KEY
-            return Caller(found.tenant_id, parsed.bot_id, parsed.bot_id)
+            return Caller(found.tenant_id, parsed.bot_id, parsed.bot_id, found.daily_cap)
         stored = (
             await session.execute(
                 select(GatewayKey.tenant_id, GatewayKey.secret_hash).where(
@@ -199,17 +217,31 @@ class GatewayCalls:
                 )
         charged = self._caps is not None and not route.own_key
         reserved = estimate if charged else 0
-        if self._caps is not None and charged:
-            await self._caps.admit(caller.tenant_id)
+        capped = caller.bot_id is not None and caller.bot_cap is not None and not route.own_key
+        bot_held = estimate if capped else 0
         self.breakers.admit(route.upstream.name)
         now = self._now()
+        day = now.astimezone(UTC).date().isoformat()
         call_id = str(uuid.uuid4())
         try:
             async with self._db.unit() as session:
-                if charged and not await Ledger(session).hold(caller.tenant_id, reserved):
-                    raise InsufficientCredits(
-                        "the tenant's credits do not cover this call",
-                        details={"required": reserved, "buyUrl": self._settings.buy_url},
+                if charged and self._caps is not None:
+                    held = await Ledger(session).hold(caller.tenant_id, reserved)
+                    if held is None:
+                        raise InsufficientCredits(
+                            "the tenant's credits do not cover this call",
+                            details={"required": reserved, "buyUrl": self._settings.buy_url},
+                        )
+                    await self._caps.admit_within(session, caller.tenant_id, held)
+                if (
+                    capped
+                    and caller.bot_id is not None
+                    and caller.bot_cap is not None
+                    and not await BotBudgets(session).hold(caller.bot_id, day, bot_held, caller.bot_cap)
+                ):
+                    raise BotCapReached(
+                        "this call could pass the bot's daily cap on what its calls cost",
+                        details={"cap": caller.bot_cap, "required": bot_held},
                     )
                 session.add(
                     GatewayCall(
@@ -222,15 +254,16 @@ class GatewayCalls:
                         provider=route.upstream.name,
                         own_key=route.own_key,
                         reserved=reserved,
+                        bot_held=bot_held,
                         status="reserved",
-                        day=now.astimezone(UTC).date().isoformat(),
+                        day=day,
                         created_at=now,
                     )
                 )
         except BaseException:
             self.breakers.released(route.upstream.name)
             raise
-        return Call(call_id, caller, route, endpoint, reserved)
+        return Call(call_id, caller, route, endpoint, reserved, bot_held, day)
 
     async def finish(self, call: Call, usage: Usage | None) -> int:
         """Record what the call used (None: the provider failed it, nothing is charged), give its reservation back
@@ -256,6 +289,8 @@ class GatewayCalls:
             )
             if not getattr(done, "rowcount", 0):
                 return cost  # finished before (or swept): its reservation was given back then
+            if call.bot_held and call.caller.bot_id is not None:
+                await BotBudgets(session).settle(call.caller.bot_id, call.day, call.bot_held, cost)
             if self._caps is None:
                 return cost
             ledger = Ledger(session)
@@ -296,15 +331,22 @@ class GatewayCalls:
                     update(GatewayCall)
                     .where(GatewayCall.id.in_(oldest), GatewayCall.status == "reserved")
                     .values(status="interrupted", finished_at=self._now())
-                    .returning(GatewayCall.tenant_id, GatewayCall.reserved)
+                    .returning(
+                        GatewayCall.tenant_id,
+                        GatewayCall.reserved,
+                        GatewayCall.bot_id,
+                        GatewayCall.day,
+                        GatewayCall.bot_held,
+                    )
                     .execution_options(synchronize_session=False)
                 )
             ).all()
-            if self._caps is not None:
-                ledger = Ledger(session)
-                for row in stale:
-                    if row.reserved:
-                        await ledger.release(row.tenant_id, row.reserved)
+            ledger = Ledger(session)
+            for row in stale:
+                if row.reserved and self._caps is not None:
+                    await ledger.release(row.tenant_id, row.reserved)
+                if row.bot_held and row.bot_id is not None:
+                    await BotBudgets(session).settle(row.bot_id, row.day, row.bot_held, 0)
         if not stale:
             return 0
         log.warning("gateway calls interrupted", extra={"count": len(stale)})

@@ -14,6 +14,7 @@ ModelName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:
 ApiKey = Annotated[str, StringConstraints(min_length=8, max_length=500, pattern=r"^[\x21-\x7e]+$")]
 BaseUrl = Annotated[str, StringConstraints(max_length=300, pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$")]
 MAX_PRICE = 10**12  # micro-dollars per million tokens
+MAX_CAP = 10**15  # micro-dollars: a billion dollars a day
 
 
 class _In(BaseModel):
@@ -117,3 +118,16 @@ class GatewayUsage(_Out):
 class KeyRotated(_Out):
     bot_id: str
     epoch: int = Field(description="the bot's key generation: its earlier keys no longer work")
+
+
+class BotLimitsIn(_In):
+    """A bot's own cap on what its gateway calls cost per UTC day, in micro-dollars; null (or left out): no cap."""
+
+    daily_cap: Annotated[int, Field(gt=0, le=MAX_CAP)] | None = None
+
+
+class BotLimits(_Out):
+    bot_id: str
+    daily_cap: int | None
+    spent_today: int = Field(description="what the bot's calls cost today (UTC), while it had a cap")
+    reserved: int = Field(description="what its calls in flight have reserved against the cap")

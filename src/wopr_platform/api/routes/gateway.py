@@ -14,6 +14,8 @@ from fastapi import APIRouter, Path, Query, Response
 from wopr_platform.api.auth import Operator, PlatformAdmin
 from wopr_platform.api.deps import BotId, Gateway, checked_id
 from wopr_platform.gateway.schemas import (
+    BotLimits,
+    BotLimitsIn,
     GatewayUsage,
     KeyCreated,
     KeyIn,
@@ -141,6 +143,19 @@ async def rotate_bot_key(bot_id: BotId, principal: Operator, gateway: Gateway) -
     """Give the bot a new gateway key: the old one stops working at once and the bot's container is made again
     with the new one within moments."""
     return await gateway.rotate_bot_key(principal.tenant_id, bot_id)
+
+
+@router.get("/fleet/bots/{bot_id}/gateway-limits", response_model=BotLimits)
+async def bot_limits(bot_id: BotId, principal: Operator, gateway: Gateway) -> BotLimits:
+    """The bot's daily cap on what its gateway calls cost, what they cost today and what calls in flight hold."""
+    return await gateway.bot_limits(principal.tenant_id, bot_id)
+
+
+@router.put("/fleet/bots/{bot_id}/gateway-limits", response_model=BotLimits)
+async def set_bot_limits(bot_id: BotId, body: BotLimitsIn, principal: Operator, gateway: Gateway) -> BotLimits:
+    """Cap what the bot's gateway calls may cost per UTC day (null lifts the cap). A call that could pass it is
+    answered 402 bot_cap_reached; each call reserves its most possible cost, so concurrent calls cannot pass it."""
+    return await gateway.set_bot_limits(principal.tenant_id, bot_id, body.daily_cap)
 
 
 @router.get("/gateway/usage", response_model=GatewayUsage)

@@ -72,6 +72,7 @@ def upgrade() -> None:
         sa.Column("provider", sa.String(40), nullable=False),
         sa.Column("own_key", sa.Boolean(), nullable=False, server_default=sa.false()),
         sa.Column("reserved", sa.BigInteger(), nullable=False, server_default="0"),
+        sa.Column("bot_held", sa.BigInteger(), nullable=False, server_default="0"),
         sa.Column("status", sa.String(20), nullable=False),
         sa.Column("input_tokens", sa.BigInteger(), nullable=False, server_default="0"),
         sa.Column("output_tokens", sa.BigInteger(), nullable=False, server_default="0"),
@@ -83,10 +84,25 @@ def upgrade() -> None:
     op.create_index("ix_gateway_calls_tenant", "gateway_calls", ["tenant_id", "day"])
     op.create_index("ix_gateway_calls_bot", "gateway_calls", ["bot_id", "day"])
     op.create_index("ix_gateway_calls_open", "gateway_calls", ["status", "created_at"])
+    op.create_table(
+        "gateway_bot_limits",
+        sa.Column("bot_id", sa.String(36), primary_key=True),
+        sa.Column("tenant_id", sa.String(63), nullable=False),
+        sa.Column("daily_cap", sa.BigInteger(), nullable=False),
+        _time("updated_at"),
+    )
+    op.create_table(
+        "gateway_bot_spend",
+        sa.Column("bot_id", sa.String(36), primary_key=True),
+        sa.Column("day", sa.String(10), primary_key=True),
+        sa.Column("spent", sa.BigInteger(), nullable=False, server_default="0"),
+        sa.Column("held", sa.BigInteger(), nullable=False, server_default="0"),
+    )
 
 
 def downgrade() -> None:
-    for table in ("gateway_calls", "gateway_tenant_keys", "gateway_keys", "gateway_models", "gateway_providers"):
+    gateway = ("gateway_bot_spend", "gateway_bot_limits", "gateway_calls", "gateway_tenant_keys", "gateway_keys")
+    for table in (*gateway, "gateway_models", "gateway_providers"):
         op.drop_table(table)
     with op.batch_alter_table("ledger_accounts") as batch:
         batch.drop_column("held")
