@@ -125,9 +125,7 @@ class Ledger:
         """Reserve `amount` of the tenant's credits for a charge to come; what the tenant has reserved now, this
         included (None: the unreserved balance does not cover it). A reservation moves no money: `release` it when
         the real charge is posted."""
-        account = credits(tenant_id)
-        await self._repo.ensure_accounts({account: tenant_id})
-        return await self._repo.hold(account, amount)
+        return await self._repo.hold(credits(tenant_id), amount)  # no account yet: no credits to reserve
 
     async def release(self, tenant_id: str, amount: int) -> None:
         await self._repo.release(credits(tenant_id), amount)

@@ -1,0 +1,65 @@
+"""On SQLite a process's writers take turns (db/unit.py): first come first served, never overlapping, without
+deadlocking a unit opened within another."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from sqlalchemy import text
+
+from wopr_platform.db.engine import create_engine, create_sessionmaker
+from wopr_platform.db.unit import TURN_WAIT, Database
+
+
+async def test_writers_take_turns_in_the_order_they_came(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'turns.db'}")
+    db = Database(create_sessionmaker(engine))
+    async with db.unit() as session:
+        await session.execute(text("CREATE TABLE t (n INTEGER)"))
+    inside = 0
+    most = 0
+    order: list[int] = []
+
+    async def write(n: int) -> None:
+        nonlocal inside, most
+        async with db.unit() as session:
+            inside += 1
+            most = max(most, inside)
+            order.append(n)
+            await session.execute(text("INSERT INTO t VALUES (:n)"), {"n": n})
+            await asyncio.sleep(0.01)  # the unit holds SQLite's write lock across an await
+            inside -= 1
+
+    try:
+        writers = []
+        for n in range(20):
+            writers.append(asyncio.create_task(write(n)))
+            await asyncio.sleep(0)  # each starts waiting before the next comes
+        await asyncio.gather(*writers)
+        assert most == 1 and order == list(range(20))
+        async with db.read() as session:
+            assert (await session.execute(text("SELECT count(*) FROM t"))).scalar_one() == 20
+    finally:
+        await engine.dispose()
+
+
+async def test_a_unit_within_a_unit_does_not_wait_for_the_turn_its_own_task_holds(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'nested.db'}")
+    db = Database(create_sessionmaker(engine))
+    try:
+        started = time.monotonic()
+        async with db.unit() as outer:
+            await outer.execute(text("SELECT 1"))
+            async with db.unit() as inner:  # in this task
+                await inner.execute(text("CREATE TABLE a (n INTEGER)"))
+
+            async def helper() -> None:  # in a task it started
+                async with db.step() as session:
+                    await session.execute(text("CREATE TABLE b (n INTEGER)"))
+
+            await asyncio.create_task(helper())
+        assert time.monotonic() - started < TURN_WAIT
+    finally:
+        await engine.dispose()
