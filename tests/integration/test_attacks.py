@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from tests.conftest import STUB_IMAGE, TOKEN, Platform, PlatformFactory
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -29,6 +30,12 @@ HEADER_TIMEOUT = 1.0
 BODY_TIMEOUT = 1.5
 PER_CLIENT = 6
 AUTH = f"Authorization: Bearer {TOKEN}\r\n".encode()
+
+
+@pytest.fixture
+async def platform(make_platform: PlatformFactory) -> Platform:
+    """A platform with the AI gateway on, so that its routes are tried too."""
+    return await make_platform(GATEWAY_ENABLED=True, GATEWAY_PORT=free_port())
 
 
 @pytest.fixture

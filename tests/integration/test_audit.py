@@ -18,6 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from tests.conftest import STUB_IMAGE, TOKEN, Platform, PlatformFactory
+from tests.ports import free_port
 from wopr_platform.api.permissions import ROUTES
 from wopr_platform.audit.repository import AuditRepository
 from wopr_platform.audit.schemas import AuditRecord
@@ -57,6 +58,12 @@ class Calls:
         assert response.headers["x-request-id"] != request_id  # ours is always the platform's own
         self.made.append((f"{method} {template}", response))
         return response
+
+
+@pytest.fixture
+async def platform(make_platform: PlatformFactory) -> Platform:
+    """A platform with the AI gateway on, so that its routes are tried too."""
+    return await make_platform(GATEWAY_ENABLED=True, GATEWAY_PORT=free_port())
 
 
 @pytest.fixture
