@@ -236,6 +236,8 @@ class TemplateService:
         missing = [name for name in missing if name not in by_platform]
         if missing:
             raise MissingVariables(template.name, missing)
+        # an entry naming a variable the platform provides (the gateway's ANTHROPIC_API_KEY, ...) is left out of the
+        # profile: the platform's env hook sets it in the container (test_gateway's template bot proves it)
         raw = {key: value for key, value in raw.items() if not placeholders.names(value) & by_platform}
         env = {key: placeholders.substitute(value, values) for key, value in raw.items()}
         env.update(plugin_env(template))
