@@ -11,8 +11,6 @@ Two kinds, told apart by their prefix, both checked in constant time:
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
 import secrets
 import uuid
@@ -20,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from wopr_platform.accounts import credentials
 from wopr_platform.crypto.secretbox import SecretBox
 
 BOT_PREFIX = "wgk_b_"
@@ -69,21 +68,17 @@ def bot_key(box: SecretBox, bot_id: str, epoch: int) -> str:
 
 def bot_key_valid(box: SecretBox, key: BotKey, current_epoch: int) -> bool:
     expected = _bot_mac(box, key.bot_id, current_epoch)
-    return hmac.compare_digest(expected, key.mac) and key.epoch == current_epoch
+    return credentials.same(expected, key.mac) and key.epoch == current_epoch
 
 
 def new_tenant_key() -> tuple[str, str, str]:
     """(id, the key to show once, the hash to keep)."""
     key_id, secret = secrets.token_hex(8), secrets.token_hex(32)
-    return key_id, f"{TENANT_PREFIX}{key_id}_{secret}", secret_hash(secret)
-
-
-def secret_hash(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
+    return key_id, f"{TENANT_PREFIX}{key_id}_{secret}", credentials.digest(secret)
 
 
 def tenant_key_valid(key: TenantKey, stored_hash: str) -> bool:
-    return hmac.compare_digest(secret_hash(key.secret), stored_hash)
+    return credentials.same(credentials.digest(key.secret), stored_hash)
 
 
 class BotGatewayEnv:
