@@ -69,6 +69,7 @@ DATABASE_TESTS = frozenset(
         "integration/test_engine_unavailable",
         "integration/test_fuzz",
         "integration/test_gateway",
+        "integration/test_gateway_leases",
         "integration/test_hardening::test_per_bot_resources_override_the_defaults_within_bounds",
         "integration/test_hardening::test_resources_out_of_bounds_are_a_400_and_change_nothing",
         "integration/test_hardening::test_new_defaults_reach_existing_bots_through_the_reconciler",

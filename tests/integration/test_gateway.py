@@ -24,6 +24,7 @@ from tests.ports import free_port
 pytestmark = pytest.mark.slow
 
 DOLLAR = 1_000_000
+CHARGE_INTERVAL = 0.05  # seconds between the postings of calls' charges (GATEWAY_CHARGE_INTERVAL)
 PLATFORM_KEY = "sk-platform-" + uuid.uuid4().hex
 # micro-dollars per million tokens: 1 USD in, 2 USD out; with the default 20% margin a call of i input and o output
 # tokens costs ceil((i + 2 o) * 1.2) micro-dollars
@@ -63,6 +64,16 @@ class Gateway:
         assert response.status_code == 200, response.text
         return int(response.json()["balance"])
 
+    async def balance_is(self, expected: int, tenant: str = "default") -> None:
+        """The balance becomes `expected` once the calls' charges are posted (within the charge interval), and
+        stays there."""
+        deadline = time.monotonic() + 10
+        while (found := await self.balance(tenant)) != expected and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        assert found == expected, (found, expected)
+        await asyncio.sleep(3 * CHARGE_INTERVAL)  # nothing is charged twice
+        assert await self.balance(tenant) == expected
+
     async def grant(self, amount: int, tenant: str = "default") -> None:
         response = await self.platform.client.post(
             f"/tenants/{tenant}/credits/grants",
@@ -85,7 +96,12 @@ class Gateway:
 async def start_gateway(make_platform: PlatformFactory, fake: FakeProvider, **overrides: Any) -> Gateway:
     port = free_port()
     platform = await make_platform(
-        GATEWAY_ENABLED=True, GATEWAY_PORT=port, BILLING_ENABLED=True, BILLING_MIN_BALANCE=0, **overrides
+        GATEWAY_ENABLED=True,
+        GATEWAY_PORT=port,
+        GATEWAY_CHARGE_INTERVAL=CHARGE_INTERVAL,
+        BILLING_ENABLED=True,
+        BILLING_MIN_BALANCE=0,
+        **overrides,
     )
     fake.expected_key = None
     client = platform.client
@@ -135,7 +151,10 @@ async def test_openai_sdk_chat_whole_and_streamed_is_metered_and_charged(gateway
     assert answer.usage is not None and (answer.usage.prompt_tokens, answer.usage.completion_tokens) == (4, 5)
     sent = gateway.fake.requests[-1]
     assert sent.headers["authorization"] == f"Bearer {PLATFORM_KEY}"  # the platform's key, never the caller's
-    assert await gateway.balance() == before - cost(4, 5)  # charged before the answer came back
+    # written before the answer came back, charged within the charge interval
+    recorded = (await gateway.usage())["usage"]
+    assert [(r["calls"], r["inputTokens"], r["outputTokens"], r["cost"]) for r in recorded] == [(1, 4, 5, cost(4, 5))]
+    await gateway.balance_is(before - cost(4, 5))
 
     text = ""
     stream = await client.chat.completions.create(model="gpt-4o-mini", messages=PROMPT, stream=True)  # type: ignore[arg-type]
@@ -144,7 +163,7 @@ async def test_openai_sdk_chat_whole_and_streamed_is_metered_and_charged(gateway
             text += chunk.choices[0].delta.content
     assert text == "tok " * 5
     assert gateway.fake.requests[-1].body["stream_options"] == {"include_usage": True}  # asked for the usage
-    assert await gateway.balance() == before - 2 * cost(4, 5)
+    await gateway.balance_is(before - 2 * cost(4, 5))
 
     usage = await gateway.usage()
     assert [(r["model"], r["calls"], r["inputTokens"], r["outputTokens"]) for r in usage["usage"]] == [
@@ -175,7 +194,7 @@ async def test_anthropic_sdk_messages_whole_and_streamed(gateway: Gateway) -> No
         text = "".join([part async for part in stream.text_stream])
         final = await stream.get_final_message()
     assert text == "tok " * 5 and final.usage.output_tokens == 5
-    assert await gateway.balance() == before - cost(4, 3) - cost(4, 5)
+    await gateway.balance_is(before - cost(4, 3) - cost(4, 5))
     await gateway.ledger_is_consistent()
 
 
@@ -186,7 +205,7 @@ async def test_embeddings_and_the_model_list(gateway: Gateway) -> None:
     before = await gateway.balance()
     embedded = await client.embeddings.create(model="text-embedding-3-small", input=["one two", "three"])
     assert len(embedded.data) == 2 and len(embedded.data[0].embedding) == 8
-    assert await gateway.balance() == before - cost(3, 0)
+    await gateway.balance_is(before - cost(3, 0))
 
 
 # --- what is refused, and changes nothing -------------------------------------------------------------------
@@ -217,7 +236,7 @@ async def test_bad_calls_are_clear_errors_and_charge_nothing(gateway: Gateway) -
         assert response.status_code == status, response.text
         assert response.json()["details"]["code"] == code, response.text
     assert len(gateway.fake.requests) == calls_before
-    assert await gateway.balance() == before
+    await gateway.balance_is(before)
     assert (await gateway.usage())["usage"] == []
 
 
@@ -259,7 +278,7 @@ async def test_a_failed_provider_call_costs_nothing_and_a_failing_provider_is_cu
         fake_provider.fail_next(1, 400)
         refused = await http.post("/v1/chat/completions", json=body)
         assert refused.status_code == 400 and refused.json()["details"]["providerStatus"] == 400
-    assert await gateway.balance() == before - cost(4, 5)  # only the call that succeeded
+    await gateway.balance_is(before - cost(4, 5))  # only the call that succeeded
     usage = (await gateway.usage())["usage"]
     assert [(row["calls"], row["cost"]) for row in usage] == [(1, cost(4, 5))]
     await gateway.ledger_is_consistent()
@@ -312,8 +331,7 @@ async def test_concurrent_calls_never_reserve_more_than_the_balance(
     async with gateway.http() as http:
         statuses = sorted(await asyncio.gather(*(call(http) for _ in range(10))))
     assert statuses == [200] * 3 + [402] * 7, statuses
-    after = await gateway.balance()
-    assert after == before - 3 * cost(4, 5) and after >= 0
+    await gateway.balance_is(before - 3 * cost(4, 5))
     await gateway.ledger_is_consistent()
 
 
@@ -349,6 +367,7 @@ async def test_concurrent_calls_never_pass_the_tenants_spending_cap(
     async with gateway.http() as http:
         statuses = await ten_at_once(http)
     assert statuses == [(200, None)] * 3 + [(402, "spending_cap_reached")] * 7, statuses
+    await gateway.balance_is(100 * STREAMED_ESTIMATE - 3 * cost(4, 5))
     spent = (await gateway.platform.client.get("/billing/limits")).json()["spentToday"]
     assert spent == 3 * cost(4, 5) <= cap
     await gateway.ledger_is_consistent()
@@ -381,7 +400,7 @@ async def test_concurrent_calls_of_a_bot_never_pass_its_daily_cap(
     assert statuses == [(200, None)] * 3 + [(402, "bot_cap_reached")] * 7, statuses
     limits = (await client.get(f"/fleet/bots/{bot_id}/gateway-limits")).json()
     assert (limits["spentToday"], limits["reserved"]) == (3 * cost(4, 5), 0)
-    assert await gateway.balance() == before - 3 * cost(4, 5)
+    await gateway.balance_is(before - 3 * cost(4, 5))
 
     # the cap is the bot's: the tenant's own key is not held to it
     async with gateway.http() as http:
@@ -429,7 +448,7 @@ async def test_a_caller_that_goes_away_mid_stream_pays_for_what_was_produced(
     produced = rows[0]["outputTokens"]
     assert 5 <= produced < 40, rows  # charged for the deltas that passed, not the 40 asked for
     assert rows[0]["inputTokens"] > 0
-    assert await gateway.balance() == before - rows[0]["cost"]
+    await gateway.balance_is(before - rows[0]["cost"])
     deadline = time.monotonic() + 10
     while fake_provider.streams_cancelled < 1:  # the provider's stream was closed too
         assert time.monotonic() < deadline
@@ -446,13 +465,13 @@ async def test_a_tenants_own_provider_key_is_used_and_costs_nothing(gateway: Gat
     before = await gateway.balance()
     await gateway.openai().chat.completions.create(model="gpt-4o-mini", messages=PROMPT)  # type: ignore[arg-type]
     assert gateway.fake.requests[-1].headers["authorization"] == f"Bearer {own}"
-    assert await gateway.balance() == before
+    await gateway.balance_is(before)
     rows = (await gateway.usage())["usage"]
     assert [(r["calls"], r["outputTokens"], r["cost"]) for r in rows] == [(1, 5, 0)]
     # the other provider still uses (and charges for) the platform's key
     await gateway.anthropic().messages.create(model="claude-3-5-haiku-latest", max_tokens=5, messages=PROMPT)  # type: ignore[arg-type]
     assert sent_key(gateway.fake.requests[-1].headers) == PLATFORM_KEY
-    assert await gateway.balance() == before - cost(4, 5)
+    await gateway.balance_is(before - cost(4, 5))
     assert (await gateway.platform.client.delete("/gateway/provider-keys/fakeai")).status_code == 204
     assert (await gateway.platform.client.delete("/gateway/provider-keys/fakeai")).status_code == 404
     bad = await gateway.platform.client.put("/gateway/provider-keys/nosuch", json={"apiKey": own})
@@ -521,7 +540,7 @@ async def test_a_bot_from_a_standard_template_reaches_a_model_with_its_own_key(g
     )
     code, output = await docker_exec(bot["containerId"], "sh", "-c", request)
     assert code == 0 and '"output_tokens":4' in output.replace(" ", ""), output
-    assert await gateway.balance() == before - cost(4, 4)
+    await gateway.balance_is(before - cost(4, 4))
     rows = (await gateway.usage(botId=bot["id"]))["usage"]
     assert [(r["botId"], r["calls"]) for r in rows] == [(bot["id"], 1)]
 

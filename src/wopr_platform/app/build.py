@@ -56,8 +56,10 @@ from wopr_platform.fleet.reconciliation.recovery import Recovery
 from wopr_platform.fleet.secrets.sealed_env import SecretEnv
 from wopr_platform.gateway.admin import GatewayAdmin
 from wopr_platform.gateway.breaker import Breakers
-from wopr_platform.gateway.calls import CallSweeper, GatewayCalls
+from wopr_platform.gateway.calls import CallSweeper, GatewayCalls, RemovedBots
+from wopr_platform.gateway.charges import CallRecorder, ChargesLoop
 from wopr_platform.gateway.keys import PROVIDED_VARIABLES, BotGatewayEnv
+from wopr_platform.gateway.leases import CreditLeases
 from wopr_platform.instance.client import InstanceClient
 from wopr_platform.mail.smtp import Mailer, SmtpConfig
 from wopr_platform.payments.stripe_api import StripeApi
@@ -387,22 +389,46 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
     gateway_leader_loops: tuple[Loop, ...] = ()
     if settings.gateway_enabled and box is not None:
         breakers = Breakers(failures=settings.gateway_breaker_failures, seconds=settings.gateway_breaker_seconds)
+        # changes to gateway keys, caps, providers and models reach every replica's cache of callers and routes
+        gateway_changes = Broadcast(
+            settings.database_url, f"wopr_gateway_{lock_key(settings.platform_id) & 0xFFFFFFFF:x}"
+        )
+        leases = (
+            CreditLeases(db=database, caps=caps, clock=clock.now, most=settings.gateway_lease, buy_url=settings.buy_url)
+            if settings.billing_enabled
+            else None
+        )
+        recorder = CallRecorder(db=database, leases=leases, clock=clock.now)
         calls = GatewayCalls(
             db=database,
             box=box,
             settings=settings,
             clock=clock.now,
             breakers=breakers,
-            caps=caps if settings.billing_enabled else None,
+            leases=leases,
+            recorder=recorder,
+            broadcast=gateway_changes,
         )
         gateway_admin = GatewayAdmin(
-            db=database, box=box, settings=settings, clock=clock.now, breakers=breakers, kick=reconciler.kick
+            db=database,
+            box=box,
+            settings=settings,
+            clock=clock.now,
+            breakers=breakers,
+            kick=reconciler.kick,
+            changed=gateway_changes.signal,
         )
         providers = Providers(
             timeout=settings.gateway_upstream_timeout, max_connections=settings.gateway_max_connections
         )
         gateway_app = GatewayApp(calls=calls, admin=gateway_admin, providers=providers, settings=settings)
-        gateway_loops = (GatewayListener(gateway_app, settings),)
+        listener = GatewayListener(gateway_app, settings)
+        gateway_loops = (
+            gateway_changes,
+            listener,
+            ChargesLoop(recorder, leases, settings.gateway_charge_interval, drained=listener.stopped),
+            RemovedBots(events, gateway_changes.signal),
+        )
         gateway_leader_loops = (CallSweeper(calls),)
     services = Services(
         fleet=fleet,

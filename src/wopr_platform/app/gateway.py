@@ -286,8 +286,10 @@ class GatewayListener:
         self._app = app
         self._settings = settings
         self.listening = asyncio.Event()
+        self.stopped = asyncio.Event()  # its calls have ended (their charges may be posted one last time)
 
     async def run(self, stop: asyncio.Event) -> None:
+        self.stopped.clear()
         config = uvicorn.Config(
             self._app,
             host=self._settings.gateway_host,
@@ -317,6 +319,7 @@ class GatewayListener:
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(asyncio.shield(serving), timeout=10)
             await self._app.close()
+            self.stopped.set()
 
 
 class _QuietServer(uvicorn.Server):

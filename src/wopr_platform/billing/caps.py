@@ -72,6 +72,16 @@ class SpendingCaps:
         async with self._db.read() as session:
             await self.admit_within(session, tenant_id, 0)
 
+    async def room(self, session: AsyncSession, tenant_id: str) -> int | None:
+        """In the caller's transaction: what the tenant may still spend before it reaches one of its caps (today's
+        or this month's, the smaller; not counting what it has reserved), None when it has no cap."""
+        repo = SpendRepository(session)
+        row = await repo.limits(tenant_id)
+        if row is None or (row.daily_cap is None and row.monthly_cap is None):
+            return None
+        day, month = await repo.spent(tenant_id, _today(self._now()))
+        return min(cap - spent for cap, spent in ((row.daily_cap, day), (row.monthly_cap, month)) if cap is not None)
+
     async def admit_within(self, session: AsyncSession, tenant_id: str, reserved: int) -> None:
         """In the caller's transaction: 402 spending_cap_reached when what the tenant spent, plus what it has
         `reserved` for charges to come, passes one of its caps (with nothing reserved: has reached it). Called

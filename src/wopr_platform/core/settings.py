@@ -228,6 +228,10 @@ class Settings(BaseSettings):
     gateway_max_body_bytes: int = Field(
         4 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024, validation_alias="GATEWAY_MAX_BODY"
     )
+    # the most of a tenant's credits (micro-dollars) one replica holds at a time for its calls to reserve from in
+    # memory, and how often (seconds) the charges of ended calls are posted to the ledger in one transaction
+    gateway_lease: int = Field(1_000_000, ge=1, le=10**12, validation_alias="GATEWAY_LEASE")
+    gateway_charge_interval: float = Field(1.0, gt=0, le=60, validation_alias="GATEWAY_CHARGE_INTERVAL")
 
     @field_validator("default_memory_mb", "default_cpus", "default_pids")
     @classmethod

@@ -596,15 +596,33 @@ class GatewayBotSpend(Base):
     held: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class GatewayLease(Base):
+    """Credits a replica holds on a tenant's account for its calls to reserve from in memory (`gateway.leases`):
+    `amount` is part of the account's `held`, and goes back to it when the lease is given up, when the calls'
+    charges are posted, or (the replica having stopped renewing it) when the leader sweeps it."""
+
+    __tablename__ = "gateway_leases"
+    __table_args__ = (Index("ix_gateway_leases_renewed", "renewed_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(63))
+    amount: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    renewed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class GatewayCall(Base):
-    """One call through the gateway: written when its reservation is taken, finished with the provider's own count
-    of tokens and what it cost (`charged`: the ledger entry's reference). The usage views read these rows."""
+    """One call through the gateway, written (durably) when it ends, with the provider's own count of tokens and
+    what it cost; a call of a capped bot is written when it begins too (its hold on the bot's cap). `charged`:
+    its charge is posted to the ledger (or it has none); until then its cost is held in `lease_id`. The usage
+    views read these rows."""
 
     __tablename__ = "gateway_calls"
     __table_args__ = (
         Index("ix_gateway_calls_tenant", "tenant_id", "day"),
         Index("ix_gateway_calls_bot", "bot_id", "day"),
         Index("ix_gateway_calls_open", "status", "created_at"),
+        Index("ix_gateway_calls_lease", "lease_id", "charged"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -624,3 +642,5 @@ class GatewayCall(Base):
     day: Mapped[str] = mapped_column(String(10))  # the UTC day it was made (YYYY-MM-DD), for the usage views
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    lease_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    charged: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))

@@ -3,7 +3,7 @@ a tenant's own gateway keys and provider keys, its bots' key rotation, and the u
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, delete, func, select, update
@@ -62,6 +62,7 @@ class GatewayAdmin:
         clock: Clock,
         breakers: Breakers,
         kick: Callable[[], None],
+        changed: Callable[[], Awaitable[None]],
     ) -> None:
         self._db = db
         self._box = box
@@ -69,6 +70,9 @@ class GatewayAdmin:
         self._now = clock
         self._breakers = breakers
         self._kick = kick  # the reconciler: a bot whose key changed gets its container made again
+        # after a committed change to what calls are checked against (keys, caps, providers, models, own keys):
+        # every replica forgets the callers and routes it keeps
+        self._changed = changed
 
     # providers and models (the platform's operator) -------------------------------------------------------------
 
@@ -102,6 +106,7 @@ class GatewayAdmin:
             await session.flush()
             out = self._provider_out(row)
         self._breakers.succeeded(name)  # a changed provider starts with a clean slate
+        await self._changed()
         return out, created
 
     async def delete_provider(self, name: str) -> None:
@@ -115,6 +120,7 @@ class GatewayAdmin:
             gone = await session.execute(delete(GatewayProvider).where(GatewayProvider.name == name))
             if not getattr(gone, "rowcount", 0):
                 raise NotFound("provider not found", details={"provider": name})
+        await self._changed()
 
     async def models(self) -> ModelList:
         async with self._db.read() as session:
@@ -153,13 +159,16 @@ class GatewayAdmin:
             row.input_price, row.output_price = request.input_price, request.output_price
             row.updated_at = now
             await session.flush()
-            return self._model_out(row), created
+            out = self._model_out(row)
+        await self._changed()
+        return out, created
 
     async def delete_model(self, model: str) -> None:
         async with self._db.unit() as session:
             gone = await session.execute(delete(GatewayModel).where(GatewayModel.model == model))
             if not getattr(gone, "rowcount", 0):
                 raise NotFound("model not found", details={"model": model[:120]})
+        await self._changed()
 
     # a tenant's keys ---------------------------------------------------------------------------------------------
 
@@ -199,6 +208,7 @@ class GatewayAdmin:
             )
             if not getattr(done, "rowcount", 0):
                 raise NotFound("gateway key not found", details={"keyId": key_id[:32]})
+        await self._changed()
 
     async def rotate_bot_key(self, tenant_id: str, bot_id: str) -> KeyRotated:
         """The bot's next key: its earlier ones stop working now, and its container is made again with the new
@@ -215,6 +225,7 @@ class GatewayAdmin:
             ).scalar_one_or_none()
         if epoch is None:
             raise NotFound("bot not found", details={"botId": bot_id})
+        await self._changed()
         self._kick()
         return KeyRotated(bot_id=bot_id, epoch=epoch)
 
@@ -252,6 +263,7 @@ class GatewayAdmin:
             else:
                 row.daily_cap = daily_cap
                 row.updated_at = self._now()
+        await self._changed()
         return await self.bot_limits(tenant_id, bot_id)
 
     async def own_keys(self, tenant_id: str) -> OwnKeyList:
@@ -274,9 +286,10 @@ class GatewayAdmin:
                 session.add(
                     GatewayTenantKey(tenant_id=tenant_id, provider=provider, api_key=sealed, created_at=self._now())
                 )
-                return True
-            row.api_key = sealed
-            return False
+            else:
+                row.api_key = sealed
+        await self._changed()
+        return row is None
 
     async def delete_own_key(self, tenant_id: str, provider: str) -> None:
         async with self._db.unit() as session:
@@ -287,6 +300,7 @@ class GatewayAdmin:
             )
             if not getattr(gone, "rowcount", 0):
                 raise NotFound("no key of the tenant's own for this provider", details={"provider": provider})
+        await self._changed()
 
     # usage -------------------------------------------------------------------------------------------------------
 

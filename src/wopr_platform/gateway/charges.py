@@ -1,0 +1,236 @@
+"""Ended calls written to the database together, and their charges posted to the ledger in batches.
+
+- `write`: a call's row (its status, the provider's count of tokens, its cost) is committed before the end of its
+  answer reaches the caller. Calls that end while a write is under way are written together by the next one
+  (group commit): one transaction however many calls end at once.
+- `post`: the charges of written calls are posted every `GATEWAY_CHARGE_INTERVAL` seconds (sooner when many
+  wait), in one transaction: one ledger entry per call (reference `gateway:<call id>`: once, whatever retries),
+  each cost taken out of the lease that held it and out of the account's `held`, and the calls marked charged.
+  Until then the cost stays held, so the tenant cannot spend it twice.
+- `ChargesLoop` posts them, renews this replica's leases and gives back idle ones; at shutdown it posts what is
+  left and gives the leases back. What a stopped replica left unposted, the leader's sweep posts
+  (`GatewayCalls.sweep`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, update
+
+from wopr_platform.billing.ledger import PLATFORM_REVENUE, Ledger, Posting
+from wopr_platform.db.models import GatewayCall
+from wopr_platform.db.unit import Database
+from wopr_platform.gateway.budgets import BotBudgets
+from wopr_platform.gateway.leases import RENEW_SECONDS, CreditLeases, Lease, Reservation
+
+log = logging.getLogger(__name__)
+
+POST_BATCH = 500  # charges in one transaction at most
+# what a call's end sets on a row written when it began (a capped bot's call)
+_ENDED_COLUMNS = ("status", "input_tokens", "output_tokens", "cost", "finished_at", "lease_id", "charged")
+
+
+def charge_of(
+    call_id: str, tenant_id: str, bot_id: str | None, model: str, input_tokens: int, output_tokens: int, cost: int
+) -> Posting:
+    """The ledger movement that charges a call."""
+    return Posting(
+        reference=f"gateway:{call_id}",
+        kind="usage",
+        tenant_id=tenant_id,
+        amount=-cost,
+        counter=PLATFORM_REVENUE,
+        actor="gateway",
+        memo=f"{model}: {input_tokens} in, {output_tokens} out",
+        subject=bot_id,
+    )
+
+
+@dataclass(slots=True)
+class Ended:
+    """A call that ended, as it is written: `row` holds every column of its row."""
+
+    row: dict[str, Any]
+    written_before: bool  # a capped bot's call: its row was written when it began, and is updated
+    bot_hold: tuple[str, str, int] | None  # (bot, day, what it held of the bot's cap) to settle
+    reservation: Reservation | None
+    charge: Posting | None  # None: nothing to charge
+
+    @property
+    def cost(self) -> int:
+        return -self.charge.amount if self.charge is not None else 0
+
+
+class CallRecorder:
+    def __init__(self, *, db: Database, leases: CreditLeases | None, clock: Callable[[], datetime]) -> None:
+        self._db = db
+        self._leases = leases
+        self._now = clock
+        self._waiting: list[tuple[Ended, asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+        self._charges: list[Ended] = []
+        self.many_waiting = asyncio.Event()
+
+    async def write(self, ended: Ended) -> None:
+        """Return once the call's row is committed (raises if it could not be: the call is then not charged)."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((ended, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_waiting())
+        await asyncio.shield(future)
+
+    async def _write_waiting(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            try:
+                skipped = await self._write([ended for ended, _ in batch])
+            except Exception as err:
+                log.exception("gateway calls could not be written", extra={"calls": len(batch)})
+                for ended, future in batch:
+                    if ended.reservation is not None and self._leases is not None:
+                        self._leases.settle(ended.reservation, 0)
+                    if not future.done():
+                        future.set_exception(err)
+                continue
+            for ended, future in batch:
+                if ended.row["id"] in skipped:  # ended before (or swept): not charged again
+                    ended.charge = None
+                if ended.reservation is not None and self._leases is not None:
+                    self._leases.settle(ended.reservation, ended.cost)
+                if ended.charge is not None:
+                    self._charges.append(ended)
+                if not future.done():
+                    future.set_result(None)
+            if len(self._charges) >= POST_BATCH:
+                self.many_waiting.set()
+
+    async def _write(self, batch: list[Ended]) -> set[str]:
+        """One transaction for the batch; the ids of calls written before that had ended already."""
+        skipped: set[str] = set()
+        async with self._db.unit() as session:
+            fresh = [ended.row for ended in batch if not ended.written_before]
+            if fresh:
+                await session.execute(insert(GatewayCall), fresh)
+            for ended in batch:
+                if not ended.written_before:
+                    continue
+                row = ended.row
+                done = await session.execute(
+                    update(GatewayCall)
+                    .where(GatewayCall.id == row["id"], GatewayCall.status == "reserved")
+                    .values({name: row[name] for name in _ENDED_COLUMNS})
+                    .execution_options(synchronize_session=False)
+                )
+                if not getattr(done, "rowcount", 0):
+                    skipped.add(row["id"])
+                elif ended.bot_hold is not None:
+                    bot_id, day, held = ended.bot_hold
+                    await BotBudgets(session).settle(bot_id, day, held, ended.cost)
+        return skipped
+
+    async def flush_writes(self) -> None:
+        """Wait for the writes under way (at shutdown)."""
+        writer = self._writer
+        if writer is not None and not writer.done():
+            await asyncio.wait({writer}, timeout=30)
+
+    async def post(self) -> int:
+        """Post the charges of the calls written so far; how many were posted (failures are kept for later)."""
+        posted = 0
+        while self._charges:
+            batch, self._charges = self._charges[:POST_BATCH], self._charges[POST_BATCH:]
+            try:
+                await self._post(batch)
+            except Exception as err:
+                self._charges = batch + self._charges
+                log.warning("gateway charges could not be posted; kept", extra={"reason": type(err).__name__})
+                break
+            posted += len(batch)
+        return posted
+
+    async def _post(self, batch: list[Ended]) -> None:
+        by_lease: dict[str, tuple[Lease, int]] = {}
+        for ended in batch:
+            if ended.reservation is not None:
+                lease = ended.reservation.lease
+                by_lease[lease.id] = (lease, by_lease.get(lease.id, (lease, 0))[1] + ended.cost)
+        parts: dict[str, int] = {}
+        async with self._db.unit() as session:
+            if self._leases is not None:
+                for lease_id in sorted(by_lease):  # lease rows first, in one order, then the accounts
+                    lease, cost = by_lease[lease_id]
+                    parts[lease_id] = await self._leases.take_out(session, lease, cost)
+            await Ledger(session).post_many([ended.charge for ended in batch if ended.charge is not None], self._now())
+            await session.execute(
+                update(GatewayCall)
+                .where(GatewayCall.id.in_([ended.row["id"] for ended in batch]))
+                .values(charged=True)
+                .execution_options(synchronize_session=False)
+            )
+        for lease_id, (lease, cost) in by_lease.items():
+            CreditLeases.taken_out(lease, cost, parts.get(lease_id, 0))
+
+    @property
+    def waiting(self) -> int:
+        """Charges written and not yet posted."""
+        return len(self._charges)
+
+
+class ChargesLoop:
+    """Every replica: posts its calls' charges, renews its leases, gives back idle ones."""
+
+    name = "gateway-charges"
+
+    def __init__(
+        self,
+        recorder: CallRecorder,
+        leases: CreditLeases | None,
+        interval: float,
+        drained: asyncio.Event | None = None,
+    ) -> None:
+        self._recorder = recorder
+        self._leases = leases
+        self._interval = interval
+        self._drained = drained  # set when the gateway's listener has stopped (its last calls ended)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        renewed = time.monotonic()
+        try:
+            while not stop.is_set():
+                await self._pause(stop)
+                try:
+                    await self._recorder.post()
+                    if self._leases is not None:
+                        if time.monotonic() - renewed >= RENEW_SECONDS:
+                            await self._leases.renew()
+                            renewed = time.monotonic()
+                        await self._leases.give_back_idle()
+                except Exception as err:
+                    log.warning("gateway charges round failed", extra={"reason": type(err).__name__})
+        finally:
+            if self._drained is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._drained.wait(), 15)
+            await self._recorder.flush_writes()
+            await self._recorder.post()
+            if self._leases is not None:
+                with contextlib.suppress(Exception):
+                    await self._leases.give_back_idle(everything=True)
+
+    async def _pause(self, stop: asyncio.Event) -> None:
+        many = self._recorder.many_waiting
+        waits = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(many.wait())}
+        try:
+            await asyncio.wait(waits, timeout=self._interval, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+        many.clear()
