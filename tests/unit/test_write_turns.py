@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from sqlalchemy import text
+import pytest
+from sqlalchemy import Connection, text
 
 from wopr_platform.db.engine import create_engine, create_sessionmaker
 from wopr_platform.db.unit import TURN_WAIT, Database
@@ -62,4 +64,40 @@ async def test_a_unit_within_a_unit_does_not_wait_for_the_turn_its_own_task_hold
             await asyncio.create_task(helper())
         assert time.monotonic() - started < TURN_WAIT
     finally:
+        await engine.dispose()
+
+
+async def test_a_core_unit_commits_or_rolls_back_whole_and_takes_its_turn_with_the_others(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'core.db'}")
+    db = Database(create_sessionmaker(engine))
+    async with db.unit() as session:
+        await session.execute(text("CREATE TABLE t (n INTEGER)"))
+
+    def insert(n: int, fail: bool = False) -> Callable[[Connection], int]:
+        def work(connection: Connection) -> int:
+            connection.execute(text("INSERT INTO t VALUES (:n)"), {"n": n})
+            if fail:
+                raise ValueError("the unit fails after its insert")
+            return n
+
+        return work
+
+    async def slow_unit(n: int) -> None:
+        async with db.unit() as session:
+            await session.execute(text("INSERT INTO t VALUES (:n)"), {"n": n})
+            await asyncio.sleep(0.01)  # holds SQLite's write lock across an await
+
+    try:
+        assert await db.core_unit(insert(1)) == 1
+        with pytest.raises(ValueError):
+            await db.core_unit(insert(2, fail=True))
+        # interleaved with async units that hold the write lock across awaits: none waits on SQLite's lock
+        started = time.monotonic()
+        await asyncio.gather(*(db.core_unit(insert(n)) if n % 2 else slow_unit(n) for n in range(10, 40)))
+        assert time.monotonic() - started < 5
+        async with db.read() as session:
+            found = sorted((await session.execute(text("SELECT n FROM t"))).scalars())
+        assert found == [1, *range(10, 40)]  # 2 was rolled back
+    finally:
+        db.close()
         await engine.dispose()

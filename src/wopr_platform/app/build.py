@@ -104,6 +104,7 @@ class Platform:
     image_watcher: ImageWatcher
     rollouts: RolloutScheduler
     database: AsyncEngine
+    units: Database
     billing: RuntimeBilling | None = None
     clients: tuple[Closable, ...] = ()
 
@@ -113,6 +114,7 @@ class Platform:
             await client.close()
 
     async def close_database(self) -> None:
+        self.units.close()
         await self.database.dispose()
 
 
@@ -481,6 +483,7 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
         image_watcher=images,
         rollouts=scheduler,
         database=db,
+        units=database,
         billing=runtime if settings.billing_enabled else None,
         clients=clients,
     )

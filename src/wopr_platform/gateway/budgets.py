@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import Update, update
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -49,9 +49,13 @@ class BotBudgets:
 
     async def settle(self, bot_id: str, day: str, held: int, cost: int) -> None:
         """The call is over: give back what it reserved and count what it cost."""
-        await self._session.execute(
-            update(GatewayBotSpend)
-            .where(GatewayBotSpend.bot_id == bot_id, GatewayBotSpend.day == day)
-            .values(held=GatewayBotSpend.held - held, spent=GatewayBotSpend.spent + cost)
-            .execution_options(synchronize_session=False)
-        )
+        await self._session.execute(settling(bot_id, day, held, cost).execution_options(synchronize_session=False))
+
+
+def settling(bot_id: str, day: str, held: int, cost: int) -> Update:
+    """The statement that settles a call of a capped bot (also run on a Core connection)."""
+    return (
+        update(GatewayBotSpend)
+        .where(GatewayBotSpend.bot_id == bot_id, GatewayBotSpend.day == day)
+        .values(held=GatewayBotSpend.held - held, spent=GatewayBotSpend.spent + cost)
+    )

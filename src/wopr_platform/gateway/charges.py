@@ -21,14 +21,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
-from sqlalchemy import insert, update
+from sqlalchemy import Connection, insert, update
 
 from wopr_platform.billing.ledger import PLATFORM_REVENUE, Ledger, Posting
 from wopr_platform.db.models import GatewayCall
 from wopr_platform.db.unit import Database
-from wopr_platform.gateway.budgets import BotBudgets
+from wopr_platform.gateway.budgets import settling
 from wopr_platform.gateway.leases import RENEW_SECONDS, CreditLeases, Lease, Reservation
 
 log = logging.getLogger(__name__)
@@ -114,27 +115,7 @@ class CallRecorder:
 
     async def _write(self, batch: list[Ended]) -> set[str]:
         """One transaction for the batch; the ids of calls written before that had ended already."""
-        skipped: set[str] = set()
-        async with self._db.unit() as session:
-            fresh = [ended.row for ended in batch if not ended.written_before]
-            if fresh:
-                await session.execute(insert(GatewayCall), fresh)
-            for ended in batch:
-                if not ended.written_before:
-                    continue
-                row = ended.row
-                done = await session.execute(
-                    update(GatewayCall)
-                    .where(GatewayCall.id == row["id"], GatewayCall.status == "reserved")
-                    .values({name: row[name] for name in _ENDED_COLUMNS})
-                    .execution_options(synchronize_session=False)
-                )
-                if not getattr(done, "rowcount", 0):
-                    skipped.add(row["id"])
-                elif ended.bot_hold is not None:
-                    bot_id, day, held = ended.bot_hold
-                    await BotBudgets(session).settle(bot_id, day, held, ended.cost)
-        return skipped
+        return await self._db.core_unit(partial(_write_rows, batch))
 
     async def flush_writes(self) -> None:
         """Wait for the writes under way (at shutdown)."""
@@ -143,9 +124,11 @@ class CallRecorder:
             await asyncio.wait({writer}, timeout=30)
 
     async def post(self) -> int:
-        """Post the charges of the calls written so far; how many were posted (failures are kept for later)."""
+        """Post the charges of the calls written so far (not those written meanwhile: they wait for the next
+        round); how many were posted (failures are kept for later)."""
         posted = 0
-        while self._charges:
+        due = len(self._charges)
+        while posted < due and self._charges:
             batch, self._charges = self._charges[:POST_BATCH], self._charges[POST_BATCH:]
             try:
                 await self._post(batch)
@@ -234,3 +217,27 @@ class ChargesLoop:
             for waiting in waits:
                 waiting.cancel()
         many.clear()
+
+
+def _write_rows(batch: list[Ended], connection: Connection) -> set[str]:
+    """On a Core connection (a hot path: `Database.core_unit`): the rows of calls that ended, inserted, or for
+    calls written when they began, updated with their ends and their bots' holds settled."""
+    fresh = [ended.row for ended in batch if not ended.written_before]
+    if fresh:
+        connection.execute(insert(GatewayCall), fresh)
+    skipped: set[str] = set()
+    for ended in batch:
+        if not ended.written_before:
+            continue
+        row = ended.row
+        done = connection.execute(
+            update(GatewayCall)
+            .where(GatewayCall.id == row["id"], GatewayCall.status == "reserved")
+            .values({name: row[name] for name in _ENDED_COLUMNS})
+        )
+        if not done.rowcount:
+            skipped.add(row["id"])
+        elif ended.bot_hold is not None:
+            bot_id, day, held = ended.bot_hold
+            connection.execute(settling(bot_id, day, held, ended.cost))
+    return skipped
