@@ -59,7 +59,7 @@ from wopr_platform.fleet.observation.events import EventBus, Subscription
 from wopr_platform.gateway import keys
 from wopr_platform.gateway.breaker import Breakers
 from wopr_platform.gateway.budgets import BotBudgets
-from wopr_platform.gateway.charges import CallRecorder, Ended, charge_of
+from wopr_platform.gateway.charges import CallRecorder, Charge, Ended, charge_entries
 from wopr_platform.gateway.leases import CreditLeases, Reservation
 from wopr_platform.gateway.metering import Endpoint, Price, Usage
 from wopr_platform.providers.client import KINDS, Upstream
@@ -340,15 +340,7 @@ class GatewayCalls:
             else call.route.price.cost(usage, self._settings.gateway_margin_percent)
         )
         charge = (
-            charge_of(
-                call.id,
-                call.caller.tenant_id,
-                call.caller.bot_id,
-                call.route.model,
-                usage.input_tokens if usage else 0,
-                usage.output_tokens if usage else 0,
-                cost,
-            )
+            Charge(call.id, call.caller.tenant_id, call.caller.bot_id, cost)
             if cost and call.reservation is not None  # none with billing off: priced for the usage views only
             else None
         )
@@ -395,21 +387,16 @@ class GatewayCalls:
             ids = [lease_id for lease_id, _, _ in dead]
             owed = (
                 await session.execute(
-                    select(GatewayCall).where(GatewayCall.lease_id.in_(ids), GatewayCall.charged.is_(False))
+                    update(GatewayCall)
+                    .where(GatewayCall.lease_id.in_(ids), GatewayCall.charged.is_(False))
+                    .values(charged=True)
+                    .returning(GatewayCall.id, GatewayCall.tenant_id, GatewayCall.bot_id, GatewayCall.cost)
+                    .execution_options(synchronize_session=False)
                 )
-            ).scalars()
-            calls = list(owed)
+            ).all()
+            calls = [Charge(row.id, row.tenant_id, row.bot_id, int(row.cost)) for row in owed]
             ledger = Ledger(session)
-            await ledger.post_many(
-                [
-                    charge_of(c.id, c.tenant_id, c.bot_id, c.model, c.input_tokens, c.output_tokens, c.cost)
-                    for c in calls
-                    if c.cost
-                ],
-                self._now(),
-            )
-            for c in calls:
-                c.charged = True
+            await ledger.post_many(charge_entries(calls), self._now())
             for _, tenant_id, amount in dead:
                 if amount:
                     await ledger.release(tenant_id, amount)

@@ -4,9 +4,10 @@
   answer reaches the caller. Calls that end while a write is under way are written together by the next one
   (group commit): one transaction however many calls end at once.
 - `post`: the charges of written calls are posted every `GATEWAY_CHARGE_INTERVAL` seconds (sooner when many
-  wait), in one transaction: one ledger entry per call (reference `gateway:<call id>`: once, whatever retries),
-  each cost taken out of the lease that held it and out of the account's `held`, and the calls marked charged.
-  Until then the cost stays held, so the tenant cannot spend it twice.
+  wait), in one transaction: the calls not yet charged are marked charged (so a round retried after a commit it
+  could not confirm finds none left), one ledger entry per tenant and bot for them (`charge_entries`), and each
+  cost taken out of the lease that held it and out of the account's `held`. Until then the cost stays held, so
+  the tenant cannot spend it twice. Each call's own tokens and cost are in its row (the usage views).
 - `ChargesLoop` posts them, renews this replica's leases and gives back idle ones; at shutdown it posts what is
   left and gives the leases back. What a stopped replica left unposted, the leader's sweep posts
   (`GatewayCalls.sweep`).
@@ -18,7 +19,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -39,20 +41,39 @@ POST_BATCH = 500  # charges in one transaction at most
 _ENDED_COLUMNS = ("status", "input_tokens", "output_tokens", "cost", "finished_at", "lease_id", "charged")
 
 
-def charge_of(
-    call_id: str, tenant_id: str, bot_id: str | None, model: str, input_tokens: int, output_tokens: int, cost: int
-) -> Posting:
-    """The ledger movement that charges a call."""
-    return Posting(
-        reference=f"gateway:{call_id}",
-        kind="usage",
-        tenant_id=tenant_id,
-        amount=-cost,
-        counter=PLATFORM_REVENUE,
-        actor="gateway",
-        memo=f"{model}: {input_tokens} in, {output_tokens} out",
-        subject=bot_id,
-    )
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """What one ended call costs its tenant."""
+
+    call_id: str
+    tenant_id: str
+    bot_id: str | None
+    cost: int
+
+
+def charge_entries(charges: Iterable[Charge]) -> list[Posting]:
+    """The ledger movements that charge these calls: one per tenant and bot (its reference derived from the
+    calls: the first of their ids and how many they are)."""
+    groups: dict[tuple[str, str | None], list[Charge]] = defaultdict(list)
+    for charge in charges:
+        if charge.cost > 0:
+            groups[(charge.tenant_id, charge.bot_id)].append(charge)
+    postings = []
+    for (tenant_id, bot_id), group in groups.items():
+        first = min(charge.call_id for charge in group)
+        postings.append(
+            Posting(
+                reference=f"gateway:{first}:{len(group)}",
+                kind="usage",
+                tenant_id=tenant_id,
+                amount=-sum(charge.cost for charge in group),
+                counter=PLATFORM_REVENUE,
+                actor="gateway",
+                memo=f"AI gateway: {len(group)} call{'s' if len(group) != 1 else ''}",
+                subject=bot_id,
+            )
+        )
+    return postings
 
 
 @dataclass(slots=True)
@@ -63,11 +84,11 @@ class Ended:
     written_before: bool  # a capped bot's call: its row was written when it began, and is updated
     bot_hold: tuple[str, str, int] | None  # (bot, day, what it held of the bot's cap) to settle
     reservation: Reservation | None
-    charge: Posting | None  # None: nothing to charge
+    charge: Charge | None  # None: nothing to charge
 
     @property
     def cost(self) -> int:
-        return -self.charge.amount if self.charge is not None else 0
+        return self.charge.cost if self.charge is not None else 0
 
 
 class CallRecorder:
@@ -140,24 +161,36 @@ class CallRecorder:
         return posted
 
     async def _post(self, batch: list[Ended]) -> None:
-        by_lease: dict[str, tuple[Lease, int]] = {}
-        for ended in batch:
-            if ended.reservation is not None:
-                lease = ended.reservation.lease
-                by_lease[lease.id] = (lease, by_lease.get(lease.id, (lease, 0))[1] + ended.cost)
-        parts: dict[str, int] = {}
+        leases = sorted({ended.reservation.lease.id for ended in batch if ended.reservation is not None})
         async with self._db.unit() as session:
+            if self._leases is not None:  # rows locked in one order: leases, calls, accounts (as the sweep does)
+                await self._leases.touch(session, leases)
+            fresh = set(
+                (
+                    await session.execute(
+                        update(GatewayCall)
+                        .where(GatewayCall.id.in_([ended.row["id"] for ended in batch]), GatewayCall.charged.is_(False))
+                        .values(charged=True)
+                        .returning(GatewayCall.id)
+                        .execution_options(synchronize_session=False)
+                    )
+                ).scalars()
+            )
+            by_lease: dict[str, tuple[Lease, int]] = {}
+            for ended in batch:
+                if ended.reservation is not None and ended.row["id"] in fresh:
+                    lease = ended.reservation.lease
+                    by_lease[lease.id] = (lease, by_lease.get(lease.id, (lease, 0))[1] + ended.cost)
+            parts: dict[str, int] = {}
             if self._leases is not None:
-                for lease_id in sorted(by_lease):  # lease rows first, in one order, then the accounts
+                for lease_id in sorted(by_lease):
                     lease, cost = by_lease[lease_id]
                     parts[lease_id] = await self._leases.take_out(session, lease, cost)
-            await Ledger(session).post_many([ended.charge for ended in batch if ended.charge is not None], self._now())
-            await session.execute(
-                update(GatewayCall)
-                .where(GatewayCall.id.in_([ended.row["id"] for ended in batch]))
-                .values(charged=True)
-                .execution_options(synchronize_session=False)
-            )
+            charges = [ended.charge for ended in batch if ended.charge is not None and ended.row["id"] in fresh]
+            await Ledger(session).post_many(charge_entries(charges), self._now())
+        for ended in batch:  # what the lease still owes for these calls: nothing (posted now, or by the sweep)
+            if ended.reservation is not None and ended.row["id"] not in fresh:
+                CreditLeases.taken_out(ended.reservation.lease, ended.cost, 0)
         for lease_id, (lease, cost) in by_lease.items():
             CreditLeases.taken_out(lease, cost, parts.get(lease_id, 0))
 

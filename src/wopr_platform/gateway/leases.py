@@ -197,6 +197,16 @@ class CreditLeases:
         await Ledger(session).release(lease.tenant_id, part)
         return part
 
+    async def touch(self, session: AsyncSession, lease_ids: Sequence[str]) -> None:
+        """In the charges' transaction, first: lock these leases (and renew them)."""
+        if lease_ids:
+            await session.execute(
+                update(GatewayLease)
+                .where(GatewayLease.id.in_(lease_ids))
+                .values(renewed_at=self._now())
+                .execution_options(synchronize_session=False)
+            )
+
     @staticmethod
     def taken_out(lease: Lease, cost: int, part: int) -> None:
         """After that transaction committed."""
