@@ -426,6 +426,7 @@ class Profile:
             self._time(owner, name, phase)
         self._time_context(Database, "read", "sessions")
         self._time_context(Database, "unit", "sessions")
+        self._count(Database, "core_unit", "core units")
         from sqlalchemy import event
         from sqlalchemy.engine import Engine
 
@@ -478,6 +479,19 @@ class Profile:
         setattr(owner, name, timed)
 
     @staticmethod
+    def _count(owner: Any, name: str, phase: str) -> None:
+        """A coroutine function: counted."""
+        original = getattr(owner, name)
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            trace = _TRACE.get()
+            if trace is not None:
+                trace.append((phase, 0.0))
+            return await original(*args, **kwargs)
+
+        setattr(owner, name, counted)
+
+    @staticmethod
     def _time_context(owner: Any, name: str, phase: str) -> None:
         """An async context manager: counted."""
         original = getattr(owner, name)
@@ -506,14 +520,14 @@ class Profile:
         for total, trace in self.calls:
             phases.setdefault("whole call in the gateway app", []).append(total)
             for phase, seconds in trace:
-                if phase == "sessions" or phase.startswith("sql: "):
+                if phase in ("sessions", "core units") or phase.startswith("sql: "):
                     counts[phase] += 1
                 else:
                     phases.setdefault(phase, []).append(seconds)
             accounted = sum(seconds for _, seconds in trace)
             phases.setdefault("rest (parse, estimate, answer to the caller)", []).append(total - accounted)
         calls = max(1, len(self.calls))
-        sql = sum(count for kind, count in counts.items() if kind != "sessions")
+        sql = sum(count for kind, count in counts.items() if kind.startswith("sql: "))
         rows = []
         for phase, values in phases.items():
             ms = harness.summary_ms(values)
@@ -527,7 +541,7 @@ class Profile:
             ms = harness.summary_ms(values)
             statement_rows.append((f"`{kind}`", *(_ms(ms[q]) for q in ("p50", "p90", "p99", "max")), int(ms["n"])))
         kinds = ", ".join(
-            f"{count / calls:g} `{kind[5:]}`" for kind, count in counts.most_common() if kind != "sessions"
+            f"{count / calls:g} `{kind[5:]}`" for kind, count in counts.most_common() if kind.startswith("sql: ")
         )
         return [
             "Profile: phases of the non-streamed calls through the gateway (all of them, warm-up included), wall "
@@ -535,8 +549,10 @@ class Profile:
             "",
             harness.table(("phase", "p50", "p90", "p99", "max", "n"), rows),
             "",
-            f"Database work per non-streamed call: {counts['sessions'] / calls:g} sessions, {sql / calls:g} SQL "
-            f"statements ({kinds}).",
+            f"Database work per non-streamed call: {counts['sessions'] / calls:g} sessions with {sql / calls:g} SQL "
+            f"statements on the event loop ({kinds or 'none'}), and {counts['core units'] / calls:g} units run whole "
+            "on the database's own thread (`Database.core_unit`: the call's row, with those of the calls ending "
+            "alongside).",
             "",
             "Wall time of each SQL statement of the whole platform (all calls and streams, from the statement's "
             "execute to its result through aiosqlite's thread: lock waits included), ms:",
