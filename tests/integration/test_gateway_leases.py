@@ -85,9 +85,11 @@ async def _replica(database: Database, clocks: Clocks, settings: Settings) -> Re
 async def database(database_url: str) -> AsyncIterator[Database]:
     engine = create_engine(database_url)
     await upgrade(engine)
+    database = Database(create_sessionmaker(engine))
     try:
-        yield Database(create_sessionmaker(engine))
+        yield database
     finally:
+        database.close()
         await engine.dispose()
 
 
