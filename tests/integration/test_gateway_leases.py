@@ -185,6 +185,22 @@ async def test_leases_hold_within_the_balance_and_go_back_when_idle(database: Da
     await _consistent(database)
 
 
+async def test_a_capped_bots_call_is_written_when_it_begins_and_finished_once_even_when_free(
+    database: Database,
+) -> None:
+    replica = await _replica(database, Clocks(), Settings())
+    await _grant(database, 1_000)
+    free = Route("free", ROUTE.upstream, "free", Price(0, 0), False)
+    bot = str(uuid.uuid4())
+    call = await replica.calls.begin(Caller(TENANT, bot, bot, 100), free, "chat", 0)
+    assert await _count(database, select(func.count()).where(GatewayCall.status == "reserved")) == 1
+    assert await replica.calls.finish(call, Usage(10, 10)) == 0
+    assert await replica.calls.finish(call, Usage(10, 10)) == 0  # a second finish changes nothing
+    async with database.read() as session:
+        rows = (await session.execute(select(GatewayCall.status, GatewayCall.charged))).all()
+    assert [tuple(row) for row in rows] == [("done", True)]
+
+
 # --- several replicas (PostgreSQL) ------------------------------------------------------------------------------
 
 

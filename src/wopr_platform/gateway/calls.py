@@ -107,6 +107,7 @@ class Call:
     bot_held: int  # against the bot's daily cap (its row was written when it began)
     day: str
     created_at: datetime
+    written: bool = False  # its row was written when it began (a capped bot's call)
     finished: bool = False
 
 
@@ -302,6 +303,7 @@ class GatewayCalls:
                     details={"cap": caller.bot_cap, "required": estimate},
                 )
             session.add(GatewayCall(**self._row(call, "reserved", None, 0, charged=True)))
+        call.written = True
 
     def _row(self, call: Call, status: str, usage: Usage | None, cost: int, *, charged: bool) -> dict[str, Any]:
         """Every column of the call's row (`charged` False: its cost is held in its lease until posted)."""
@@ -345,8 +347,8 @@ class GatewayCalls:
             else None
         )
         row = self._row(call, "failed" if usage is None else "done", usage, cost, charged=charge is None)
-        bot_hold = (call.caller.bot_id, call.day, call.bot_held) if call.bot_held and call.caller.bot_id else None
-        await self._recorder.write(Ended(row, bool(call.bot_held), bot_hold, call.reservation, charge))
+        bot_hold = (call.caller.bot_id, call.day, call.bot_held) if call.written and call.caller.bot_id else None
+        await self._recorder.write(Ended(row, call.written, bot_hold, call.reservation, charge))
         return cost
 
     async def sweep(self) -> int:
