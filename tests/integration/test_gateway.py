@@ -95,13 +95,9 @@ class Gateway:
 
 async def start_gateway(make_platform: PlatformFactory, fake: FakeProvider, **overrides: Any) -> Gateway:
     port = free_port()
+    settings: dict[str, Any] = {"GATEWAY_CHARGE_INTERVAL": CHARGE_INTERVAL, **overrides}
     platform = await make_platform(
-        GATEWAY_ENABLED=True,
-        GATEWAY_PORT=port,
-        GATEWAY_CHARGE_INTERVAL=CHARGE_INTERVAL,
-        BILLING_ENABLED=True,
-        BILLING_MIN_BALANCE=0,
-        **overrides,
+        GATEWAY_ENABLED=True, GATEWAY_PORT=port, BILLING_ENABLED=True, BILLING_MIN_BALANCE=0, **settings
     )
     fake.expected_key = None
     client = platform.client

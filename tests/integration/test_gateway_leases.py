@@ -17,7 +17,15 @@ from sqlalchemy import func, select
 
 from tests.conftest import PlatformFactory
 from tests.fixtures.fake_provider import FakeProvider
-from tests.integration.test_gateway import STREAMED, STREAMED_ESTIMATE, Gateway, cost, start_gateway
+from tests.integration.test_gateway import (
+    DOLLAR,
+    PROMPT,
+    STREAMED,
+    STREAMED_ESTIMATE,
+    Gateway,
+    cost,
+    start_gateway,
+)
 from tests.ports import free_port
 from wopr_platform.billing.caps import SpendingCaps
 from wopr_platform.billing.ledger import PLATFORM_GRANTS, Ledger, Posting, credits
@@ -199,6 +207,33 @@ async def test_a_capped_bots_call_is_written_when_it_begins_and_finished_once_ev
     async with database.read() as session:
         rows = (await session.execute(select(GatewayCall.status, GatewayCall.charged))).all()
     assert [tuple(row) for row in rows] == [("done", True)]
+
+
+async def test_a_platform_that_stops_posts_what_it_owes_and_gives_its_leases_back(
+    make_platform: PlatformFactory, fake_provider: FakeProvider
+) -> None:
+    gateway = await start_gateway(make_platform, fake_provider, GATEWAY_CHARGE_INTERVAL=60)  # only the stop posts
+    await gateway.grant(DOLLAR)
+    before = await gateway.balance()
+    answer = await gateway.openai().chat.completions.create(model="gpt-4o-mini", messages=PROMPT)  # type: ignore[arg-type]
+    assert answer.usage is not None and answer.usage.completion_tokens == 5
+    assert await gateway.balance() == before  # written, held, not posted yet
+    await gateway.platform.stop()
+    engine = create_engine(gateway.platform.settings.database_url)
+    database = Database(create_sessionmaker(engine))
+    try:
+        async with database.read() as session:
+            account = (
+                await session.execute(
+                    select(LedgerAccount.balance, LedgerAccount.held).where(LedgerAccount.id == credits("default"))
+                )
+            ).one()
+        assert (account.balance, account.held) == (before - cost(4, 5), 0)
+        assert await _count(database, select(func.count()).select_from(GatewayLease)) == 0
+        assert await _count(database, select(func.count()).where(GatewayCall.charged.is_(False))) == 0
+        await _consistent(database)
+    finally:
+        await engine.dispose()
 
 
 # --- several replicas (PostgreSQL) ------------------------------------------------------------------------------
