@@ -250,3 +250,10 @@ class ProviderError(UpstreamFailed):
     """An AI provider failed a call (no answer, or an error of its own); nothing was charged."""
 
     code = "provider_error"
+
+
+class ArchiveRefused(ValidationFailed):
+    """A backup archive that is not restored: not one this platform sealed, altered, cut short, or holding an entry
+    that could reach out of its volume (`details.reason`, and `details.entry` where one entry is the cause)."""
+
+    code = "archive_refused"

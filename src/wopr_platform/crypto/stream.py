@@ -107,18 +107,14 @@ class StreamSealer:
 
 
 async def seal(keys: StreamKeys, chunks: AsyncIterable[bytes], trailer: Callable[[], bytes]) -> AsyncIterator[bytes]:
-    """`chunks` sealed as they come (in frames of at most FRAME_BYTES), ending with the frame of `trailer()`, asked
-    for once every chunk has passed."""
+    """`chunks` sealed as they come, each in frames of its own (split at FRAME_BYTES, never merged with the next,
+    so a reader gets back the chunks' boundaries), ending with the frame of `trailer()`, asked for once every chunk
+    has passed."""
     sealer = keys.sealer()
     yield sealer.header
-    pending = bytearray()
     async for chunk in chunks:
-        pending += chunk
-        while len(pending) >= FRAME_BYTES:
-            yield sealer.frame(bytes(pending[:FRAME_BYTES]))
-            del pending[:FRAME_BYTES]
-    if pending:
-        yield sealer.frame(bytes(pending))
+        for at in range(0, len(chunk), FRAME_BYTES):
+            yield sealer.frame(chunk[at : at + FRAME_BYTES])
     yield sealer.last(trailer())
 
 

@@ -1,0 +1,1 @@
+"""Backups of bots' data volumes: sealed archives, where they are kept, and restoring them."""
