@@ -16,8 +16,8 @@ import ipaddress
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
@@ -44,6 +44,9 @@ from wopr_platform.docker.types import ContainerInfo, ContainerSpec, ContainerSt
 log = logging.getLogger(__name__)
 
 API_VERSION = "v1.41"
+VOLUME_ROOT = "wopr-volume"  # where a volume helper mounts the volume, and the top directory of its tar stream
+LABEL_VOLUME_HELPER = "wopr.volume-helper"
+STREAM_CHUNK = 256 * 1024
 WATCHED_EVENTS = ("create", "start", "restart", "die", "stop", "kill", "oom", "destroy", "pause", "unpause", "update")
 BRIDGE_NAME_OPTION = "com.docker.network.bridge.name"
 _UNREACHABLE = 900  # aiodocker's status for "cannot connect"
@@ -126,6 +129,7 @@ class DockerEngine:
 
     def __init__(self, url: str, *, timeout: float, platform_id: str, subnets: SubnetPool) -> None:
         self._url = url
+        self._platform_id = platform_id
         self._subnets = subnets  # tenant networks' subnets are cut from these, never from the engine's pools
         self._scope = [f"{LABEL_MANAGED}=true", f"{LABEL_PLATFORM}={platform_id}"]
         self._timeout = aiohttp.ClientTimeout(total=timeout)
@@ -241,6 +245,79 @@ class DockerEngine:
         except EngineNotFound:
             return False
         return True
+
+    # a volume's files ---------------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _volume_helper(self, volume: str, image: str, *, read_only: bool) -> AsyncIterator[str]:
+        """A container that is created and never started, with `volume` mounted at /VOLUME_ROOT and no network or
+        capability of its own: the engine reads and writes the volume's files through it (its root is read-only
+        for reading; the engine writes an archive only into a container whose root is writable, which is harmless
+        in one that never runs and is removed after). One a crash left behind carries LABEL_VOLUME_HELPER."""
+        config = {
+            "Image": image,
+            "Entrypoint": ["/nonexistent"],
+            "Cmd": [],
+            "NetworkDisabled": True,
+            "Labels": {LABEL_PLATFORM: self._platform_id, LABEL_VOLUME_HELPER: volume},
+            "HostConfig": {
+                "NetworkMode": "none",
+                "Mounts": [{"Type": "volume", "Source": volume, "Target": "/" + VOLUME_ROOT, "ReadOnly": read_only}],
+                "CapDrop": ["ALL"],
+                "SecurityOpt": ["no-new-privileges:true"],
+                "ReadonlyRootfs": read_only,
+            },
+        }
+        with _translate("create volume helper"):
+            created = await self.client._query_json("containers/create", method="POST", data=config)
+        try:
+            yield str(created["Id"])
+        finally:
+            await self.remove(str(created["Id"]))
+
+    async def volume_files(self, volume: str, image: str) -> AsyncIterator[bytes]:
+        """The files of `volume` as a tar stream, as the engine sends it (entries under `VOLUME_ROOT/`), read
+        through a helper container created from `image` (one the engine has: the bot's own)."""
+        async with self._volume_helper(volume, image, read_only=True) as helper:
+            with _translate("read volume"):
+                async with self.client._query(
+                    f"containers/{helper}/archive",
+                    params={"path": "/" + VOLUME_ROOT},
+                    timeout=aiohttp.ClientTimeout(total=None, sock_read=self._request_seconds),
+                ) as response:
+                    async for chunk in response.content.iter_chunked(STREAM_CHUNK):
+                        yield chunk
+
+    async def write_volume_files(self, volume: str, image: str, tar: AsyncIterable[bytes]) -> None:
+        """Write a tar stream (entries under `VOLUME_ROOT/`) into `volume`, as it comes, through a helper
+        container created from `image`. When the stream itself fails (a refused archive), that error is raised,
+        not the broken upload it caused; what reached the volume by then stays there (write into a fresh one)."""
+        failed: list[Exception] = []
+
+        async def body() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in tar:
+                    yield chunk
+            except Exception as err:
+                failed.append(err)
+                raise
+
+        async with self._volume_helper(volume, image, read_only=False) as helper:
+            try:
+                with _translate("write volume"):
+                    async with self.client._query(
+                        f"containers/{helper}/archive",
+                        method="PUT",
+                        params={"path": "/", "noOverwriteDirNonDir": "true"},
+                        data=body(),
+                        headers={"Content-Type": "application/x-tar"},
+                        timeout=aiohttp.ClientTimeout(total=None, sock_read=self._request_seconds),
+                    ) as response:
+                        await response.read()
+            except Exception:
+                if failed:
+                    raise failed[0] from None
+                raise
 
     # networks -----------------------------------------------------------------------------------------
 
