@@ -245,6 +245,7 @@ class FleetService:
                 op_id = await self._store_new(bot, origin)
             self._crash.reached("create.after_intent")
             self._health.configure(bot_id, bot.health_check)
+            self._health.hold_news(bot_id)  # its first "healthy" comes after its "created"
             try:
                 container_id = await self._containers.build(
                     bot,
@@ -261,9 +262,9 @@ class FleetService:
                     await self._journal.finish(session, op_id)
                 self._health.forget(bot_id)
                 raise
-            # announced before the next await: the health monitor's first "healthy" must not precede it
             # (an interrupted create is undone by recovery, which then announces "removed")
             self._events.publish("created", bot_id, tenant_id, name=bot.name)
+            self._health.release_news(bot_id)
             async with self._db.step() as session:
                 stored = await BotRepository(session).get(tenant_id, bot_id)
                 assert stored is not None

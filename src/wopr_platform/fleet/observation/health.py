@@ -68,6 +68,7 @@ class HealthMonitor:
         self._defaults = defaults
         self._configs: dict[str, ProbeConfig] = {}
         self._states: dict[str, _ProbeState] = {}
+        self._held: dict[str, list[tuple[str, str | None, dict[str, str]]]] = {}  # bot → its news, held back
         self._wake = asyncio.Event()
 
     def configure(self, bot_id: str, check: dict[str, object] | None) -> None:
@@ -90,8 +91,26 @@ class HealthMonitor:
         )
 
     def forget(self, bot_id: str) -> None:
-        """The bot is gone: drop its settings."""
+        """The bot is gone: drop its settings (and any news of it held back)."""
         self._configs.pop(bot_id, None)
+        self._held.pop(bot_id, None)
+
+    def hold_news(self, bot_id: str) -> None:
+        """Announce nothing of the bot until `release_news` (its creation is announced first, whatever the
+        first probe's timing)."""
+        self._held.setdefault(bot_id, [])
+
+    def release_news(self, bot_id: str) -> None:
+        """Announce what was held back of the bot, in order."""
+        for kind, tenant_id, detail in self._held.pop(bot_id, []):
+            self._announce(kind, bot_id, tenant_id, detail)
+
+    def _announce(self, kind: str, bot_id: str, tenant_id: str | None, detail: dict[str, str]) -> None:
+        held = self._held.get(bot_id)
+        if held is not None:
+            held.append((kind, tenant_id, detail))
+        elif self._events is not None:
+            self._events.publish(kind, bot_id, tenant_id, **detail)
 
     def config(self, bot_id: str | None) -> ProbeConfig:
         return self._configs.get(bot_id or "", self._defaults)
@@ -145,8 +164,8 @@ class HealthMonitor:
         if result.ok:
             if state.status != "healthy":
                 log.info("bot healthy", extra={"bot_id": info.bot_id, "container_id": info.id[:12]})
-                if self._events is not None and info.bot_id:
-                    self._events.publish("healthy", info.bot_id, info.tenant_id, containerId=info.id)
+                if info.bot_id:
+                    self._announce("healthy", info.bot_id, info.tenant_id, {"containerId": info.id})
             state.status, state.failures = "healthy", 0
             state.next_due = now + config.interval
             return
@@ -160,6 +179,6 @@ class HealthMonitor:
                 "bot unhealthy",
                 extra={"bot_id": info.bot_id, "container_id": info.id[:12], "reason": result.detail},
             )
-            if self._events is not None and info.bot_id:
-                self._events.publish("unhealthy", info.bot_id, info.tenant_id, reason=result.detail)
+            if info.bot_id:
+                self._announce("unhealthy", info.bot_id, info.tenant_id, {"reason": result.detail})
         state.next_due = now + (config.interval if state.status == "unhealthy" else config.interval / 2)
