@@ -1,0 +1,105 @@
+"""Objects kept as files under one directory, written whole or not at all.
+
+An object's key is `<folder>/<name>` (letters, digits, `.`, `_` and `-`, no leading dot): a key can never name a
+path outside the directory. `put` streams into a temporary file of the directory, flushes it to disk and renames
+it over the key only when the stream ended without an error, so a reader sees an object whole or not at all, and
+a crash leaves at most a temporary file (`sweep` removes them). File work runs on a thread, one chunk at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator
+from io import BufferedWriter
+from pathlib import Path
+
+from wopr_platform.core.errors import NotFound, ValidationFailed
+
+_PART = r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}"
+KEY = re.compile(rf"^{_PART}/{_PART}\Z")
+_TEMPORARY = ".part-"
+READ_CHUNK = 1024 * 1024
+
+
+def _checked(key: str) -> str:
+    if not KEY.match(key):
+        raise ValidationFailed("not a valid object key", details={"key": key[:200]})
+    return key
+
+
+class LocalStore:
+    def __init__(self, root: Path) -> None:
+        self._root = root
+
+    def _path(self, key: str) -> Path:
+        return self._root / _checked(key)
+
+    async def put(self, key: str, chunks: AsyncIterable[bytes]) -> int:
+        """Store what `chunks` bring under `key` (replacing what was there), once they all came; the size."""
+        path = self._path(key)
+        await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+        temporary = path.parent / f"{_TEMPORARY}{uuid.uuid4().hex}"
+        file = await asyncio.to_thread(temporary.open, "xb")
+        size = 0
+        try:
+            async for chunk in chunks:
+                await asyncio.to_thread(file.write, chunk)
+                size += len(chunk)
+            await asyncio.to_thread(_flush, file)
+            file.close()
+            await asyncio.to_thread(os.replace, temporary, path)
+        except BaseException:
+            file.close()
+            await asyncio.to_thread(temporary.unlink, missing_ok=True)
+            raise
+        return size
+
+    async def get(self, key: str) -> AsyncIterator[bytes]:
+        """The object's bytes, a chunk at a time (NotFound when there is none)."""
+        path = self._path(key)
+        try:
+            file = await asyncio.to_thread(path.open, "rb")
+        except FileNotFoundError:
+            raise NotFound("no such object", details={"key": key}) from None
+        try:
+            while chunk := await asyncio.to_thread(file.read, READ_CHUNK):
+                yield chunk
+        finally:
+            file.close()
+
+    async def size(self, key: str) -> int | None:
+        """The object's size; None when there is none."""
+        try:
+            return (await asyncio.to_thread(self._path(key).stat)).st_size
+        except FileNotFoundError:
+            return None
+
+    async def delete(self, key: str) -> bool:
+        """Remove the object; whether there was one."""
+        try:
+            await asyncio.to_thread(self._path(key).unlink)
+        except FileNotFoundError:
+            return False
+        return True
+
+    async def sweep(self) -> int:
+        """Remove the temporary files writes that never ended left behind (at start, before any write)."""
+
+        def remove() -> int:
+            removed = 0
+            for leftover in self._root.glob(f"*/{_TEMPORARY}*"):
+                leftover.unlink(missing_ok=True)
+                removed += 1
+            return removed
+
+        if not self._root.exists():
+            return 0
+        return await asyncio.to_thread(remove)
+
+
+def _flush(file: BufferedWriter) -> None:
+    file.flush()
+    os.fsync(file.fileno())
