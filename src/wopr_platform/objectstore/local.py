@@ -1,33 +1,24 @@
 """Objects kept as files under one directory, written whole or not at all.
 
-An object's key is `<folder>/<name>` (letters, digits, `.`, `_` and `-`, no leading dot): a key can never name a
-path outside the directory. `put` streams into a temporary file of the directory, flushes it to disk and renames
-it over the key only when the stream ended without an error, so a reader sees an object whole or not at all, and
-a crash leaves at most a temporary file (`sweep` removes them). File work runs on a thread, one chunk at a time.
+Keys are checked (`keys.checked`), so a key never names a path outside the directory. `put` streams into a
+temporary file of the directory, flushes it to disk and renames it over the key only when the stream ended without
+an error, so a reader sees an object whole or not at all, and a crash leaves at most a temporary file (`sweep`
+removes them). File work runs on a thread, one chunk at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import re
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator
 from io import BufferedWriter
 from pathlib import Path
 
-from wopr_platform.core.errors import NotFound, ValidationFailed
+from wopr_platform.core.errors import NotFound
+from wopr_platform.objectstore.keys import READ_CHUNK, checked
 
-_PART = r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}"
-KEY = re.compile(rf"^{_PART}/{_PART}\Z")
 _TEMPORARY = ".part-"
-READ_CHUNK = 1024 * 1024
-
-
-def _checked(key: str) -> str:
-    if not KEY.match(key):
-        raise ValidationFailed("not a valid object key", details={"key": key[:200]})
-    return key
 
 
 class LocalStore:
@@ -35,7 +26,7 @@ class LocalStore:
         self._root = root
 
     def _path(self, key: str) -> Path:
-        return self._root / _checked(key)
+        return self._root / checked(key)
 
     async def put(self, key: str, chunks: AsyncIterable[bytes]) -> int:
         """Store what `chunks` bring under `key` (replacing what was there), once they all came; the size."""
