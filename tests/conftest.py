@@ -30,6 +30,9 @@ from wopr_platform.updates.clock import Clock
 
 ROOT = Path(__file__).resolve().parent.parent
 STUB_IMAGE = "localhost/wopr-stub:latest"
+# several replicas share one database only on PostgreSQL: such tests run in the PostgreSQL phase of scripts/test
+ON_POSTGRES = os.environ.get("WOPR_TEST_DATABASE", "sqlite") == "postgres"
+several_replicas = pytest.mark.skipif(not ON_POSTGRES, reason="several replicas share a database only on PostgreSQL")
 BROKEN_IMAGE = "localhost/wopr-stub:broken"
 # random for each run, yet the same in every parallel worker of a run: the workers must collect the same test ids,
 # and some ids show values made from it

@@ -4,7 +4,6 @@ password change, members and roles, API keys (scopes, expiry, address allowlist,
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,7 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import text, update
 
-from tests.conftest import STUB_IMAGE, Platform, PlatformFactory
+from tests.conftest import STUB_IMAGE, Platform, PlatformFactory, several_replicas
 from tests.integration.accounts_support import (
     PASSWORD,
     email,
@@ -26,7 +25,6 @@ from tests.integration.accounts_support import (
 from wopr_platform.db import models
 
 pytestmark = pytest.mark.slow
-ON_POSTGRES = os.environ.get("WOPR_TEST_DATABASE", "sqlite") == "postgres"
 
 
 @pytest.fixture
@@ -292,7 +290,7 @@ async def test_a_key_is_shown_once_stored_as_a_hash_and_acts_within_its_scopes(a
     await owner.close()
 
 
-@pytest.mark.skipif(not ON_POSTGRES, reason="several replicas share a database only on PostgreSQL")
+@several_replicas
 async def test_a_revoked_key_is_refused_at_once_on_every_replica(make_platform: PlatformFactory) -> None:
     first = await make_platform(FLEET_RATE_LIMIT=0)
     second = await make_platform(
@@ -311,7 +309,7 @@ async def test_a_revoked_key_is_refused_at_once_on_every_replica(make_platform: 
     await owner.close()
 
 
-@pytest.mark.skipif(not ON_POSTGRES, reason="several replicas share a database only on PostgreSQL")
+@several_replicas
 async def test_a_replica_that_cannot_hear_the_others_does_not_trust_its_cache(make_platform: PlatformFactory) -> None:
     """With the listening connections cut, a revocation made on one replica still holds at once on the other."""
     first = await make_platform(FLEET_RATE_LIMIT=0)

@@ -116,17 +116,22 @@ async def start_gateway(make_platform: PlatformFactory, fake: FakeProvider, **ov
     made = await client.post("/gateway/keys", json={"name": "tests"})
     assert made.status_code == 201, made.text
     url = f"http://127.0.0.1:{port}"
+    await listening(url)
+    return Gateway(platform, fake, url, made.json()["key"])
+
+
+async def listening(url: str) -> None:
+    """Return once the gateway at `url` answers."""
     deadline = time.monotonic() + 20
     async with httpx.AsyncClient(trust_env=False) as probe:
         while True:
             try:
                 await probe.get(url + "/v1/models")
-                break
+                return
             except httpx.TransportError:
                 if time.monotonic() > deadline:
                     raise AssertionError("the gateway never listened") from None
                 await asyncio.sleep(0.05)
-    return Gateway(platform, fake, url, made.json()["key"])
 
 
 @pytest.fixture

@@ -5,17 +5,15 @@ one balance and hear each other's revocations at once."""
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import pytest
 from sqlalchemy import func, select
 
-from tests.conftest import PlatformFactory
+from tests.conftest import PlatformFactory, several_replicas
 from tests.fixtures.fake_provider import FakeProvider
 from tests.integration.test_gateway import (
     DOLLAR,
@@ -24,6 +22,7 @@ from tests.integration.test_gateway import (
     STREAMED_ESTIMATE,
     Gateway,
     cost,
+    listening,
     start_gateway,
 )
 from tests.ports import free_port
@@ -45,7 +44,6 @@ from wopr_platform.providers.client import Upstream
 
 pytestmark = pytest.mark.slow
 
-ON_POSTGRES = os.environ.get("WOPR_TEST_DATABASE", "sqlite") == "postgres"
 
 TENANT = "t-lease"
 ROUTE = Route("m", Upstream("p", "openai", "http://127.0.0.1:9/v1", "k"), "m", Price(1_000_000, 2_000_000), False)
@@ -239,7 +237,7 @@ async def test_a_platform_that_stops_posts_what_it_owes_and_gives_its_leases_bac
 # --- several replicas (PostgreSQL) ------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not ON_POSTGRES, reason="several replicas share a database only on PostgreSQL")
+@several_replicas
 async def test_replicas_share_one_balance_and_hear_each_others_revocations(
     make_platform: PlatformFactory, fake_provider: FakeProvider
 ) -> None:
@@ -255,7 +253,7 @@ async def test_replicas_share_one_balance_and_hear_each_others_revocations(
         WOPR_PLATFORM_ID=first.platform.settings.platform_id,
     )
     other = Gateway(second, fake_provider, f"http://127.0.0.1:{port}", first.key)
-    await _listening(other.url)
+    await listening(other.url)
     fake_provider.chunk_delay = 0.2
     await first.grant(3 * STREAMED_ESTIMATE + STREAMED_ESTIMATE // 2)
     before = await first.balance()
@@ -279,14 +277,3 @@ async def test_replicas_share_one_balance_and_hear_each_others_revocations(
     assert (await first.platform.client.delete(f"/gateway/keys/{keys[0]['id']}")).status_code == 204
     assert await call(other) == 401
     await first.ledger_is_consistent()
-
-
-async def _listening(url: str) -> None:
-    async with httpx.AsyncClient(trust_env=False) as probe:
-        for _ in range(400):
-            try:
-                await probe.get(url + "/v1/models")
-                return
-            except httpx.TransportError:
-                await asyncio.sleep(0.05)
-    raise AssertionError("the gateway never listened")

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
 
 import aiodocker
-import pytest
 
-from tests.conftest import Platform, PlatformFactory
-
-ON_POSTGRES = os.environ.get("WOPR_TEST_DATABASE", "sqlite") == "postgres"
+from tests.conftest import Platform, PlatformFactory, several_replicas
 
 
 async def leaders(platforms: list[Platform]) -> list[Platform]:
@@ -54,7 +50,7 @@ async def test_a_single_replica_leads(platform: Platform) -> None:
     assert ready["leader"] is True
 
 
-@pytest.mark.skipif(not ON_POSTGRES, reason="several replicas share a database only on PostgreSQL")
+@several_replicas
 async def test_one_of_two_replicas_leads_and_the_other_takes_over(
     make_platform: PlatformFactory, docker: aiodocker.Docker
 ) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections import defaultdict
 from pathlib import Path
@@ -14,16 +13,13 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from tests.conftest import BROKEN_IMAGE, STUB_IMAGE, TOKEN, Platform, PlatformFactory
+from tests.conftest import BROKEN_IMAGE, STUB_IMAGE, TOKEN, Platform, PlatformFactory, several_replicas
 from tests.integration.process import process_platforms
 from tests.integration.test_templates import _secrets
 from wopr_platform.core.settings import Settings
 from wopr_platform.db.engine import create_engine
 from wopr_platform.db.models import Bot, Operation, TenantQuota
 from wopr_platform.fleet import resources
-
-ON_POSTGRES = os.environ.get("WOPR_TEST_DATABASE", "sqlite") == "postgres"
-
 
 # --- helpers --------------------------------------------------------------------------------------------
 
@@ -230,7 +226,7 @@ async def test_concurrent_patches_that_each_fit_alone_but_not_together(
         bots = [await platform.wait_for(bot["id"], state="running") for bot in bots]
 
 
-@pytest.mark.skipif(not ON_POSTGRES, reason="several replicas share a database only on PostgreSQL")
+@several_replicas
 async def test_two_replicas_sharing_the_database_never_pass_the_quota(
     make_platform: PlatformFactory, docker: aiodocker.Docker
 ) -> None:

@@ -194,11 +194,6 @@ class CallRecorder:
         for lease_id, (lease, cost) in by_lease.items():
             CreditLeases.taken_out(lease, cost, parts.get(lease_id, 0))
 
-    @property
-    def waiting(self) -> int:
-        """Charges written and not yet posted."""
-        return len(self._charges)
-
 
 class ChargesLoop:
     """Every replica: posts its calls' charges, renews its leases, gives back idle ones."""

@@ -272,9 +272,6 @@ class CreditLeases:
             if amount:
                 await Ledger(session).release(lease.tenant_id, amount)
 
-    def owed(self) -> int:
-        return sum(lease.owed for lease in self._leases.values())
-
     # the leader's sweep --------------------------------------------------------------------------------------
 
     async def dead(self, session: AsyncSession, limit: int = 100) -> Sequence[tuple[str, str, int]]:
