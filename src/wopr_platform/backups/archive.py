@@ -146,7 +146,8 @@ class TarGuard:
     def __init__(self, *, most_bytes: int, most_entries: int) -> None:
         self.most_bytes = most_bytes
         self.most_entries = most_entries
-        self._pieces: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
+        # a queue of two pieces (up to a unit each): what waits for the checker stays bounded on a slow machine
+        self._pieces: queue.Queue[bytes | None] = queue.Queue(maxsize=2)
         self._refused: ArchiveRefused | None = None
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._check, name="wopr-tar-guard", daemon=True)
