@@ -65,6 +65,7 @@ DATABASE_TESTS = frozenset(
         "integration/test_audit",
         "integration/test_authorization",
         "integration/test_audit_ids_migration",
+        "integration/test_backups",
         "integration/test_bad_input",
         "integration/test_billing",
         "integration/test_concurrency",
@@ -332,7 +333,7 @@ async def remove_networks(client: aiodocker.Docker, label: str) -> None:
 
 
 @pytest.fixture
-async def make_platform(stub_image: str, database_url: str) -> AsyncIterator[PlatformFactory]:
+async def make_platform(stub_image: str, database_url: str, tmp_path: Path) -> AsyncIterator[PlatformFactory]:
     """Start platforms with settings overrides (by environment name); all are stopped and cleaned after."""
     started: list[tuple[uvicorn.Server, asyncio.Task[None], httpx.AsyncClient]] = []
     platform_ids: set[str] = set()
@@ -354,6 +355,7 @@ async def make_platform(stub_image: str, database_url: str) -> AsyncIterator[Pla
             "FLEET_STATS_INTERVAL": 1,
             "PROXY_ENABLED": False,  # tenant routing only where a test brings its own Caddy (tests.fixtures.caddy)
             "PLATFORM_SECRET": TEST_PLATFORM_SECRET,
+            "BACKUP_DIR": str(tmp_path / "backups"),
         }
         values.update(overrides)
         values = {k: v for k, v in values.items() if v is not None}

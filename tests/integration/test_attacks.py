@@ -162,6 +162,22 @@ async def test_headers_over_the_limit_are_431(door: Platform) -> None:
     assert error_of(answer)["details"]["code"] == "headers_too_large"
 
 
+async def test_a_whole_request_larger_than_the_header_limit_in_one_piece_is_served(door: Platform) -> None:
+    """Headers and a body bigger than the header limit arriving together are a request like any other (only
+    the header block counts against the limit), on a fresh connection and on a kept-alive one."""
+    body = b'{"name": "x", "image": "localhost/wopr-stub:latest", "description": "' + b"d" * 90_000 + b'"}'
+    request = (
+        b"POST /fleet/bots HTTP/1.1\r\nHost: x\r\n" + AUTH + b"Content-Type: application/json\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
+    async with raw(door) as connection:
+        for _ in range(2):
+            await connection.send(request)
+            answer = await connection.read_answer()
+            assert status_of(answer) == 400, answer[:300]  # the description is too long: the app answered
+            assert error_of(answer)["details"]["code"] != "headers_too_large"
+
+
 # --- bodies over the limit --------------------------------------------------------------------------------
 
 

@@ -92,8 +92,8 @@ def _bot_env(info: dict[str, Any]) -> dict[str, str]:
     return {key: value for key, value in pairs if key in ENV_KEYS}
 
 
-def _volume(group: ProcessPlatforms, volume_name: str) -> str:
-    return naming.volume_name(group.platform_id, naming.DEFAULT_TENANT, volume_name)
+def _volume(group: ProcessPlatforms, volume_name: str, generation: int = 0) -> str:
+    return naming.volume_name(group.platform_id, naming.DEFAULT_TENANT, volume_name, generation)
 
 
 async def _problems(
@@ -371,8 +371,11 @@ async def test_interrupted_update_is_all_old_or_all_new(
         assert container["Config"]["Image"] == f"{registry.host}/{repo}@{expected}"
         if outcome == "old":
             assert container["Id"] == bot["containerId"]
+        # the new version runs on a copy of the data (the next generation of the volume); the old version on its
+        # own volume, untouched; either way the volume the bot does not use is gone
         mounts = [m["Name"] for m in container["Mounts"] if m["Destination"] == "/data"]
-        assert mounts == [_volume(platforms, bot["volumeName"])]
+        assert mounts == [_volume(platforms, bot["volumeName"], 0 if outcome == "old" else 1)]
+        assert await _engine_volumes(docker, platforms.platform_id) == set(mounts)
         deadline = time.monotonic() + SETTLE_TIMEOUT
         while (records := (await recovered.client.get(f"/fleet/bots/{bot['id']}/updates")).json()["updates"])[0][
             "outcome"
@@ -382,3 +385,56 @@ async def test_interrupted_update_is_all_old_or_all_new(
         [record] = records
         assert record["outcome"] == ("interrupted" if outcome == "old" else "updated")
         assert record["rolledBack"] is (outcome == "old")
+
+
+# --- restore --------------------------------------------------------------------------------------------
+
+
+async def _note(docker: aiodocker.Docker, container_id: str, write: str | None = None) -> str:
+    """Write (with `write`) or read the note file in a bot's volume, through its running container."""
+    script = f"echo {write} > /data/note" if write else "cat /data/note"
+    execution = await docker.containers.container(container_id).exec(["sh", "-c", script], stdout=True)
+    output = b""
+    async with execution.start(detach=False) as stream:
+        while (message := await stream.read_out()) is not None:
+            output += message.data
+    return output.decode().strip()
+
+
+@pytest.mark.parametrize(
+    ("point", "outcome"),
+    [
+        ("restore.after_parking", "old"),
+        ("restore.after_fresh_volume", "old"),
+        ("restore.after_fill", "old"),
+        ("restore.after_container_started", "old"),
+        ("restore.after_commit", "new"),
+    ],
+)
+async def test_interrupted_restore_leaves_the_old_data_or_the_restored_data(
+    platforms: ProcessPlatforms, docker: aiodocker.Docker, point: str, outcome: str
+) -> None:
+    """A restore killed at any step leaves the bot running on one volume: its old data, untouched, until the move
+    onto the restored volume was committed; then the restored data. The volume it does not use is gone."""
+    with platforms.reporting():
+        first = await platforms.start()
+        bot = await _create(first.client)
+        await _wait_state(first.client, bot["id"], "running")
+        await _note(docker, bot["containerId"], write="backed-up")
+        response = await first.client.post("/backups", json={"botId": bot["id"]})
+        assert response.status_code == 201, response.text
+        backup_id = response.json()["id"]
+        await _note(docker, bot["containerId"], write="newer")
+        assert await first.terminate() in (0, -signal.SIGTERM)
+
+        crashing = await platforms.start(crash_at=point)
+        await _killed_during(crashing, crashing.client.post(f"/backups/{backup_id}/restore"))
+
+        recovered = await platforms.start()
+        _, containers = await _settled(platforms, recovered, docker)
+        container = containers[bot["id"]]
+        await _wait_state(recovered.client, bot["id"], "running")
+        assert await _note(docker, container["Id"]) == ("newer" if outcome == "old" else "backed-up")
+        mounts = [m["Name"] for m in container["Mounts"] if m["Destination"] == "/data"]
+        assert mounts == [_volume(platforms, bot["volumeName"], 0 if outcome == "old" else 1)]
+        assert await _engine_volumes(docker, platforms.platform_id) == set(mounts)

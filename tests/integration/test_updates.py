@@ -379,3 +379,49 @@ async def test_image_status_survives_a_restart(make_platform: PlatformFactory, r
         assert after["currentDigest"] == d1
     finally:
         await registry.start()
+
+
+async def _state(docker: aiodocker.Docker, container_id: str) -> dict[str, Any]:
+    """The stub's GET /state (its boot count, and the schema its data was migrated to, if any)."""
+    info = await docker.containers.container(container_id).show()
+    address = next(iter(info["NetworkSettings"]["Networks"].values()))["IPAddress"]
+    async with httpx.AsyncClient(trust_env=False, timeout=5) as client:
+        return dict((await client.get(f"http://{address}:7437/state")).json())
+
+
+async def test_a_failed_update_brings_back_the_data_as_it_was_before_it(
+    make_platform: PlatformFactory, registry: Registry, docker: aiodocker.Docker
+) -> None:
+    """The new version migrates the bot's data at start (STUB_SCHEMA), then fails its health check: the old
+    version comes back on the data as it was before the update, not as the new version left it. A version that
+    migrates and stays healthy keeps its migrated data; each update leaves a pre-update backup."""
+    repo = repo_name()
+    await registry.push(repo, "v", message="v1")
+    platform = await make_platform(**update_settings(registry))
+    bot = await platform.create_bot(image=f"{registry.host}/{repo}:v")
+    before = await platform.wait_for(bot["id"], state="running", health="healthy")
+    assert "schema" not in await _state(docker, before["containerId"])
+
+    d2 = await registry.push(repo, "v", message="v2", healthy=False, env={"STUB_SCHEMA": "v2"})
+    response = await platform.client.post(f"/fleet/bots/{bot['id']}/update")
+    assert response.status_code == 200, response.text
+    assert (response.json()["outcome"], response.json()["newDigest"]) == ("rolled_back", d2)
+    after = await platform.wait_for(bot["id"], state="running", health="healthy")
+    assert after["containerId"] == before["containerId"]
+    state = await _state(docker, after["containerId"])
+    assert "schema" not in state, state  # v2's migration is not in the data the old version runs on
+    volumes = await docker.volumes.list(filters={"label": [f"wopr.bot-id={bot['id']}"]})
+    assert len(volumes["Volumes"]) == 1  # the copy v2 ran on is gone
+
+    d3 = await registry.push(repo, "v", message="v3", env={"STUB_SCHEMA": "v3"})
+    response = await platform.client.post(f"/fleet/bots/{bot['id']}/update")
+    assert response.json()["outcome"] == "updated" and response.json()["newDigest"] == d3
+    updated = await platform.wait_for(bot["id"], state="running", health="healthy")
+    assert (await _state(docker, updated["containerId"]))["schema"] == "v3"
+    volumes = await docker.volumes.list(filters={"label": [f"wopr.bot-id={bot['id']}"]})
+    assert [v["Name"] for v in volumes["Volumes"]] == [
+        m["Name"] for m in (await docker.containers.container(updated["containerId"]).show())["Mounts"]
+    ]
+    backups = (await platform.client.get("/backups", params={"botId": bot["id"]})).json()["backups"]
+    assert [(b["kind"], b["state"]) for b in backups] == [("pre-update", "ready"), ("pre-update", "ready")]
+    assert all(b["image"].endswith("@" + before["imageDigest"]) for b in backups)  # both of the data v1 left

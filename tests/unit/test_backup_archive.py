@@ -101,6 +101,33 @@ async def test_hostile_entries_are_refused_with_their_reason(
     assert refused.value.details["reason"] == reason
 
 
+ROOTED: list[tuple[str, Callable[[tarfile.TarFile], None]]] = [
+    ("path", lambda t: _file(t, "elsewhere/file")),
+    ("path", lambda t: _file(t, "database")),  # a name that only starts like the root
+    ("link", lambda t: _file(t, "data/out", kind=tarfile.SYMTYPE, link="../elsewhere")),
+]
+
+
+@pytest.mark.parametrize(("reason", "entry"), ROOTED)
+async def test_with_a_root_every_entry_and_link_stays_under_it(
+    reason: str, entry: Callable[[tarfile.TarFile], None]
+) -> None:
+    def add(tar: tarfile.TarFile) -> None:
+        _volume(tar)
+        entry(tar)
+
+    opened: list[Manifest] = []
+    guard = TarGuard(most_bytes=10**9, most_entries=100, root="data")
+    whole = _tar(_volume)
+    archive, _ = await _pack(whole)
+    assert b"".join([p async for p in unpack(KEYS, _chunks(archive), guard, opened)]) == whole
+    archive, _ = await _pack(_tar(add))
+    with pytest.raises(ArchiveRefused) as refused:
+        guard = TarGuard(most_bytes=10**9, most_entries=100, root="data")
+        b"".join([p async for p in unpack(KEYS, _chunks(archive), guard, [])])
+    assert refused.value.details["reason"] == reason
+
+
 async def test_too_many_entries_or_bytes_are_refused() -> None:
     archive, _ = await _pack(_tar(_volume))
     for limits, reason in (({"most_entries": 3}, "too_many_entries"), ({"most_bytes": 50_000}, "too_large")):

@@ -14,6 +14,8 @@ from fastapi import Depends, Path, Request
 from wopr_platform.accounts.service import AccountService
 from wopr_platform.accounts.users import UserAdmin
 from wopr_platform.audit.service import AuditService
+from wopr_platform.backups.policies import BackupPolicies
+from wopr_platform.backups.service import Backups
 from wopr_platform.billing.service import BillingService
 from wopr_platform.billing.webhooks import StripeWebhooks
 from wopr_platform.core.errors import NotFound, ServiceUnavailable
@@ -40,6 +42,8 @@ class Services:
 
     fleet: FleetService
     quotas: Quotas
+    backups: Backups
+    backup_policies: BackupPolicies
     templates: TemplateService
     updates: UpdateService
     audit: AuditService
@@ -102,6 +106,14 @@ def _webhooks(request: Request) -> StripeWebhooks:
     return services(request).webhooks
 
 
+def _backups(request: Request) -> Backups:
+    return services(request).backups
+
+
+def _backup_policies(request: Request) -> BackupPolicies:
+    return services(request).backup_policies
+
+
 def _gateway(request: Request) -> GatewayAdmin:
     found = services(request).gateway
     if found is None:
@@ -120,6 +132,10 @@ def _bot_id(bot_id: Annotated[str, Path()]) -> str:
     return checked_id(bot_id, "bot")
 
 
+def _backup_id(backup_id: Annotated[str, Path()]) -> str:
+    return checked_id(backup_id, "backup")
+
+
 AllServices = Annotated[Services, Depends(services)]
 Fleet = Annotated[FleetService, Depends(_fleet)]
 Templates = Annotated[TemplateService, Depends(_templates)]
@@ -131,4 +147,7 @@ Users = Annotated[UserAdmin, Depends(_users)]
 Billing = Annotated[BillingService, Depends(_billing)]
 Webhooks = Annotated[StripeWebhooks, Depends(_webhooks)]
 BotId = Annotated[str, Depends(_bot_id)]
+BackupId = Annotated[str, Depends(_backup_id)]
+BackupsService = Annotated[Backups, Depends(_backups)]
+BackupPolicyService = Annotated[BackupPolicies, Depends(_backup_policies)]
 Gateway = Annotated[GatewayAdmin, Depends(_gateway)]

@@ -14,12 +14,13 @@ from wopr_platform.api.errors import send_error
 class BodySizeLimit:
     """ASGI middleware: 413 when Content-Length or the streamed body exceeds `max_bytes`."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, streamed: frozenset[str] = frozenset()) -> None:
         self._app = app
         self._max = max_bytes
+        self._streamed = streamed  # paths whose route streams its body and bounds it itself (backup uploads)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope.get("path") in self._streamed:
             await self._app(scope, receive, send)
             return
         headers = dict(scope.get("headers", []))

@@ -25,6 +25,8 @@ from wopr_platform.api.openapi import document_errors
 from wopr_platform.api.ratelimit import RateLimit
 from wopr_platform.api.routes.accounts import router as accounts_router
 from wopr_platform.api.routes.audit import router as audit_router
+from wopr_platform.api.routes.backups import STREAMED_BODIES
+from wopr_platform.api.routes.backups import router as backups_router
 from wopr_platform.api.routes.billing import router as billing_router
 from wopr_platform.api.routes.fleet import router as fleet_router
 from wopr_platform.api.routes.gateway import router as gateway_router
@@ -129,6 +131,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     app.include_router(health_router)
     app.include_router(fleet_router)
     app.include_router(templates_router)
+    app.include_router(backups_router)
     app.include_router(updates_router)
     app.include_router(proxy_router)
     app.include_router(audit_router)
@@ -140,7 +143,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     # outermost last: the client's address is settled first, then rate limits, the body limit, ambiguity, audit
     app.add_middleware(AuditMiddleware, writer=audit)
     app.add_middleware(Unambiguous)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, streamed=STREAMED_BODIES)
     token = settings.fleet_api_token.get_secret_value() if settings.fleet_api_token else None
     app.add_middleware(RateLimit, limit=settings.rate_limit, window=settings.rate_window, token=token)
     app.add_middleware(ClientAddress, trusted=settings.trusted_networks)

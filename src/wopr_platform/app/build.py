@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
 
+from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from wopr_platform.accounts.policy import AccountSettings
@@ -22,6 +23,8 @@ from wopr_platform.app.gateway import GatewayApp, GatewayListener
 from wopr_platform.app.loops import Loop
 from wopr_platform.audit.service import AuditService
 from wopr_platform.audit.writer import AuditWriter
+from wopr_platform.backups.policies import BackupPolicies, BackupRounds
+from wopr_platform.backups.service import Backups
 from wopr_platform.billing.caps import SpendingCaps
 from wopr_platform.billing.runtime import RuntimeBilling
 from wopr_platform.billing.service import BillingService
@@ -31,7 +34,7 @@ from wopr_platform.caddy.admin import CaddyAdmin
 from wopr_platform.core.errors import FirewallUnavailable
 from wopr_platform.core.faults import CrashPoints
 from wopr_platform.core.settings import Settings, SettingsError
-from wopr_platform.crypto.keys import secret_box
+from wopr_platform.crypto.keys import secret_box, stream_keys
 from wopr_platform.db.broadcast import Broadcast
 from wopr_platform.db.engine import CommitCounter, create_engine, create_sessionmaker
 from wopr_platform.db.leadership import Leadership, lock_key
@@ -62,6 +65,8 @@ from wopr_platform.gateway.keys import PROVIDED_VARIABLES, BotGatewayEnv
 from wopr_platform.gateway.leases import CreditLeases
 from wopr_platform.instance.client import InstanceClient
 from wopr_platform.mail.smtp import Mailer, SmtpConfig
+from wopr_platform.objectstore.local import LocalStore
+from wopr_platform.objectstore.s3 import S3Store
 from wopr_platform.payments.stripe_api import StripeApi
 from wopr_platform.providers.client import Providers
 from wopr_platform.proxy.sync import ProxySync
@@ -87,6 +92,8 @@ def check_settings(settings: Settings) -> None:
         raise SettingsError(f"invalid setting FLEET_REGISTRY_CREDENTIALS: {err}") from None
     if settings.billing_min_purchase_cents > settings.billing_max_purchase_cents:
         raise SettingsError("invalid setting BILLING_MIN_PURCHASE_CENTS: it exceeds BILLING_MAX_PURCHASE_CENTS")
+    if settings.backup_store == "s3" and settings.backup_s3_bucket is None:
+        raise SettingsError("invalid setting BACKUP_STORE: s3 needs BACKUP_S3_BUCKET")
 
 
 @dataclass(slots=True)
@@ -116,6 +123,25 @@ class Platform:
     async def close_database(self) -> None:
         self.units.close()
         await self.database.dispose()
+
+
+def backup_store(settings: Settings) -> LocalStore | S3Store:
+    """Where backup archives are kept: a local directory (by default in the data dir) or an S3 bucket."""
+    if settings.backup_store == "s3":
+        assert settings.backup_s3_bucket is not None  # checked by check_settings
+        return S3Store(
+            bucket=settings.backup_s3_bucket,
+            endpoint_url=settings.backup_s3_endpoint,
+            region=settings.backup_s3_region,
+            access_key=_secret(settings.backup_s3_access_key),
+            secret_key=_secret(settings.backup_s3_secret_key),
+            prefix=settings.backup_s3_prefix,
+        )
+    return LocalStore(settings.backup_dir or settings.data_dir / "backups")
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return None if value is None else value.get_secret_value()
 
 
 def mailer(settings: Settings) -> Mailer | None:
@@ -311,6 +337,20 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
         provided=PROVIDED_VARIABLES if bot_gateway_env is not None else frozenset(),
     )
     await templates.load()  # a bad template file is logged and skipped, never fatal
+    store = backup_store(settings)
+    backups = Backups(
+        db=database,
+        fleet=fleet,
+        store=store,
+        keys=await asyncio.to_thread(stream_keys, settings),
+        settings=settings,
+        events=events,
+        clock=clock.now,
+    )
+    backup_policies = BackupPolicies(db=database, fleet=fleet, settings=settings, clock=clock.now)
+    backup_rounds = BackupRounds(
+        db=database, backups=backups, policies=backup_policies, clock=clock.now, interval=settings.backup_interval
+    )
     updater = Updater(
         db=database,
         fleet=fleet,
@@ -318,6 +358,7 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
         clock=clock,
         crash=crash,
         health_timeout=settings.update_health_timeout,
+        backups=backups if settings.backup_before_update else None,
     )
     window = timedelta(seconds=settings.update_window)
     scheduler = RolloutScheduler(
@@ -435,6 +476,8 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
     services = Services(
         fleet=fleet,
         quotas=quotas,
+        backups=backups,
+        backup_policies=backup_policies,
         templates=templates,
         updates=updates,
         audit=AuditService(db=database, writer=audit),
@@ -463,6 +506,7 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
         *((stripe,) if stripe is not None else ()),
         instances,
         *((caddy,) if caddy is not None else ()),
+        *((store,) if isinstance(store, S3Store) else ()),
         registry,
         docker,
     )
@@ -473,6 +517,7 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
             reconciler,
             images,
             scheduler,
+            backup_rounds,
             *((runtime,) if settings.billing_enabled else ()),
             *gateway_leader_loops,
         ),

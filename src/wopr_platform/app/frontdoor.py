@@ -227,14 +227,17 @@ class FrontDoorProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._lingering:
             return  # read and dropped until the client stops or the linger ends
-        super().data_received(data)
-        # counted only when the headers are still incomplete after it, so all of `data` belonged to them
-        if self._awaiting_headers and not self._lingering:
-            self._header_bytes += len(data)
+        if self._awaiting_headers:
+            # only the part up to the end of the header block counts (a whole request, its body included, may
+            # arrive in one piece); refused before it is parsed, so no request of it reaches the app
+            end = data.find(b"\r\n\r\n")
+            self._header_bytes += len(data) if end < 0 else end + 4
             if self._header_bytes > MAX_HEADER_BYTES and self.transport is not None:
                 self.transport.write(HEADERS_TOO_LARGE_ANSWER)
                 self._in_request = True  # what is still arriving belongs to the refused request
                 self.transport.close()
+                return
+        super().data_received(data)
 
     def send_400_response(self, msg: str) -> None:
         """A request httptools cannot parse (including smuggling attempts such as both Content-Length and

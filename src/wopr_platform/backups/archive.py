@@ -143,9 +143,10 @@ class TarGuard:
     only files, directories and links that stay within the archive's root, at most `most_entries` entries and
     `most_bytes` in all. `feed` raises ArchiveRefused as soon as an entry is refused."""
 
-    def __init__(self, *, most_bytes: int, most_entries: int) -> None:
+    def __init__(self, *, most_bytes: int, most_entries: int, root: str | None = None) -> None:
         self.most_bytes = most_bytes
         self.most_entries = most_entries
+        self.root = root  # when given, every entry is this directory or lies under it
         # a queue of two pieces (up to a unit each): what waits for the checker stays bounded on a slow machine
         self._pieces: queue.Queue[bytes | None] = queue.Queue(maxsize=2)
         self._refused: ArchiveRefused | None = None
@@ -194,7 +195,7 @@ class TarGuard:
                     total += max(0, member.size)
                     if total > self.most_bytes:
                         raise _refuse("the archive holds more than a volume may", member, "too_large")
-                    _check_member(member, seen)
+                    _check_member(member, seen, self.root)
         except ArchiveRefused as refused:
             self._refused = refused
         except (tarfile.TarError, EOFError, OSError) as err:
@@ -218,15 +219,21 @@ def _inside(path: str) -> str | None:
     return normal
 
 
-def _check_member(member: tarfile.TarInfo, seen: set[str]) -> None:
+def _under(path: str, root: str | None) -> bool:
+    return root is None or path.split("/", 1)[0] == root
+
+
+def _check_member(member: tarfile.TarInfo, seen: set[str], root: str | None = None) -> None:
     name = _inside(member.name)
     if name is None or ".." in member.name.split("/"):
         raise _refuse("an entry's path leaves the volume", member, "path")
+    if not _under(name, root):
+        raise _refuse("an entry lies outside the volume's directory", member, "path")
     if member.isdev() or member.isfifo():
         raise _refuse("the archive holds a device or a pipe", member, "device")
     if member.issym():
         target = _inside(posixpath.join(posixpath.dirname(name), member.linkname))
-        if target is None or member.linkname.startswith("/"):
+        if target is None or member.linkname.startswith("/") or not _under(target, root):
             raise _refuse("a link leaves the volume", member, "link")
     elif member.islnk():
         target = _inside(member.linkname)

@@ -38,13 +38,15 @@ def _prefix(platform_id: str, tenant_id: str) -> str:
     return "wopr" if platform_id == DEFAULT_PLATFORM else f"wopr-{platform_id}"
 
 
-def volume_name(platform_id: str, tenant_id: str, volume: str) -> str:
-    """`wopr.<tenant>.<volume>` (`wopr-<platform>.` for a platform other than the default one).
+def volume_name(platform_id: str, tenant_id: str, volume: str, generation: int = 0) -> str:
+    """`wopr.<tenant>.<volume>` (`wopr-<platform>.` for a platform other than the default one), and
+    `<that>..<generation>` for a later generation (a restore or an image update moves a bot onto a fresh volume).
 
     Platform and tenant ids hold no '.', so two tenants, or two platforms sharing an engine, can never
-    derive the same volume name.
+    derive the same volume name; a bot's `volumeName` holds no '..', so no generation looks like another name.
     """
-    return f"{_prefix(platform_id, tenant_id)}.{tenant_id}.{volume}"
+    base = f"{_prefix(platform_id, tenant_id)}.{tenant_id}.{volume}"
+    return base if generation == 0 else f"{base}..{generation}"
 
 
 def network_name(platform_id: str, tenant_id: str) -> str:

@@ -14,6 +14,7 @@ from sqlalchemy.exc import ArgumentError
 from wopr_platform.core import addresses as proxy_addresses
 from wopr_platform.core import limits
 from wopr_platform.core.addresses import HostPort
+from wopr_platform.core.cron import InvalidCron, validate_cron
 from wopr_platform.core.limits import Limits
 from wopr_platform.core.networks import Networks, SubnetPool
 from wopr_platform.core.plans import Plan, parse_plans
@@ -232,6 +233,47 @@ class Settings(BaseSettings):
     # memory, and how often (seconds) the charges of ended calls are posted to the ledger in one transaction
     gateway_lease: int = Field(1_000_000, ge=1, le=10**12, validation_alias="GATEWAY_LEASE")
     gateway_charge_interval: float = Field(1.0, gt=0, le=60, validation_alias="GATEWAY_CHARGE_INTERVAL")
+
+    # backups of bots' data volumes (see backups/): kept in a local directory (BACKUP_DIR, default
+    # <WOPR_DATA_DIR>/backups) or in an S3-compatible bucket; sealed with a key derived from PLATFORM_SECRET
+    backup_store: Literal["local", "s3"] = Field("local", validation_alias="BACKUP_STORE")
+    backup_dir: Path | None = Field(None, validation_alias="BACKUP_DIR")
+    backup_s3_bucket: str | None = Field(None, min_length=3, max_length=63, validation_alias="BACKUP_S3_BUCKET")
+    backup_s3_endpoint: str | None = Field(None, pattern=r"^https?://[^\s]+$", validation_alias="BACKUP_S3_ENDPOINT")
+    backup_s3_region: str = Field("us-east-1", validation_alias="BACKUP_S3_REGION")
+    backup_s3_prefix: str = Field("", max_length=200, validation_alias="BACKUP_S3_PREFIX")
+    backup_s3_access_key: SecretStr | None = Field(None, validation_alias="BACKUP_S3_ACCESS_KEY")
+    backup_s3_secret_key: SecretStr | None = Field(None, validation_alias="BACKUP_S3_SECRET_KEY")
+    # what a restored volume may hold at most (bytes, entries): a bigger archive is refused as it is read
+    backup_max_volume_bytes: int = Field(
+        16 * 1024**3, ge=1024 * 1024, le=10**13, validation_alias="BACKUP_MAX_VOLUME_BYTES"
+    )
+    backup_max_entries: int = Field(1_000_000, ge=10, le=10**8, validation_alias="BACKUP_MAX_ENTRIES")
+    # every tenant's defaults (a tenant's or a bot's policy overrides them): when its bots are backed up (a cron
+    # expression in UTC; empty: never by schedule), how many backups of a bot are kept and for how many days
+    # (0: no limit), and the storage a tenant's backups may take (bytes; 0: no limit)
+    backup_schedule: str | None = Field(None, max_length=200, validation_alias="BACKUP_SCHEDULE")
+    backup_keep_last: int = Field(7, ge=0, le=10_000, validation_alias="BACKUP_KEEP_LAST")
+    backup_max_age_days: int = Field(30, ge=0, le=36_500, validation_alias="BACKUP_MAX_AGE_DAYS")
+    backup_tenant_quota_bytes: int = Field(20 * 1024**3, ge=0, le=10**15, validation_alias="BACKUP_TENANT_QUOTA_BYTES")
+    # how often the leader looks for backups that are due or past their retention (seconds); whether an image
+    # update copies the data first (so a rollback brings back the data as it was, not as the new version left it)
+    backup_interval: float = Field(60.0, gt=0, le=86_400, validation_alias="BACKUP_INTERVAL")
+    backup_before_update: bool = Field(True, validation_alias="BACKUP_BEFORE_UPDATE")
+    # with billing on: what a GiB of a tenant's backups costs a day (micro-dollars), charged with the runtime hours
+    billing_backup_price: int = Field(3_000, ge=0, le=10**9, validation_alias="BILLING_BACKUP_PRICE")
+
+    @field_validator("backup_schedule", mode="before")
+    @classmethod
+    def _backup_schedule_is_cron(cls, value: object) -> object:
+        if isinstance(value, str):
+            if not value.strip():
+                return None
+            try:
+                validate_cron(value)
+            except InvalidCron as err:
+                raise ValueError(str(err)) from None
+        return value
 
     @field_validator("default_memory_mb", "default_cpus", "default_pids")
     @classmethod

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from wopr_platform.core.settings import Settings
 from wopr_platform.crypto.secretbox import SecretBox
+from wopr_platform.crypto.stream import StreamKeys
 
 log = logging.getLogger(__name__)
 
@@ -49,16 +50,32 @@ def _generate_key_file(path: Path) -> str:
     return key
 
 
-def secret_box(settings: Settings) -> SecretBox | None:
-    """The box for secret env values; None in production without PLATFORM_SECRET (storing secrets is refused)."""
+def key_material(settings: Settings) -> tuple[str, list[str]] | None:
+    """The current secret and the earlier ones still accepted for reading; None in production without
+    PLATFORM_SECRET."""
     previous = [item.get_secret_value() for item in settings.platform_secret_previous]
     key_file = settings.data_dir / KEY_FILE
     if settings.platform_secret is not None:
         generated = _read_key_file(key_file)
         if generated is not None:
             previous.append(generated)
-        return SecretBox(settings.platform_secret.get_secret_value(), previous)
+        return settings.platform_secret.get_secret_value(), previous
     if settings.env == "production":
+        return None
+    return _read_key_file(key_file) or _generate_key_file(key_file), previous
+
+
+def secret_box(settings: Settings) -> SecretBox | None:
+    """The box for secret env values; None in production without PLATFORM_SECRET (storing secrets is refused)."""
+    material = key_material(settings)
+    if material is None:
         log.warning("PLATFORM_SECRET is not set: bots with secret env values cannot be created or changed")
         return None
-    return SecretBox(_read_key_file(key_file) or _generate_key_file(key_file), previous)
+    return SecretBox(*material)
+
+
+def stream_keys(settings: Settings) -> StreamKeys | None:
+    """The keys that seal backup archives (derived from the same secret); None in production without
+    PLATFORM_SECRET (backups are refused)."""
+    material = key_material(settings)
+    return None if material is None else StreamKeys(*material)

@@ -89,6 +89,9 @@ class Bot(Base):
     # which of the bot's AI gateway keys is current: its key is derived from the bot's id and this number, so
     # rotating it is adding one (see gateway/keys.py); the key itself is stored nowhere
     gateway_key_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # which volume of its `volume_name` the bot uses: a restore or an image update fills a fresh one and moves the
+    # bot onto it, leaving the one it used untouched until the move is committed (see core/naming.volume_name)
+    volume_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class TenantQuota(Base):
@@ -644,3 +647,50 @@ class GatewayCall(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     lease_id: Mapped[str | None] = mapped_column(String(36), default=None)
     charged: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
+
+
+class Backup(Base):
+    """A sealed archive of one bot's data volume in the backup store (`backups/`). `state`: `creating` while it is
+    written (a row left so by a crash is swept with its object), `ready`, or `failed` (with `error`). `kind`:
+    manual, scheduled, pre-update (taken by an image update before it runs) or upload."""
+
+    __tablename__ = "backups"
+    __table_args__ = (
+        Index("ix_backups_tenant", "tenant_id", "created_at"),
+        Index("ix_backups_bot", "bot_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(63))
+    bot_id: Mapped[str] = mapped_column(String(36))
+    bot_name: Mapped[str] = mapped_column(String(63))
+    kind: Mapped[str] = mapped_column(String(20))
+    state: Mapped[str] = mapped_column(String(20))
+    store_key: Mapped[str] = mapped_column(String(300))
+    image: Mapped[str] = mapped_column(String(512))
+    archive_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    tar_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    sha256: Mapped[str] = mapped_column(String(64), default="")
+    pause_ms: Mapped[int | None] = mapped_column(Integer, default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class BackupPolicy(Base):
+    """When a tenant's bots (or one bot) are backed up and how long backups are kept. `scope` is `tenant:<id>` or
+    `bot:<id>`; a bot's own policy overrides its tenant's field by field. `quota_bytes` is the tenant's (tenant
+    scope only)."""
+
+    __tablename__ = "backup_policies"
+    __table_args__ = (Index("ix_backup_policies_tenant", "tenant_id"),)
+
+    scope: Mapped[str] = mapped_column(String(100), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(63))
+    bot_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    schedule: Mapped[str | None] = mapped_column(String(200), default=None)
+    keep_last: Mapped[int | None] = mapped_column(Integer, default=None)
+    max_age_days: Mapped[int | None] = mapped_column(Integer, default=None)
+    quota_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -438,6 +438,15 @@ class DockerEngine:
         with _translate("start container"):
             await self.client.containers.container(container_id).start()
 
+    async def pause(self, container_id: str) -> None:
+        """Freeze every process of the running container (its files stay still while they are copied)."""
+        with _translate("pause container"):
+            await self.client._query_json(f"containers/{container_id}/pause", method="POST")
+
+    async def unpause(self, container_id: str) -> None:
+        with _translate("unpause container"):
+            await self.client._query_json(f"containers/{container_id}/unpause", method="POST")
+
     async def stop(self, container_id: str, grace: int) -> None:
         """Stop the container, killing it after `grace` seconds (a no-op when it is not running)."""
         with _translate("stop container"):

@@ -35,6 +35,7 @@ RECONCILE_COLUMNS = (
     Bot.image_digest,
     Bot.env,
     Bot.volume_name,
+    Bot.volume_generation,
     Bot.resources,
     Bot.updated_at,
     Bot.gateway_key_epoch,  # a platform-given env value (the gateway key) is derived from it
@@ -79,6 +80,14 @@ class BotRepository:
         """Every bot of every tenant (start-up and background work only)."""
         result = await self._session.execute(select(Bot).order_by(Bot.created_at, Bot.id))
         return result.scalars().all()
+
+    async def ids(self, tenant_id: str | None) -> Sequence[tuple[str, str]]:
+        """(bot id, tenant id) of every bot of the tenant (of every tenant for None)."""
+        query = select(Bot.id, Bot.tenant_id)
+        if tenant_id is not None:
+            query = query.where(Bot.tenant_id == tenant_id)
+        result = await self._session.execute(query.order_by(Bot.id))
+        return [(bot_id, tenant) for bot_id, tenant in result.all()]
 
     async def list_for_reconcile(self) -> Sequence[Any]:
         """What the reconciler compares, for every bot, as plain rows."""
@@ -187,10 +196,12 @@ class BotRepository:
             found.update({bot_id: own for bot_id, own in result.all()})
         return found
 
-    async def volume_names(self, tenant_id: str) -> set[str]:
-        """The `volumeName` every bot of the tenant has now."""
-        result = await self._session.execute(select(Bot.volume_name).where(Bot.tenant_id == tenant_id))
-        return set(result.scalars().all())
+    async def volume_names(self, tenant_id: str) -> set[tuple[str, int]]:
+        """The `volumeName` and volume generation every bot of the tenant has now."""
+        result = await self._session.execute(
+            select(Bot.volume_name, Bot.volume_generation).where(Bot.tenant_id == tenant_id)
+        )
+        return {(name, generation) for name, generation in result.all()}
 
     async def taken(self, tenant_id: str, bot_id: str, *, name: str | None, volume: str | None) -> str | None:
         """Which of `name` / `volume` another bot of the tenant already uses (None when both are free)."""

@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from wopr_platform.backups.service import Backups
 from wopr_platform.core.errors import Conflict, PlatformError
 from wopr_platform.core.faults import CrashPoints
 from wopr_platform.core.reference import pinned
@@ -80,7 +81,9 @@ class Updater:
         clock: Clock,
         crash: CrashPoints,
         health_timeout: float,
+        backups: Backups | None = None,
     ) -> None:
+        self._backups = backups  # with backups: the new version runs on a copy of the data, archived first
         self._db = db
         self._fleet = fleet
         self._events = events
@@ -143,7 +146,8 @@ class Updater:
             return await self._finish(bot, result, "failed", error=f"pull failed: {err.message}")
         self._crash.reached("update.after_pull")
         try:
-            replaced = await self._fleet.replace_image(bot, digest, health_timeout=self._health_timeout)
+            fill = self._backups.before_update(bot) if self._backups is not None and self._backups.sealing else None
+            replaced = await self._fleet.replace_image(bot, digest, health_timeout=self._health_timeout, fill=fill)
         except PlatformError as err:
             if not err.details.get("rolledBack"):
                 raise

@@ -6,7 +6,7 @@ callers hold the bot's lock.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -52,6 +52,7 @@ class Snapshot:
     volume_name: str
     restart_policy: str
     resources: dict[str, Any]
+    volume_generation: int = 0
 
     @classmethod
     def of(cls, bot: Any) -> Snapshot:
@@ -62,6 +63,7 @@ class Snapshot:
             bot.volume_name,
             bot.restart_policy,
             dict(bot.resources or {}),
+            int(bot.volume_generation or 0),
         )
 
     def wire(self) -> dict[str, Any]:
@@ -71,6 +73,7 @@ class Snapshot:
             "volumeName": self.volume_name,
             "restartPolicy": self.restart_policy,
             "resources": self.resources,
+            "volumeGeneration": self.volume_generation,
         }
 
     @classmethod
@@ -81,6 +84,7 @@ class Snapshot:
             str(data["volumeName"]),
             str(data["restartPolicy"]),
             dict(data.get("resources") or {}),  # journal rows written before resources existed have none
+            int(data.get("volumeGeneration") or 0),
         )
 
 
@@ -152,19 +156,26 @@ class BotContainers:
                 return recorded.digest
         return None
 
+    async def ensure_image(self, image: str) -> None:
+        """Pull the image unless the engine has it."""
+        await self._engine.ensure_image(image, self.auth_for(image))
+
     async def remove_image(self, image: str) -> bool:
         """Drop a local image no container uses any more (best effort)."""
         return await self._engine.remove_image(image)
 
-    def volume(self, bot: Any, volume_name: str | None = None) -> str:
-        return naming.volume_name(self._settings.platform_id, bot.tenant_id, volume_name or bot.volume_name)
+    def volume(self, bot: Any, volume_name: str | None = None, generation: int | None = None) -> str:
+        """The engine's name of a bot's volume: its current one, or the given name and generation."""
+        if volume_name is None:
+            volume_name, generation = bot.volume_name, int(bot.volume_generation or 0)
+        return naming.volume_name(self._settings.platform_id, bot.tenant_id, volume_name, generation or 0)
 
     def network(self, bot: Any) -> str:
         """The bridge network of the bot's tenant: the only one its container joins."""
         return naming.network_name(self._settings.platform_id, bot.tenant_id)
 
     def spec(self, bot: Any, snap: Snapshot, name: str | None = None) -> ContainerSpec:
-        volume = self.volume(bot, snap.volume_name)
+        volume = self.volume(bot, snap.volume_name, snap.volume_generation)
         network = self.network(bot)
         limits = resources.effective(snap.resources, self._settings.default_limits)
         env = self._secrets.open(bot.id, snap.env)  # the only place secret values are in the clear
@@ -307,6 +318,7 @@ class BotContainers:
         *,
         on_parked: Callable[[ContainerInfo, bool], Awaitable[None]],
         crash_prefix: str = "patch",
+        while_parked: Callable[[], Awaitable[None]] | None = None,
     ) -> Swap:
         """Swap in a container built from `after`; the old one is parked, not removed, until the caller commits."""
         await self._engine.ensure_image(after.image, self.auth_for(after.image))
@@ -319,6 +331,8 @@ class BotContainers:
             await self._engine.rename(old.id, naming.parked_container_name(bot.id, old.id))
             self._crash.reached(f"{crash_prefix}.after_parking")
         try:
+            if while_parked is not None:  # the old container is stopped: its volume holds still
+                await while_parked()
             new_id = await self.build(bot, after, start=start, crash_prefix=crash_prefix)
         except BaseException:
             if old is not None:
@@ -389,6 +403,26 @@ class BotContainers:
 
     async def remove_volume(self, bot: Bot, volume_name: str | None = None) -> None:
         await self._engine.remove_volume(self.volume(bot, volume_name))
+
+    async def make_volume(self, bot: Any, name: str) -> None:
+        """Create a volume of the bot's (labelled with its id, as every volume the platform makes for a bot)."""
+        await self._engine.ensure_volume(name, naming.volume_labels(self._settings.platform_id, bot.tenant_id, bot.id))
+
+    async def volume_exists(self, name: str) -> bool:
+        return await self._engine.volume_exists(name)
+
+    def volume_files(self, name: str, image: str) -> AsyncIterator[bytes]:
+        """The volume's files as a tar stream (entries under the engine's VOLUME_ROOT), read through `image`."""
+        return self._engine.volume_files(name, image)
+
+    async def write_volume_files(self, name: str, image: str, tar: AsyncIterable[bytes]) -> None:
+        await self._engine.write_volume_files(name, image, tar)
+
+    async def pause(self, container_id: str) -> None:
+        await self._engine.pause(container_id)
+
+    async def unpause(self, container_id: str) -> None:
+        await self._engine.unpause(container_id)
 
     async def bot_volumes(self, bot_id: str | None = None) -> list[VolumeInfo]:
         """The volumes the platform made for bots (or for one bot), found by their bot id label (one engine call):

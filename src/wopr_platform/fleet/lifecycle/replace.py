@@ -6,20 +6,29 @@ healthy within a deadline; then the profile change is stored with the journal ro
 transaction; only then is the old container removed. A failure at any step brings the old container back, and a
 crash at any step is settled by recovery at the next start (the old container comes back unless the change was
 committed). The caller holds the bot's lock.
+
+A replacement may also move the bot onto a fresh volume (a restore, or an image update that keeps the data it
+started from): the caller fills the fresh volume while the old container is stopped, the new container mounts it,
+and the old volume is removed only after the commit. Until then the old data is never touched, so a failure or a
+crash at any step leaves the bot on its old container and its old data (recovery removes the fresh volume).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from dataclasses import dataclass
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from dataclasses import replace as with_fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
-from wopr_platform.core.errors import NotFound, PlatformError
+from wopr_platform.core.errors import Conflict, NotFound, PlatformError
 from wopr_platform.core.faults import CrashPoints
 from wopr_platform.db.models import Bot
 from wopr_platform.db.unit import Database
+from wopr_platform.docker.engine import VOLUME_ROOT
 from wopr_platform.docker.types import ContainerInfo
 from wopr_platform.fleet.lifecycle.containers import BotContainers, Snapshot
 from wopr_platform.fleet.lifecycle.journal import Journal
@@ -27,6 +36,8 @@ from wopr_platform.fleet.observation.health import HealthMonitor
 from wopr_platform.fleet.quotas.service import Quotas
 from wopr_platform.fleet.repository import BotRepository
 from wopr_platform.instance.client import InstanceClient
+
+log = logging.getLogger(__name__)
 
 # the new instance is probed soon after its start (it usually answers within milliseconds), then less often
 FIRST_PROBE_PAUSE = 0.025
@@ -45,6 +56,29 @@ class Replaced:
     @property
     def took(self) -> bool:
         return self.bot is not None
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeMove:
+    """A bot's move onto a fresh volume, handed to the caller's fill while the old container is stopped: `read`
+    streams the data the bot has now (a tar stream), `write` fills the fresh volume from one."""
+
+    ROOT: ClassVar[str] = VOLUME_ROOT  # the directory every entry of the tar streams lies under
+
+    source: str
+    target: str
+    image: str  # one the engine holds (the new container's), for the helper containers that read and write
+    _containers: BotContainers = field(repr=False)
+
+    def read(self) -> AsyncIterator[bytes]:
+        return self._containers.volume_files(self.source, self.image)
+
+    async def write(self, tar: AsyncIterable[bytes]) -> None:
+        await self._containers.write_volume_files(self.target, self.image, tar)
+
+
+VolumeFill = Callable[[VolumeMove], Awaitable[None]]
+FRESH_VOLUME_TRIES = 5
 
 
 class Replacer:
@@ -77,30 +111,61 @@ class Replacer:
         *,
         health_timeout: float | None = None,
         crash_prefix: str = "patch",
+        fill: VolumeFill | None = None,
     ) -> Replaced:
         """Swap the bot's container for one built from `after` and store `changes` with it.
 
         With `health_timeout`, the new container must be healthy within it, else the old one comes back and the
         answer says why (not an exception: an unhealthy image is an outcome). A container that cannot be made or
         started raises (with `rolledBack` in its details: the previous container is back).
+
+        With `fill`, the new container gets a fresh volume (the next generation of the bot's volume), which `fill`
+        fills while the old container is stopped; the old volume is removed once the change is committed.
         """
         await self._containers.require_engine()
         before = Snapshot.of(bot)
-        async with self._db.step() as session:  # the journal's durable step
-            op_id = self._journal.begin(
-                session, "patch", bot.id, bot.tenant_id, {"before": before.wire(), "after": after.wire()}
+        move: VolumeMove | None = None
+        if fill is not None:
+            generation = await self._fresh_generation(bot)
+            after = with_fields(after, volume_generation=generation)
+            changes = {**changes, "volume_generation": generation}
+            move = VolumeMove(
+                source=self._containers.volume(bot),
+                target=self._containers.volume(bot, after.volume_name, generation),
+                image=after.image,
+                _containers=self._containers,
             )
+        payload: dict[str, Any] = {"before": before.wire(), "after": after.wire()}
+        if move is not None:
+            payload["move"] = {"source": move.source, "target": move.target}
+        async with self._db.step() as session:  # the journal's durable step
+            op_id = self._journal.begin(session, "patch", bot.id, bot.tenant_id, payload)
 
         async def parked(old: ContainerInfo, was_running: bool) -> None:
             await self._journal.note(op_id, oldContainer=old.id, wasRunning=was_running)
 
+        async def while_parked() -> None:
+            assert move is not None and fill is not None
+            await self._containers.make_volume(bot, move.target)
+            self._crash.reached(f"{crash_prefix}.after_fresh_volume")
+            await fill(move)
+            self._crash.reached(f"{crash_prefix}.after_fill")
+
         try:
-            swap = await self._containers.replace(bot, after, on_parked=parked, crash_prefix=crash_prefix)
+            swap = await self._containers.replace(
+                bot,
+                after,
+                on_parked=parked,
+                crash_prefix=crash_prefix,
+                while_parked=while_parked if move is not None else None,
+            )
         except PlatformError as err:
             err.details["rolledBack"] = True
+            await self._drop_volume(move.target if move else None)
             await self._journal.finish_now(op_id)
             raise
         except BaseException:
+            await self._drop_volume(move.target if move else None)
             await self._journal.finish_now(op_id)
             raise
         if health_timeout is not None:
@@ -109,6 +174,7 @@ class Replacer:
             if not healthy:
                 try:
                     await self._containers.restore(bot, swap)
+                    await self._drop_volume(move.target if move else None)
                 finally:
                     await self._journal.finish_now(op_id)
                 return Replaced(bot=None, why=why)
@@ -116,13 +182,37 @@ class Replacer:
             stored = await self._store(bot, changes, container_id=swap.new_id, op_id=op_id)
         except BaseException:
             await self._containers.restore(bot, swap)
+            await self._drop_volume(move.target if move else None)
             await self._journal.finish_now(op_id)
             raise
         self._crash.reached(f"{crash_prefix}.after_commit")
         if swap.old is not None:
             await self._containers.remove(swap.old.id)
+        await self._drop_volume(move.source if move else None)
         await self._journal.finish_now(op_id)
         return Replaced(bot=stored, why="replaced", old_image_id=swap.old.image_id if swap.old is not None else None)
+
+    async def _fresh_generation(self, bot: Bot) -> int:
+        """The next generation of the bot's volume whose name no volume has (one left by an earlier failure that
+        could not be removed is skipped)."""
+        generation = int(bot.volume_generation or 0)
+        for _ in range(FRESH_VOLUME_TRIES):
+            generation += 1
+            name = self._containers.volume(bot, bot.volume_name, generation)
+            if not await self._containers.volume_exists(name) or await self._containers.remove_earlier_volume(name):
+                return generation
+        raise Conflict("no fresh volume could be made for the bot", details={"botId": bot.id})
+
+    async def _drop_volume(self, name: str | None) -> None:
+        """Remove a volume the bot no longer uses (best effort: one the engine will not remove yet is reported by
+        the reconciler as an old volume)."""
+        if name is None:
+            return
+        try:
+            if not await self._containers.remove_earlier_volume(name):
+                log.warning("a volume the bot left is still in use; kept", extra={"volume": name})
+        except PlatformError as err:
+            log.warning("could not remove a volume the bot left", extra={"volume": name, "reason": err.message})
 
     async def _store(self, bot: Bot, changes: dict[str, Any], *, container_id: str, op_id: str) -> Bot:
         """Write the new profile, its change of the tenant's usage, and mark the journal row committed, in one

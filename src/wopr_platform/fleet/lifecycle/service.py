@@ -12,11 +12,11 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from wopr_platform.core import naming, subdomains
 from wopr_platform.core.errors import Conflict, EngineNotFound, NotFound, ValidationFailed
@@ -32,7 +32,7 @@ from wopr_platform.fleet.admission import Action, Admission
 from wopr_platform.fleet.lifecycle.containers import BotContainers, Snapshot
 from wopr_platform.fleet.lifecycle.journal import Journal
 from wopr_platform.fleet.lifecycle.locks import BotLocks
-from wopr_platform.fleet.lifecycle.replace import Replaced, Replacer
+from wopr_platform.fleet.lifecycle.replace import Replaced, Replacer, VolumeFill, VolumeMove
 from wopr_platform.fleet.lifecycle.views import BotViews
 from wopr_platform.fleet.observation.events import EventBus
 from wopr_platform.fleet.observation.health import HealthMonitor
@@ -51,6 +51,19 @@ from wopr_platform.fleet.secrets.redaction import keep_redacted
 from wopr_platform.fleet.secrets.sealed_env import SecretEnv
 
 log = logging.getLogger(__name__)
+
+__all__ = ["FleetService", "Paused", "VolumeFill", "VolumeMove"]  # what the domains above the fleet take from here
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Paused(Generic[T]):
+    """What was made of a bot's volume, and how long its container was paused for it (None: it was not running)."""
+
+    result: T
+    pause_ms: int | None
+
 
 CONTAINER_FIELDS = ("image", "env", "volume_name", "resources")
 MAX_LOG_TAIL = 10_000
@@ -329,7 +342,10 @@ class FleetService:
                 volume_name=changes.get("volume_name", bot.volume_name),
                 restart_policy=changes.get("restart_policy", bot.restart_policy),
                 resources=dict(changes.get("resources", bot.resources) or {}),
+                volume_generation=0 if "volume_name" in changes else bot.volume_generation,
             )
+            if "volume_name" in changes:
+                changes["volume_generation"] = 0  # another name's first volume
             recreate = any(field in changes for field in CONTAINER_FIELDS)
             if quiet_env is not None:
                 changes["env"] = quiet_env
@@ -437,7 +453,7 @@ class FleetService:
             return []
         async with self._db.read() as session:
             names = await BotRepository(session).volume_names(bot.tenant_id)
-        in_use = {self._containers.volume(bot, name) for name in names}
+        in_use = {self._containers.volume(bot, name, generation) for name, generation in names}
         return sorted(volume.name for volume in labelled if volume.name not in in_use)
 
     async def start_bot(self, tenant_id: str, bot_id: str) -> None:
@@ -477,12 +493,52 @@ class FleetService:
         """Fetch an image before anything is touched (an update that cannot pull leaves the bot as it is)."""
         await self._containers.pull(image)
 
-    async def replace_image(self, bot: Bot, digest: str, *, health_timeout: float) -> Replaced:
+    async def replace_image(
+        self, bot: Bot, digest: str, *, health_timeout: float, fill: VolumeFill | None = None
+    ) -> Replaced:
         """Move a held bot to `digest` of its image reference, gated by its health; the old container comes back
-        (and the answer says why) when the new one does not turn healthy in time."""
+        (and the answer says why) when the new one does not turn healthy in time. With `fill`, the new container
+        runs on a fresh volume `fill` copies the data into, so the old container comes back on its data as it was."""
         after = replace(Snapshot.of(bot), image=pinned(bot.image, digest))  # only the image: env, volume, limits stay
         changes = {"image_digest": digest, "rejected_digest": None}
-        return await self._replacer.replace(bot, after, changes, health_timeout=health_timeout, crash_prefix="update")
+        return await self._replacer.replace(
+            bot, after, changes, health_timeout=health_timeout, crash_prefix="update", fill=fill
+        )
+
+    # what backups ask of the fleet (they know nothing of containers) -------------------------------------
+
+    async def read_volume(self, bot: Bot, consume: Callable[[AsyncIterator[bytes]], Awaitable[T]]) -> Paused[T]:
+        """Hand `consume` the files of a held bot's volume (a tar stream) while they hold still: its running
+        container paused for the copy (and unpaused whatever happens), a stopped one left stopped."""
+        image = Snapshot.of(bot).image
+        await self._containers.ensure_image(image)
+        info = await self._containers.existing(bot)
+        paused = info is not None and info.state == "running"
+        began = time.monotonic()
+        if paused:
+            assert info is not None
+            await self._containers.pause(info.id)
+        try:
+            result = await consume(self._containers.volume_files(self._containers.volume(bot), image))
+        finally:
+            if paused:
+                assert info is not None
+                await self._containers.unpause(info.id)
+        held_ms = round((time.monotonic() - began) * 1000)
+        return Paused(result=result, pause_ms=held_ms if paused else None)
+
+    async def bot_ids(self, tenant_id: str | None = None) -> Sequence[tuple[str, str]]:
+        """(bot id, tenant id) of every bot of the tenant (of every tenant for None), in one query."""
+        async with self._db.read() as session:
+            return await BotRepository(session).ids(tenant_id)
+
+    async def restore_volume(self, bot: Bot, fill: VolumeFill) -> BotProfile:
+        """Move a held bot onto a fresh volume that `fill` fills (its container stopped meanwhile, and started
+        again on the fresh volume if it ran); a failure or a crash at any step leaves its old volume as it was."""
+        replaced = await self._replacer.replace(bot, Snapshot.of(bot), {}, crash_prefix="restore", fill=fill)
+        assert replaced.bot is not None  # no health gate: it took, or it raised
+        self._events.publish("restored", bot.id, bot.tenant_id)
+        return self._views.profile(replaced.bot)
 
     async def reject_digest(self, bot_id: str, digest: str) -> None:
         """Remember that this digest failed on this bot, so no policy applies it again by itself."""

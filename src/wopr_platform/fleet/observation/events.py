@@ -31,6 +31,9 @@ KINDS = (
     "suspended",
     "resumed",
     "removal_warning",
+    # published by backups (a bot's data), through the same bus
+    "backed_up",
+    "restored",
 )
 
 

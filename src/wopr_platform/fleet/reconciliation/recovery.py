@@ -96,17 +96,21 @@ class Recovery:
         self._events.publish("removed", op.bot_id, op.tenant_id, reason="interrupted delete finished")
 
     async def _settle_patch(self, op: Operation, bot: Bot) -> None:
-        """Committed → keep the new container; not committed → bring the old one back."""
+        """Committed → keep the new container; not committed → bring the old one back. A move onto a fresh
+        volume drops the volume the bot no longer uses: the old one when committed, else the fresh one."""
         containers = await self._containers.labelled(bot.id)
+        move = op.payload.get("move") or {}
         if op.stage == "committed":
             for container in containers:
                 if container.id != bot.container_id:
                     await self._containers.remove(container.id)
+            await self._drop_volume(move.get("source"))
             return
         old_id = op.payload.get("oldContainer") or bot.container_id
         for container in containers:
             if container.id != old_id:
                 await self._containers.remove(container.id)
+        await self._drop_volume(move.get("target"))
         old = next((c for c in containers if c.id == old_id), None)
         if old is None:
             return  # the reconciler builds the bot's container from its (unchanged) profile
@@ -119,3 +123,7 @@ class Recovery:
             await self._containers.start(old.id)
         else:
             await self._containers.refresh(old.id)
+
+    async def _drop_volume(self, name: object) -> None:
+        if isinstance(name, str) and name and not await self._containers.remove_earlier_volume(name):
+            log.warning("a volume an interrupted move left is in use; kept", extra={"volume": name})
