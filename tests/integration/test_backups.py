@@ -23,6 +23,7 @@ from moto.server import ThreadedMotoServer
 from tests.conftest import TEST_PLATFORM_SECRET, TOKEN, Platform, PlatformFactory
 from tests.ports import free_port
 from wopr_platform.backups.archive import Manifest, pack
+from wopr_platform.billing.runtime import RuntimeBilling
 from wopr_platform.crypto.stream import StreamKeys
 
 pytestmark = pytest.mark.slow
@@ -383,3 +384,28 @@ async def test_schedules_back_up_and_retention_keeps_the_newest(make_platform: P
     while len(await scheduled(bots[0])) != 1:
         assert asyncio.get_running_loop().time() < deadline
         await asyncio.sleep(0.2)
+
+
+async def test_backup_storage_is_charged_once_a_day_when_billing_is_on(make_platform: PlatformFactory) -> None:
+    clock = MovableClock()
+    platform = await make_platform(
+        clock=clock, BILLING_ENABLED=True, BILLING_MIN_BALANCE=1, BILLING_INTERVAL=3600, BILLING_BACKUP_PRICE=10**9
+    )
+    grant = await platform.client.post(
+        "/tenants/default/credits/grants", json={"amount": 100_000_000}, headers={"Idempotency-Key": "storage-1"}
+    )
+    assert grant.status_code == 201, grant.text
+    bot_id = (await platform.create_bot())["id"]
+    await platform.wait_for(bot_id, state="running")
+    billing = platform.app.state.platform.billing
+    assert isinstance(billing, RuntimeBilling) and billing._storage is not None
+    storage = billing._storage
+    await storage.charge_due()  # the cursor starts today: nothing to charge yet
+    stored = (await backup(platform, bot_id))["archiveBytes"]
+    clock.move(timedelta(days=1))
+    assert await storage.charge_due() == 1
+    assert await storage.charge_due() == 0  # a day is charged once
+    transactions = (await platform.client.get("/billing/transactions")).json()["transactions"]
+    [charge] = [t for t in transactions if t["kind"] == "storage"]
+    assert charge["amount"] == -(stored * 10**9 // 1024**3)
+    assert (await platform.client.get("/billing/ledger-check")).json()["ok"] is True

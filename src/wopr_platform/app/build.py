@@ -29,6 +29,7 @@ from wopr_platform.billing.caps import SpendingCaps
 from wopr_platform.billing.runtime import RuntimeBilling
 from wopr_platform.billing.service import BillingService
 from wopr_platform.billing.standing import Suspensions
+from wopr_platform.billing.storage import StorageCharges
 from wopr_platform.billing.webhooks import StripeWebhooks
 from wopr_platform.caddy.admin import CaddyAdmin
 from wopr_platform.core.errors import FirewallUnavailable
@@ -317,26 +318,6 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
     )
     await fleet.load()
     suspensions = Suspensions(db=database, fleet=fleet, events=events, settings=settings, clock=clock.now)
-    runtime = RuntimeBilling(
-        db=database,
-        fleet=fleet,
-        events=events,
-        prices=settings.billing_runtime_prices,
-        webhooks=webhooks,
-        caps=caps,
-        suspensions=suspensions,
-        clock=clock.now,
-        interval=settings.billing_interval,
-        crash=crash,
-    )
-    templates = TemplateService(
-        directory=settings.templates_dir or packaged_directory(),
-        secrets=SecretStore(environ=os.environ, file=settings.template_secrets_file),
-        fleet=fleet,
-        db=database,
-        provided=PROVIDED_VARIABLES if bot_gateway_env is not None else frozenset(),
-    )
-    await templates.load()  # a bad template file is logged and skipped, never fatal
     store = backup_store(settings)
     backups = Backups(
         db=database,
@@ -351,6 +332,29 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
     backup_rounds = BackupRounds(
         db=database, backups=backups, policies=backup_policies, clock=clock.now, interval=settings.backup_interval
     )
+    runtime = RuntimeBilling(
+        db=database,
+        fleet=fleet,
+        events=events,
+        prices=settings.billing_runtime_prices,
+        webhooks=webhooks,
+        caps=caps,
+        suspensions=suspensions,
+        clock=clock.now,
+        interval=settings.billing_interval,
+        crash=crash,
+        storage=StorageCharges(
+            db=database, backups=backups, price_per_gib_day=settings.billing_backup_price, clock=clock.now
+        ),
+    )
+    templates = TemplateService(
+        directory=settings.templates_dir or packaged_directory(),
+        secrets=SecretStore(environ=os.environ, file=settings.template_secrets_file),
+        fleet=fleet,
+        db=database,
+        provided=PROVIDED_VARIABLES if bot_gateway_env is not None else frozenset(),
+    )
+    await templates.load()  # a bad template file is logged and skipped, never fatal
     updater = Updater(
         db=database,
         fleet=fleet,

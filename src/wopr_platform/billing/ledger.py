@@ -31,8 +31,8 @@ PLATFORM_STRIPE = "platform:stripe"  # money taken (or given back) through Strip
 PLATFORM_GRANTS = "platform:grants"  # credits the platform gave away
 PLATFORM_CORRECTIONS = "platform:corrections"  # corrections by the platform's operator
 
-SPENDING = ("runtime", "usage")  # what counts against a tenant's spending caps
-EntryKind = Literal["purchase", "refund", "dispute", "runtime", "usage", "grant", "correction"]
+SPENDING = ("runtime", "usage", "storage")  # what counts against a tenant's spending caps
+EntryKind = Literal["purchase", "refund", "dispute", "runtime", "usage", "storage", "grant", "correction"]
 
 
 def credits(tenant_id: str) -> str:

@@ -24,6 +24,7 @@ from wopr_platform.billing.caps import SpendingCaps
 from wopr_platform.billing.ledger import PLATFORM_REVENUE, Ledger, Posting
 from wopr_platform.billing.repository import RunRepository
 from wopr_platform.billing.standing import Suspensions
+from wopr_platform.billing.storage import StorageCharges
 from wopr_platform.billing.webhooks import StripeWebhooks
 from wopr_platform.core.faults import CrashPoints
 from wopr_platform.core.prices import RuntimePrices
@@ -64,7 +65,9 @@ class RuntimeBilling:
         clock: Callable[[], datetime],
         interval: float,
         crash: CrashPoints,
+        storage: StorageCharges | None = None,
     ) -> None:
+        self._storage = storage  # backup storage, charged by the day
         self._db = db
         self._fleet = fleet
         self._events = events
@@ -101,7 +104,10 @@ class RuntimeBilling:
 
     async def round(self) -> None:
         await self.sweep()
-        if await self.charges.charge_due():
+        charged = await self.charges.charge_due()
+        if self._storage is not None:
+            charged += await self._storage.charge_due()
+        if charged:
             await self._caps.notify()
         await self.suspensions.round()
         await self._webhooks.apply_pending()

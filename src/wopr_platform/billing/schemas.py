@@ -103,7 +103,7 @@ class Balance(_Out):
 
 class Transaction(_Out):
     id: str
-    kind: Literal["purchase", "refund", "dispute", "runtime", "usage", "grant", "correction"]
+    kind: Literal["purchase", "refund", "dispute", "runtime", "usage", "storage", "grant", "correction"]
     amount: int = Field(description="what it did to the balance: positive added credits, negative spent them")
     memo: str
     actor: str

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator
+from datetime import timedelta
 from io import BufferedWriter
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from wopr_platform.core.errors import NotFound
 from wopr_platform.objectstore.keys import READ_CHUNK, checked
 
 _TEMPORARY = ".part-"
+STALE_WRITE = timedelta(hours=1)  # a temporary file untouched this long belongs to a write that died
 
 
 class LocalStore:
@@ -76,14 +79,20 @@ class LocalStore:
             return False
         return True
 
-    async def sweep(self) -> int:
-        """Remove the temporary files writes that never ended left behind (at start, before any write)."""
+    async def sweep(self, older_than: timedelta = STALE_WRITE) -> int:
+        """Remove the temporary files writes that never ended left behind: untouched for `older_than` (a write in
+        progress touches its file all along)."""
 
         def remove() -> int:
             removed = 0
+            cutoff = time.time() - older_than.total_seconds()
             for leftover in self._root.glob(f"*/{_TEMPORARY}*"):
-                leftover.unlink(missing_ok=True)
-                removed += 1
+                try:
+                    if leftover.stat().st_mtime < cutoff:
+                        leftover.unlink()
+                        removed += 1
+                except FileNotFoundError:
+                    continue
             return removed
 
         if not self._root.exists():
