@@ -50,7 +50,7 @@ class BackupUsage(_Wire):
 
 
 class BackupCreate(_Wire):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, strict=True, extra="forbid")
 
     bot_id: str = Field(min_length=1, max_length=36)
 
@@ -58,7 +58,7 @@ class BackupCreate(_Wire):
 class RestoreRequest(_Wire):
     """Into the backup's own bot (no field), another bot of the tenant (`botId`)."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, strict=True, extra="forbid")
 
     bot_id: str | None = Field(None, min_length=1, max_length=36)
 
@@ -66,7 +66,7 @@ class RestoreRequest(_Wire):
 class PolicyIn(_Wire):
     """A tenant's or a bot's backup policy: each field left out (or null) falls back to the wider one."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, strict=True, extra="forbid")
 
     schedule: str | None = Field(None, max_length=200)
     keep_last: int | None = Field(None, ge=0, le=10_000)

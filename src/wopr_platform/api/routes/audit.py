@@ -2,39 +2,19 @@
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import BeforeValidator
 
 from wopr_platform.api.auth import Operator
 from wopr_platform.api.deps import UUID_RE, Audit
+from wopr_platform.api.params import Time, as_utc
 from wopr_platform.audit.schemas import AuditPage, AuditQuery
 
 router = APIRouter(tags=["audit"])
 # a whole action ("PATCH /fleet/bots/{bot_id}") or only its method ("DELETE")
 ACTION_PATTERN = r"^(POST|PATCH|PUT|DELETE)( /[A-Za-z0-9_{}/.-]{0,200})?$"
 CURSOR_PATTERN = r"^[0-9a-f]{32}$"
-ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
-
-
-def _iso_8601(value: object) -> object:
-    """Only ISO 8601 text is a time here (pydantic would also read `0.0` or `1700000000` as one)."""
-    if isinstance(value, str) and not ISO_DATE.match(value):
-        raise ValueError("expected an ISO 8601 date and time, e.g. 2026-01-31T12:00:00Z")
-    return value
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    """A time without an offset is UTC."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
-
-
-Time = Annotated[datetime | None, BeforeValidator(_iso_8601)]
 
 
 @router.get("/audit", response_model=AuditPage)
@@ -54,8 +34,8 @@ async def list_audit_events(
     query = AuditQuery(
         bot_id=bot_id.lower() if bot_id else None,
         action=action,
-        since=_utc(since),
-        until=_utc(until),
+        since=as_utc(since),
+        until=as_utc(until),
         before=before,
         limit=limit,
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
@@ -10,6 +9,7 @@ from fastapi.responses import StreamingResponse
 
 from wopr_platform.api.auth import Operator
 from wopr_platform.api.deps import BackupId, BackupPolicyService, BackupsService, BotId, checked_id
+from wopr_platform.api.params import Time, as_utc
 from wopr_platform.backups.schemas import (
     BackupCreate,
     BackupList,
@@ -37,11 +37,11 @@ async def list_backups(
     principal: Operator,
     backups: BackupsService,
     bot_id: Annotated[str | None, Query(alias="botId", max_length=64)] = None,
-    before: datetime | None = None,
+    before: Annotated[Time, Query(description="ISO 8601; backups made before it (a page's `nextBefore`)")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> BackupList:
     """The tenant's backups (of one bot with `botId`), newest first; `nextBefore` pages on."""
-    return await backups.list(principal.tenant_id, bot_id=_bot_query(bot_id), before=before, limit=limit)
+    return await backups.list(principal.tenant_id, bot_id=_bot_query(bot_id), before=as_utc(before), limit=limit)
 
 
 @router.post("/backups", status_code=201, response_model=BackupOut)
