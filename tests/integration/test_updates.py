@@ -166,7 +166,7 @@ async def test_an_unhealthy_image_is_rolled_back_and_halts_the_rollout(
     for bot_id in bots:
         await wait_status(platform, bot_id, currentDigest=d2)
     [good] = await finished_rollouts(platform, 1)
-    assert good["state"] == "completed"
+    assert good["state"] == "completed", (good, [await history(platform, bot_id) for bot_id in bots])
     assert [len(w["botIds"]) for w in good["waves"]] == [1, 2]
     assert good["waves"][0]["botIds"] == [bots[1]]  # the canary goes first
     volumes_before = {}

@@ -204,6 +204,11 @@ class DockerEngine:
                 await self.client.images.delete(image, force=False, noprune=False)
         except (EngineNotFound, EngineConflict):
             return False
+        except EngineError as err:
+            # the engine answers 500 "unrecognized image ID" to a removal racing another one of the same image
+            if "unrecognized image" in str(err.details.get("reason", "")):
+                return False
+            raise
         return True
 
     # volumes ------------------------------------------------------------------------------------------

@@ -140,6 +140,13 @@ class Updater:
         self._events.publish("update_started", bot.id, bot.tenant_id, image=target, trigger=trigger)
         log.info("updating bot", extra={"bot_id": bot.id, "image": target, "trigger": trigger})
         try:
+            return await self._apply(bot, result, target, digest)
+        except PlatformError as err:  # the record says why, not "running" until the next restart
+            await self._finish(bot, result, "failed", error=err.message)
+            raise
+
+    async def _apply(self, bot: Bot, result: UpdateResult, target: str, digest: str) -> UpdateResult:
+        try:
             await self._fleet.pull(target)
         except PlatformError as err:
             # nothing was touched: the running container is the old one
@@ -155,11 +162,19 @@ class Updater:
         if not replaced.took:
             await self._fleet.reject_digest(bot.id, digest)
             return await self._finish(bot, result, "rolled_back", error=replaced.why)
-        # by id and without force: the engine keeps it while any container (another bot's) still uses it, and
-        # removing it with its stale local tag makes the next bot created on the tag pull the current build
-        if replaced.old_image_id and await self._fleet.remove_image(replaced.old_image_id):
-            log.info("previous image removed", extra={"image": previous})
+        if replaced.old_image_id:
+            await self._drop_image(replaced.old_image_id, result.previous_image)
         return await self._finish(bot, result, "updated")
+
+    async def _drop_image(self, image_id: str, previous: str) -> None:
+        """Remove the image the bot ran before (by id and without force: the engine keeps it while any container,
+        another bot's, still uses it, and removing it with its stale local tag makes the next bot created on the tag
+        pull the current build). The update took either way: a failure here is only logged."""
+        try:
+            if await self._fleet.remove_image(image_id):
+                log.info("previous image removed", extra={"image": previous})
+        except PlatformError as err:
+            log.warning("could not remove the previous image", extra={"image": previous, "reason": err.message})
 
     async def _record_start(self, bot: Bot, result: UpdateResult, *, trigger: str, rollout_id: str | None) -> str:
         record_id = str(uuid.uuid4())

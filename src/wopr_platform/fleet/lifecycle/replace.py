@@ -169,7 +169,17 @@ class Replacer:
             await self._journal.finish_now(op_id)
             raise
         if health_timeout is not None:
-            healthy, why = await self._wait_healthy(bot, swap.new_id, health_timeout)
+            try:
+                healthy, why = await self._wait_healthy(bot, swap.new_id, health_timeout)
+            except BaseException as err:  # the engine failed while the new container was probed: undo it all
+                try:
+                    await self._containers.restore(bot, swap)
+                    await self._drop_volume(move.target if move else None)
+                finally:
+                    await self._journal.finish_now(op_id)
+                if isinstance(err, PlatformError):
+                    err.details["rolledBack"] = True
+                raise
             self._crash.reached(f"{crash_prefix}.after_health_gate")
             if not healthy:
                 try:
@@ -187,7 +197,13 @@ class Replacer:
             raise
         self._crash.reached(f"{crash_prefix}.after_commit")
         if swap.old is not None:
-            await self._containers.remove(swap.old.id)
+            try:
+                await self._containers.remove(swap.old.id)
+            except PlatformError as err:  # the change took: the reconciler removes the duplicate later
+                log.warning(
+                    "could not remove the replaced container",
+                    extra={"bot_id": bot.id, "container_id": swap.old.id, "reason": err.message},
+                )
         await self._drop_volume(move.source if move else None)
         await self._journal.finish_now(op_id)
         return Replaced(bot=stored, why="replaced", old_image_id=swap.old.image_id if swap.old is not None else None)
