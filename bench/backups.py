@@ -12,7 +12,10 @@ Each round, interleaved (ABBA):
   disk, by the host's own tar;
 - **restore**: `POST /backups/{id}/restore` (the archive opened and checked as it streams into a fresh volume, the
   bot stopped, moved onto it and started again);
-- **raw untar**: `tar -xf <file> -C <an empty directory>`.
+- **raw untar**: `tar -xf <file> -C <an empty directory>`;
+- **engine out** and **engine in**: `docker cp <the bot's container>:/data - > <file>` and `docker cp - <a container
+  on a fresh volume>:/ < <file>`, the Docker engine's own archive endpoints the platform reads and writes through:
+  what any copy through the Docker API (not from the host's disk) costs at least.
 
 The platform's memory during both is its process's resident set size sampled every 10 ms (the benchmark and the
 platform are one process: its growth over the level just before is what a snapshot or a restore costs).
@@ -107,11 +110,19 @@ def run_tar(*args: str) -> None:
     subprocess.run(["tar", *args], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def docker_cp(source: str, target: str, *, stdin: Path | None = None, stdout: Path | None = None) -> None:
+    with (stdin or Path("/dev/null")).open("rb") as given, (stdout or Path("/dev/null")).open("wb") as taken:
+        subprocess.run(["docker", "cp", source, target], check=True, stdin=given, stdout=taken)
+
+
 async def measure(mib: int, rounds: int) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="wopr-bench-backups-"))
-    results: dict[str, list[float]] = {"snapshot": [], "tar": [], "restore": [], "untar": [], "pause": []}
+    results: dict[str, list[float]] = {
+        key: [] for key in ("snapshot", "tar", "engine_out", "restore", "untar", "engine_in", "pause")
+    }
     memory = {"snapshot": MemoryWatch(), "restore": MemoryWatch()}
     sizes: dict[str, int] = {}
+    made: list[tuple[str, str]] = []  # scratch containers and volumes the engine-in runs wrote into
     docker = aiodocker.Docker()
     try:
         async with harness.running_platform(FLEET_STATS_INTERVAL="3600", BACKUP_INTERVAL="3600") as platform:
@@ -147,6 +158,21 @@ async def measure(mib: int, rounds: int) -> dict[str, Any]:
                 target.mkdir()
                 await asyncio.to_thread(run_tar, "-xf", str(work / "raw.tar"), "-C", str(target))
 
+            async def engine_out() -> None:
+                bot = (await platform.client.get(f"/fleet/bots/{bot_id}")).json()
+                await asyncio.to_thread(docker_cp, f"{bot['containerId']}:/data", "-", stdout=work / "engine.tar")
+
+            async def scratch() -> str:
+                volume = await docker.volumes.create({"Labels": {"wopr.bench": "backups"}})
+                container = await docker.containers.create(
+                    {"Image": harness.STUB_IMAGE, "HostConfig": {"Binds": [f"{volume.name}:/data"]}}
+                )
+                made.append((container.id, volume.name))
+                return str(container.id)
+
+            async def engine_in(container_id: str) -> None:
+                await asyncio.to_thread(docker_cp, "-", f"{container_id}:/", stdin=work / "engine.tar")
+
             for round_ in range(rounds):
                 order = ("platform", "raw") if round_ % 2 == 0 else ("raw", "platform")
                 backup: dict[str, Any] = {}
@@ -159,6 +185,8 @@ async def measure(mib: int, rounds: int) -> dict[str, Any]:
                     else:
                         elapsed, _ = await timed(raw_tar)
                         results["tar"].append(elapsed)
+                        elapsed, _ = await timed(engine_out)
+                        results["engine_out"].append(elapsed)
                 for side in order:
                     if side == "platform":
                         elapsed, _ = await timed(lambda b=backup: memory["restore"].around(restore(b["id"])))
@@ -166,13 +194,20 @@ async def measure(mib: int, rounds: int) -> dict[str, Any]:
                     else:
                         elapsed, _ = await timed(raw_untar)
                         results["untar"].append(elapsed)
+                        target = await scratch()
+                        elapsed, _ = await timed(lambda c=target: engine_in(c))
+                        results["engine_in"].append(elapsed)
                 await platform.client.delete(f"/backups/{backup['id']}")
                 harness.log(
                     f"round {round_ + 1}: snapshot {results['snapshot'][-1]:.2f} s (pause {results['pause'][-1]:.2f}"
-                    f" s), tar {results['tar'][-1]:.2f} s, restore {results['restore'][-1]:.2f} s,"
-                    f" untar {results['untar'][-1]:.2f} s"
+                    f" s), tar {results['tar'][-1]:.2f} s, engine out {results['engine_out'][-1]:.2f} s, restore"
+                    f" {results['restore'][-1]:.2f} s, untar {results['untar'][-1]:.2f} s, engine in"
+                    f" {results['engine_in'][-1]:.2f} s"
                 )
     finally:
+        for container_id, volume_name in made:
+            await docker.containers.container(container_id).delete(force=True)
+            await (await docker.volumes.get(volume_name)).delete()
         await docker.close()
         shutil.rmtree(work, ignore_errors=True)
     return {"results": results, "memory": {k: v.peak_mb for k, v in memory.items()}, "sizes": sizes}
@@ -181,7 +216,7 @@ async def measure(mib: int, rounds: int) -> dict[str, Any]:
 def report(facts: dict[str, str], data: dict[str, Any], mib: int, rounds: int) -> str:
     results, memory, sizes = data["results"], data["memory"], data["sizes"]
     median = {key: statistics.median(values) for key, values in results.items()}
-    mib_s = {key: (sizes["tar"] / 1024**2) / median[key] for key in ("snapshot", "tar", "restore", "untar")}
+    mib_s = {key: (sizes["tar"] / 1024**2) / median[key] for key in results if key != "pause"}
     snapshot_ratio = median["snapshot"] / median["tar"]
     restore_ratio = median["restore"] / median["untar"]
     pause = max(results["pause"])
@@ -195,12 +230,24 @@ def report(facts: dict[str, str], data: dict[str, Any], mib: int, rounds: int) -
         ),
         ("raw `tar -c` to a file", f"{median['tar']:.2f}", f"{mib_s['tar']:.0f}", "-"),
         (
+            "engine out: `docker cp` from the container to a file",
+            f"{median['engine_out']:.2f}",
+            f"{mib_s['engine_out']:.0f}",
+            "-",
+        ),
+        (
             "restore `POST /backups/{id}/restore`",
             f"{median['restore']:.2f}",
             f"{mib_s['restore']:.0f}",
             f"{memory['restore']:.1f}",
         ),
         ("raw `tar -x` from the file", f"{median['untar']:.2f}", f"{mib_s['untar']:.0f}", "-"),
+        (
+            "engine in: `docker cp` from the file into a fresh volume",
+            f"{median['engine_in']:.2f}",
+            f"{mib_s['engine_in']:.0f}",
+            "-",
+        ),
     ]
     lines = [
         "## Backups: snapshot and restore of a volume against a raw tar",
@@ -215,6 +262,9 @@ def report(facts: dict[str, str], data: dict[str, Any], mib: int, rounds: int) -
         f"Snapshot / raw tar: **{snapshot_ratio:.2f}x**; restore / raw untar: **{restore_ratio:.2f}x**;"
         f" the bot's pause: {', '.join(f'{p:.2f}' for p in results['pause'])} s (longest {pause:.2f} s).",
         "Targets: snapshot and restore within 1.5x of raw, pause under 2 s: **" + ("met" if met else "missed") + "**.",
+        f"Against the engine's own archive endpoints (the floor of any copy through the Docker API): snapshot /"
+        f" engine out **{median['snapshot'] / median['engine_out']:.2f}x**, restore / engine in"
+        f" **{median['restore'] / median['engine_in']:.2f}x**.",
         "The restore's time includes stopping the bot, building its new container on the fresh volume and starting it.",
     ]
     return "\n".join(lines)

@@ -288,6 +288,8 @@ class DockerEngine:
                 async with self.client._query(
                     f"containers/{helper}/archive",
                     params={"path": "/" + VOLUME_ROOT},
+                    # uncompressed: the engine gzips the stream for a client that accepts it, at a seventh of the speed
+                    headers={"Accept-Encoding": "identity"},
                     timeout=aiohttp.ClientTimeout(total=None, sock_read=self._request_seconds),
                 ) as response:
                     async for chunk in response.content.iter_chunked(STREAM_CHUNK):

@@ -509,23 +509,33 @@ class FleetService:
 
     async def read_volume(self, bot: Bot, consume: Callable[[AsyncIterator[bytes]], Awaitable[T]]) -> Paused[T]:
         """Hand `consume` the files of a held bot's volume (a tar stream) while they hold still: its running
-        container paused for the copy (and unpaused whatever happens), a stopped one left stopped."""
+        container paused until the stream's end (and unpaused whatever happens: `consume` may still be finishing
+        its own work then), a stopped one left stopped."""
         image = Snapshot.of(bot).image
         await self._containers.ensure_image(image)
         info = await self._containers.existing(bot)
-        paused = info is not None and info.state == "running"
+        paused_id = info.id if info is not None and info.state == "running" else None
         began = time.monotonic()
-        if paused:
-            assert info is not None
-            await self._containers.pause(info.id)
+        held_ms: int | None = None
+
+        async def release() -> None:
+            nonlocal held_ms
+            if paused_id is not None and held_ms is None:
+                held_ms = round((time.monotonic() - began) * 1000)
+                await self._containers.unpause(paused_id)
+
+        async def files() -> AsyncIterator[bytes]:
+            async for chunk in self._containers.volume_files(self._containers.volume(bot), image):
+                yield chunk
+            await release()  # read whole: the bot runs on while the copy is being stored
+
+        if paused_id is not None:
+            await self._containers.pause(paused_id)
         try:
-            result = await consume(self._containers.volume_files(self._containers.volume(bot), image))
+            result = await consume(files())
         finally:
-            if paused:
-                assert info is not None
-                await self._containers.unpause(info.id)
-        held_ms = round((time.monotonic() - began) * 1000)
-        return Paused(result=result, pause_ms=held_ms if paused else None)
+            await release()
+        return Paused(result=result, pause_ms=held_ms)
 
     async def bot_ids(self, tenant_id: str | None = None) -> Sequence[tuple[str, str]]:
         """(bot id, tenant id) of every bot of the tenant (of every tenant for None), in one query."""
