@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from wopr_platform.backups.archive import Manifest, TarGuard, pack, unpack
 from wopr_platform.backups.repository import BackupRepository
 from wopr_platform.backups.schemas import BackupKind, BackupList, BackupOut, BackupUsage
+from wopr_platform.backups.spool import Spool
 from wopr_platform.backups.store import ObjectStore
 from wopr_platform.core.errors import (
     ArchiveRefused,
@@ -81,10 +82,16 @@ class Backups:
             await self._check_quota(tenant_id)
             row = await self._begin(bot, kind)
             made: list[Manifest] = []
+
+            async def spooled(tar: AsyncIterator[bytes]) -> int:
+                """The tar spooled as fast as the engine sends it (the bot's pause ends with it), then packed
+                from the spool into the store."""
+                async with Spool(self._settings.backup_spool_dir) as spool:
+                    await spool.fill(tar)
+                    return await self._store.put(row.store_key, pack(keys, spool.drain(), self._facts(bot), made))
+
             try:
-                paused = await self._fleet.read_volume(
-                    bot, lambda tar: self._store.put(row.store_key, pack(keys, tar, self._facts(bot), made))
-                )
+                paused = await self._fleet.read_volume(bot, spooled)
             except BaseException as err:
                 await self._fail(row, err)
                 raise
@@ -120,7 +127,7 @@ class Backups:
                         self._store.put(row.store_key, pack(keys, _drained(to_archive), self._facts(bot), made))
                     )
             except BaseExceptionGroup as group_error:
-                first = group_error.exceptions[0]
+                first = _first(group_error)
                 await self._fail(row, first)
                 raise first from None
             except BaseException as err:
@@ -359,3 +366,12 @@ def _out(row: Backup) -> BackupOut:
         created_at=row.created_at,
         finished_at=row.finished_at,
     )
+
+
+def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error to report of a task group's: the first of the project's own (the reason a step refused), else
+    the first."""
+    for error in group.exceptions:
+        if isinstance(error, PlatformError):
+            return error
+    return group.exceptions[0]

@@ -257,3 +257,9 @@ class ArchiveRefused(ValidationFailed):
     that could reach out of its volume (`details.reason`, and `details.entry` where one entry is the cause)."""
 
     code = "archive_refused"
+
+
+class SpoolFailed(ServiceUnavailable):
+    """A backup's spool file could not be made or written (the spool directory is full or not writable)."""
+
+    code = "spool_failed"

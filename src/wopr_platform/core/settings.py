@@ -249,6 +249,9 @@ class Settings(BaseSettings):
         16 * 1024**3, ge=1024 * 1024, le=10**13, validation_alias="BACKUP_MAX_VOLUME_BYTES"
     )
     backup_max_entries: int = Field(1_000_000, ge=10, le=10**8, validation_alias="BACKUP_MAX_ENTRIES")
+    # where a snapshot's tar stream is spooled while it is packed (so the bot's pause lasts only the engine's
+    # read): an unnamed file, up to the volume's size; default the system's temporary directory
+    backup_spool_dir: Path | None = Field(None, validation_alias="BACKUP_SPOOL_DIR")
     # every tenant's defaults (a tenant's or a bot's policy overrides them): when its bots are backed up (a cron
     # expression in UTC; empty: never by schedule), how many backups of a bot are kept and for how many days
     # (0: no limit), and the storage a tenant's backups may take (bytes; 0: no limit)

@@ -16,8 +16,8 @@ import ipaddress
 import json
 import logging
 import re
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
@@ -280,10 +280,14 @@ class DockerEngine:
         finally:
             await self.remove(str(created["Id"]))
 
-    async def volume_files(self, volume: str, image: str) -> AsyncIterator[bytes]:
+    async def volume_files(
+        self, volume: str, image: str, *, hold: AbstractAsyncContextManager[None] | None = None
+    ) -> AsyncGenerator[bytes, None]:
         """The files of `volume` as a tar stream, as the engine sends it (entries under `VOLUME_ROOT/`), read
-        through a helper container created from `image` (one the engine has: the bot's own)."""
-        async with self._volume_helper(volume, image, read_only=True) as helper:
+        through a helper container created from `image` (one the engine has: the bot's own). `hold` is entered
+        once the helper exists and left when the stream ends, before the helper is removed: it spans the read
+        alone."""
+        async with self._volume_helper(volume, image, read_only=True) as helper, hold or nullcontext():
             with _translate("read volume"):
                 async with self.client._query(
                     f"containers/{helper}/archive",

@@ -6,7 +6,8 @@ callers hold the bot's lock.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -411,9 +412,12 @@ class BotContainers:
     async def volume_exists(self, name: str) -> bool:
         return await self._engine.volume_exists(name)
 
-    def volume_files(self, name: str, image: str) -> AsyncIterator[bytes]:
-        """The volume's files as a tar stream (entries under the engine's VOLUME_ROOT), read through `image`."""
-        return self._engine.volume_files(name, image)
+    def volume_files(
+        self, name: str, image: str, *, hold: AbstractAsyncContextManager[None] | None = None
+    ) -> AsyncGenerator[bytes, None]:
+        """The volume's files as a tar stream (entries under the engine's VOLUME_ROOT), read through `image`;
+        `hold` spans the engine's read alone (see DockerEngine.volume_files)."""
+        return self._engine.volume_files(name, image, hold=hold)
 
     async def write_volume_files(self, name: str, image: str, tar: AsyncIterable[bytes]) -> None:
         await self._engine.write_volume_files(name, image, tar)

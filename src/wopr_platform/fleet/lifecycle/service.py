@@ -509,33 +509,31 @@ class FleetService:
 
     async def read_volume(self, bot: Bot, consume: Callable[[AsyncIterator[bytes]], Awaitable[T]]) -> Paused[T]:
         """Hand `consume` the files of a held bot's volume (a tar stream) while they hold still: its running
-        container paused until the stream's end (and unpaused whatever happens: `consume` may still be finishing
-        its own work then), a stopped one left stopped."""
+        container paused for the engine's read alone (the helper container that reads is made before and removed
+        after; `consume` may still be finishing its own work once the stream ended) and unpaused whatever happens;
+        a stopped one left stopped."""
         image = Snapshot.of(bot).image
         await self._containers.ensure_image(image)
         info = await self._containers.existing(bot)
-        paused_id = info.id if info is not None and info.state == "running" else None
-        began = time.monotonic()
-        held_ms: int | None = None
+        held_ms: list[int] = []
 
-        async def release() -> None:
-            nonlocal held_ms
-            if paused_id is not None and held_ms is None:
-                held_ms = round((time.monotonic() - began) * 1000)
-                await self._containers.unpause(paused_id)
+        @asynccontextmanager
+        async def paused(container_id: str) -> AsyncIterator[None]:
+            await self._containers.pause(container_id)
+            began = time.monotonic()
+            try:
+                yield
+            finally:
+                held_ms.append(round((time.monotonic() - began) * 1000))
+                await self._containers.unpause(container_id)
 
-        async def files() -> AsyncIterator[bytes]:
-            async for chunk in self._containers.volume_files(self._containers.volume(bot), image):
-                yield chunk
-            await release()  # read whole: the bot runs on while the copy is being stored
-
-        if paused_id is not None:
-            await self._containers.pause(paused_id)
+        hold = paused(info.id) if info is not None and info.state == "running" else None
+        files = self._containers.volume_files(self._containers.volume(bot), image, hold=hold)
         try:
-            result = await consume(files())
+            result = await consume(files)
         finally:
-            await release()
-        return Paused(result=result, pause_ms=held_ms)
+            await files.aclose()  # a stream `consume` left unfinished unpauses the bot now
+        return Paused(result=result, pause_ms=held_ms[0] if held_ms else None)
 
     async def bot_ids(self, tenant_id: str | None = None) -> Sequence[tuple[str, str]]:
         """(bot id, tenant id) of every bot of the tenant (of every tenant for None), in one query."""
