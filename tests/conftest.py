@@ -20,6 +20,7 @@ import aiodocker
 import httpx
 import pytest
 import uvicorn
+from moto.server import ThreadedMotoServer
 
 from tests.ports import free_port, listening_socket
 from wopr_platform.app.asgi import create_app
@@ -432,3 +433,19 @@ async def _stopped(server: uvicorn.Server, task: asyncio.Task[None]) -> list[str
 async def platform(make_platform: PlatformFactory) -> Platform:
     """A platform on default test settings."""
     return await make_platform()
+
+
+# --- object storage ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """moto's S3 server (a local stand-in for S3: the platform talks to it through aiobotocore, as to S3), one per
+    test process; each test makes a bucket of its own."""
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()

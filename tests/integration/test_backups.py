@@ -9,7 +9,7 @@ import io
 import os
 import tarfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,26 +18,14 @@ import aiodocker
 import httpx
 import pytest
 from aiobotocore.session import get_session
-from moto.server import ThreadedMotoServer
 
-from tests.conftest import TEST_PLATFORM_SECRET, TOKEN, Platform, PlatformFactory
-from tests.ports import free_port
+from tests.conftest import TEST_PLATFORM_SECRET, Platform, PlatformFactory
+from tests.integration.test_tenants import as_tenant
 from wopr_platform.backups.archive import Manifest, pack
 from wopr_platform.billing.runtime import RuntimeBilling
 from wopr_platform.crypto.stream import StreamKeys
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def s3_server() -> Iterator[str]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
 
 
 async def _bucket(url: str) -> str:
@@ -112,15 +100,6 @@ async def download(platform: Platform, backup_id: str) -> bytes:
     response = await platform.client.get(f"/backups/{backup_id}/archive")
     assert response.status_code == 200, response.text
     return response.content
-
-
-def as_tenant(platform: Platform, tenant: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        base_url=platform.url,
-        headers={"Authorization": f"Bearer {TOKEN}", "X-Tenant-Id": tenant},
-        timeout=60,
-        trust_env=False,
-    )
 
 
 async def sealed(tar: bytes, *, tenant: str = "default", bot_id: str = "x") -> bytes:

@@ -6,31 +6,18 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from moto.server import ThreadedMotoServer
 
-from tests.ports import free_port
 from wopr_platform.core.errors import NotFound, ValidationFailed
 from wopr_platform.objectstore.local import LocalStore
 from wopr_platform.objectstore.s3 import PART_BYTES, S3Store
 
 Store = LocalStore | S3Store
-
-
-@pytest.fixture(scope="module")
-def s3_server() -> Iterator[str]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
 
 
 @pytest.fixture(params=["local", "s3"])

@@ -28,7 +28,7 @@ from wopr_platform.billing.storage import StorageCharges
 from wopr_platform.billing.webhooks import StripeWebhooks
 from wopr_platform.core.faults import CrashPoints
 from wopr_platform.core.prices import RuntimePrices
-from wopr_platform.core.rounds import run_rounds
+from wopr_platform.core.rounds import catch_up, run_rounds
 from wopr_platform.db.unit import Database
 from wopr_platform.fleet.lifecycle.service import FleetService
 from wopr_platform.fleet.observation.events import EventBus, Subscription
@@ -154,12 +154,7 @@ class HourlyCharges:
 
     async def charge_due(self) -> int:
         """Charge every hour that ended (up to MAX_HOURS_PER_ROUND); returns how many hours were charged."""
-        charged = 0
-        for _ in range(MAX_HOURS_PER_ROUND):
-            if await self.charge_next() is None:
-                break
-            charged += 1
-        return charged
+        return await catch_up(self.charge_next, MAX_HOURS_PER_ROUND)
 
     async def charge_next(self) -> int | None:
         """Charge the hour after the cursor if it is due: the number of entries posted, None when none is due."""

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from wopr_platform.backups.service import Backups
 from wopr_platform.billing.ledger import PLATFORM_REVENUE, Ledger, Posting
 from wopr_platform.billing.repository import RunRepository
+from wopr_platform.core.rounds import catch_up
 from wopr_platform.db.unit import Database
 
 log = logging.getLogger(__name__)
@@ -41,12 +42,7 @@ class StorageCharges:
 
     async def charge_due(self) -> int:
         """Charge every day that ended (up to MAX_DAYS_PER_ROUND); how many days were charged."""
-        charged = 0
-        for _ in range(MAX_DAYS_PER_ROUND):
-            if await self.charge_next() is None:
-                break
-            charged += 1
-        return charged
+        return await catch_up(self.charge_next, MAX_DAYS_PER_ROUND)
 
     async def charge_next(self) -> int | None:
         """Charge the day after the cursor if it ended: the number of entries posted, None when none is due."""

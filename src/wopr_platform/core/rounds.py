@@ -37,3 +37,14 @@ async def first_set(*events: asyncio.Event) -> None:
     finally:
         for waiting in waits:
             waiting.cancel()
+
+
+async def catch_up(step: Callable[[], Awaitable[object | None]], most: int) -> int:
+    """Run `step` until it has nothing left to do (it returns None) or `most` times; how many steps did work (a
+    leader that was away catches up on the periods that ended, a bounded number of them per round)."""
+    done = 0
+    for _ in range(most):
+        if await step() is None:
+            break
+        done += 1
+    return done
