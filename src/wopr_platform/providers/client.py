@@ -12,11 +12,13 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import anthropic
 import httpx2
-import openai
+
+if TYPE_CHECKING:  # imported when the gateway starts (see Providers): seconds of start-up a platform without it saves
+    import anthropic
+    import openai
 
 Kind = Literal["openai", "anthropic"]
 KINDS: tuple[Kind, ...] = ("openai", "anthropic")
@@ -87,6 +89,14 @@ class Providers:
     """Sends calls to providers; `close` ends every connection."""
 
     def __init__(self, *, timeout: float, max_connections: int) -> None:
+        # here, not at the top: only a platform with the gateway imports the SDKs
+        import anthropic
+        import openai
+
+        self._openai = openai
+        self._anthropic = anthropic
+        self._refused = (openai.APIStatusError, anthropic.APIStatusError)
+        self._unreached = (openai.APIConnectionError, anthropic.APIConnectionError)
         limits = httpx2.Limits(max_connections=max_connections, max_keepalive_connections=min(max_connections, 200))
         self._timeout = httpx2.Timeout(timeout, connect=min(timeout, 10.0))
         # the SDKs' own aiohttp transport: much less work per streamed chunk than their default one
@@ -100,7 +110,7 @@ class Providers:
             if len(self._clients) >= _MAX_CLIENTS:
                 self._clients.popitem(last=False)  # the shared pool stays open: nothing to close
             if upstream.kind == "openai":
-                client = openai.AsyncOpenAI(
+                client = self._openai.AsyncOpenAI(
                     api_key=upstream.api_key,
                     base_url=upstream.base_url,
                     max_retries=0,
@@ -108,7 +118,7 @@ class Providers:
                     http_client=self._openai_http,
                 )
             else:
-                client = anthropic.AsyncAnthropic(
+                client = self._anthropic.AsyncAnthropic(
                     api_key=upstream.api_key,
                     base_url=upstream.base_url,
                     max_retries=0,
@@ -128,11 +138,11 @@ class Providers:
             response = await client.post(
                 path, cast_to=httpx2.Response, body=dict(body), options={"headers": _RAW_STREAM}
             )
-        except (openai.APIStatusError, anthropic.APIStatusError) as err:
+        except self._refused as err:
             raise ProviderFailed(
                 f"the provider answered {err.status_code}", err.status_code, err.response.content
             ) from None
-        except (openai.APIConnectionError, anthropic.APIConnectionError) as err:
+        except self._unreached as err:
             raise ProviderFailed(f"the provider could not be reached: {type(err).__name__}") from None
         return Reply(response)
 
