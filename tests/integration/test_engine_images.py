@@ -29,10 +29,11 @@ async def test_removals_of_one_image_racing_each_other_are_not_failures(
         for _ in range(3):
             # an image of its own (a commit of a stopped container), so no other test's container holds it
             container = await docker.containers.create({"Image": STUB_IMAGE, "Cmd": ["true"]})
-            tag = "wopr-test-image-race:" + uuid.uuid4().hex[:8]
-            repo, version = tag.split(":")
             made = await docker._query_json(
-                "commit", method="POST", params={"container": container.id, "repo": repo, "tag": version}, data={}
+                "commit",
+                method="POST",
+                params={"container": container.id, "repo": "wopr-test-image-race", "tag": uuid.uuid4().hex[:8]},
+                data={},
             )
             await container.delete(force=True)
             removed = await asyncio.gather(*(engine.remove_image(made["Id"]) for _ in range(3)))

@@ -64,7 +64,7 @@ class Spool:
 
     async def _write(self, data: bytearray) -> None:
         try:
-            await asyncio.to_thread(_write_all, self._fd, bytes(data), self._written)
+            await asyncio.to_thread(_write_all, self._fd, data, self._written)
         except OSError as err:  # the disk is full, most likely
             raise SpoolFailed(
                 "the backup's spool could not be written", details={"reason": err.strerror or "os error"}
@@ -79,8 +79,9 @@ class Spool:
             yield await asyncio.to_thread(os.pread, self._fd, min(READ_BYTES, self._written - offset), offset)
 
 
-def _write_all(fd: int, data: bytes, offset: int) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.pwrite(fd, view, offset)
-        view, offset = view[written:], offset + written
+def _write_all(fd: int, data: bytearray, offset: int) -> None:
+    with memoryview(data) as whole:  # released on return: the caller clears `data` for the next write
+        view = whole
+        while view:
+            written = os.pwrite(fd, view, offset)
+            view, offset = view[written:], offset + written

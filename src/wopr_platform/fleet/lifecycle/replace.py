@@ -30,7 +30,7 @@ from wopr_platform.db.models import Bot
 from wopr_platform.db.unit import Database
 from wopr_platform.docker.engine import VOLUME_ROOT
 from wopr_platform.docker.types import ContainerInfo
-from wopr_platform.fleet.lifecycle.containers import BotContainers, Snapshot
+from wopr_platform.fleet.lifecycle.containers import BotContainers, Snapshot, Swap
 from wopr_platform.fleet.lifecycle.journal import Journal
 from wopr_platform.fleet.observation.health import HealthMonitor
 from wopr_platform.fleet.quotas.service import Quotas
@@ -151,6 +151,7 @@ class Replacer:
             await fill(move)
             self._crash.reached(f"{crash_prefix}.after_fill")
 
+        fresh = move.target if move is not None else None  # the volume a failure leaves behind for removal
         try:
             swap = await self._containers.replace(
                 bot,
@@ -159,40 +160,27 @@ class Replacer:
                 crash_prefix=crash_prefix,
                 while_parked=while_parked if move is not None else None,
             )
-        except PlatformError as err:
-            err.details["rolledBack"] = True
-            await self._drop_volume(move.target if move else None)
-            await self._journal.finish_now(op_id)
-            raise
-        except BaseException:
-            await self._drop_volume(move.target if move else None)
+        except BaseException as err:
+            _mark_rolled_back(err)
+            await self._drop_volume(fresh)
             await self._journal.finish_now(op_id)
             raise
         if health_timeout is not None:
             try:
                 healthy, why = await self._wait_healthy(bot, swap.new_id, health_timeout)
             except BaseException as err:  # the engine failed while the new container was probed: undo it all
-                try:
-                    await self._containers.restore(bot, swap)
-                    await self._drop_volume(move.target if move else None)
-                finally:
-                    await self._journal.finish_now(op_id)
-                if isinstance(err, PlatformError):
-                    err.details["rolledBack"] = True
+                await self._undo(bot, swap, fresh, op_id)
+                _mark_rolled_back(err)
                 raise
             self._crash.reached(f"{crash_prefix}.after_health_gate")
             if not healthy:
-                try:
-                    await self._containers.restore(bot, swap)
-                    await self._drop_volume(move.target if move else None)
-                finally:
-                    await self._journal.finish_now(op_id)
+                await self._undo(bot, swap, fresh, op_id)
                 return Replaced(bot=None, why=why)
         try:
             stored = await self._store(bot, changes, container_id=swap.new_id, op_id=op_id)
         except BaseException:
             await self._containers.restore(bot, swap)
-            await self._drop_volume(move.target if move else None)
+            await self._drop_volume(fresh)
             await self._journal.finish_now(op_id)
             raise
         self._crash.reached(f"{crash_prefix}.after_commit")
@@ -207,6 +195,14 @@ class Replacer:
         await self._drop_volume(move.source if move else None)
         await self._journal.finish_now(op_id)
         return Replaced(bot=stored, why="replaced", old_image_id=swap.old.image_id if swap.old is not None else None)
+
+    async def _undo(self, bot: Bot, swap: Swap, fresh: str | None, op_id: str) -> None:
+        """After the health gate: the old container back, the fresh volume (if any) removed, the journal row done."""
+        try:
+            await self._containers.restore(bot, swap)
+            await self._drop_volume(fresh)
+        finally:
+            await self._journal.finish_now(op_id)
 
     async def _fresh_generation(self, bot: Bot) -> int:
         """The next generation of the bot's volume whose name no volume has (one left by an earlier failure that
@@ -274,3 +270,9 @@ class Replacer:
                 return False, f"not healthy within {within:g} s ({detail})"
             await asyncio.sleep(pause)
             pause = min(pause * 2, MAX_PROBE_PAUSE)
+
+
+def _mark_rolled_back(err: BaseException) -> None:
+    """Say in the error that the previous container is back (callers tell an outcome from a failure by it)."""
+    if isinstance(err, PlatformError):
+        err.details["rolledBack"] = True
