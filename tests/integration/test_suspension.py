@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiodocker
@@ -44,6 +44,12 @@ async def _standing(platform: Platform) -> dict[str, Any]:
     return body
 
 
+def _past(standing: dict[str, Any], moment: str, seconds: float = 1) -> datetime:
+    """A moment just after one the standing announces: the clock flows in real time from START, so a test that
+    jumps to a fixed offset from START races the time the test itself took (minutes on a loaded machine)."""
+    return datetime.fromisoformat(standing[moment]) + timedelta(seconds=seconds)
+
+
 async def _running(docker: aiodocker.Docker, platform_id: str) -> set[str]:
     found = await docker.containers.list(filters={"label": [f"wopr.platform={platform_id}"], "status": ["running"]})
     return {c["Labels"]["wopr.bot-id"] for c in found}
@@ -76,7 +82,7 @@ async def test_out_of_credits_suspends_after_the_grace_a_top_up_resumes_and_the_
     assert refused.status_code == 402, refused.text  # the gate holds meanwhile
 
     events = platform.app.state.services.events.subscribe(bot_id=None, tenant_id="default")
-    clock.move_to(START + timedelta(hours=1, seconds=5))
+    clock.move_to(_past(standing, "suspendsAt"))
     await suspensions.round()
     standing = await _standing(platform)
     assert standing["state"] == "suspended", standing
@@ -103,13 +109,15 @@ async def test_out_of_credits_suspends_after_the_grace_a_top_up_resumes_and_the_
     await _move(platform, -5500)
     clock.move_to(START + timedelta(hours=2))
     await suspensions.round()
-    clock.move_to(START + timedelta(hours=3, seconds=1))
+    standing = await _standing(platform)
+    assert standing["state"] == "grace", standing
+    clock.move_to(_past(standing, "suspendsAt"))
     await suspensions.round()
     standing = await _standing(platform)
     assert standing["state"] == "suspended", standing
-    clock.move_to(START + timedelta(hours=4, minutes=31))
+    clock.move_to(_past(standing, "removalAt", -SETTINGS["BILLING_REMOVAL_WARNING"] + 60))
     await suspensions.round()  # the warning
-    clock.move_to(START + timedelta(hours=5, seconds=2))
+    clock.move_to(_past(standing, "removalAt"))
     await suspensions.round()
     standing = await _standing(platform)
     assert standing["state"] == "removed", standing
@@ -134,7 +142,7 @@ async def test_a_suspended_tenants_traffic_through_caddy_answers_402_and_flows_a
         await _move(platform, -2000)
         await found.suspensions.round()
         await until_answer(client, name, "/hello", 200, contains="paid")  # the grace: still served
-        clock.move_to(START + timedelta(hours=1, seconds=5))
+        clock.move_to(_past(await _standing(platform), "suspendsAt"))
         await found.suspensions.round()
         suspended = await until_answer(client, name, "/hello", 402, timeout=10)
         assert suspended.text == BODY_SUSPENDED and suspended.headers["content-type"].startswith("text/plain")
