@@ -100,8 +100,16 @@ async def cleanup_engine(platform_ids: Iterable[str], concurrency: int = 8) -> t
                     log(f"cleanup: {err}")
 
     try:
+        swarm = ((await client.system.info()).get("Swarm") or {}).get("LocalNodeState") == "active"
         for platform_id in ids:
             label = f"{LABEL_PLATFORM}={platform_id}"
+            if swarm:  # a Swarm platform's bots are services: their tasks' containers go with them
+                services = await client.services.list(filters={"label": [label]})
+                await asyncio.gather(*(drop(0, lambda s=s: client.services.delete(s["ID"])) for s in services))
+                for _ in range(300):
+                    if not await client.containers.list(all=True, filters={"label": [label]}):
+                        break
+                    await asyncio.sleep(0.1)
             containers = await client.containers.list(all=True, filters={"label": [label]})
             await asyncio.gather(*(drop(0, lambda c=c: c.delete(force=True, v=True)) for c in containers))
             volumes = (await client.volumes.list(filters={"label": [label]})).get("Volumes") or []

@@ -308,6 +308,18 @@ async def _cleanup_engine(platform_id: str) -> None:
     client = aiodocker.Docker()
     try:
         label = f"wopr.platform={platform_id}"
+        if await swarm_active(client):
+            services = await client.services.list(filters={"label": [label]})
+            for service in services:
+                try:
+                    await client.services.delete(service["ID"])
+                except aiodocker.DockerError as err:
+                    if err.status != 404:
+                        raise
+            for _ in range(100):  # the swarm removes the tasks' containers after the services
+                if not await client.containers.list(all=True, filters={"label": [label]}):
+                    break
+                await asyncio.sleep(0.1)
         for container in await client.containers.list(all=True, filters={"label": [label]}):
             try:
                 await container.delete(force=True)
@@ -338,8 +350,106 @@ async def remove_networks(client: aiodocker.Docker, label: str) -> None:
                 raise
 
 
+# --- engine backends: plain Docker, and Swarm on this engine ------------------------------------------------------
+
+# `@both_backends` runs a test on plain Docker and on Swarm; the Swarm runs carry the `swarm` mark and run alone,
+# after the others (scripts/test), on a single-node swarm made for them
+both_backends = pytest.mark.parametrize(
+    "backend", ["docker", pytest.param("swarm", marks=[pytest.mark.swarm, pytest.mark.slow])], indirect=True
+)
+
+
+async def swarm_active(client: aiodocker.Docker) -> bool:
+    return ((await client.system.info()).get("Swarm") or {}).get("LocalNodeState") == "active"
+
+
+@pytest.fixture(scope="session")
+async def swarm() -> AsyncIterator[None]:
+    """A single-node swarm on the test engine: made unless the engine already is in one, and left after (so the
+    engine is left as it was found)."""
+    client = aiodocker.Docker()
+    try:
+        made = not await swarm_active(client)
+        if made:
+            await client.swarm.init(advertise_addr="127.0.0.1", listen_addr="127.0.0.1:2377")
+        try:
+            yield
+        finally:
+            if made:
+                await client.swarm.leave(force=True)
+    finally:
+        await client.close()
+
+
 @pytest.fixture
-async def make_platform(stub_image: str, database_url: str, tmp_path: Path) -> AsyncIterator[PlatformFactory]:
+def backend(request: pytest.FixtureRequest) -> str:
+    """The engine backend a test's platforms use (FLEET_ENGINE): `docker` unless the test asks for both."""
+    name = str(getattr(request, "param", "docker"))
+    if name == "swarm":
+        request.getfixturevalue("swarm")
+    return name
+
+
+async def bot_container(docker: aiodocker.Docker, container_id: str) -> dict[str, Any]:
+    """The engine's description of the container a bot runs in: the container itself on plain Docker, the
+    running task's container of the bot's service on Swarm."""
+    try:
+        return dict(await docker.containers.container(container_id).show())
+    except aiodocker.DockerError as err:
+        if err.status != 404:
+            raise
+    found = await docker.containers.list(
+        filters={"label": [f"com.docker.swarm.service.id={container_id}"], "status": ["running"]}
+    )
+    if not found:
+        raise LookupError(f"no running container for {container_id}")
+    return dict(await found[0].show())
+
+
+async def bot_running(docker: aiodocker.Docker, container_id: str) -> bool:
+    """Whether the bot's container (on Swarm: a task's container of its service) runs."""
+    try:
+        info = await bot_container(docker, container_id)
+    except LookupError:
+        return False
+    return bool(info["State"]["Running"])
+
+
+async def bot_address(docker: aiodocker.Docker, container_id: str) -> str:
+    """Where the host reaches a bot: its container's address on its network on plain Docker; on Swarm its task
+    container's address on the node's gateway bridge (an overlay network is not reachable from the host)."""
+    info = await bot_container(docker, container_id)
+    if not info["Config"]["Labels"].get("com.docker.swarm.service.id"):
+        return str(next(iter(info["NetworkSettings"]["Networks"].values()))["IPAddress"])
+    gateway = await docker._query_json("networks/docker_gwbridge")
+    return str(gateway["Containers"][info["Id"]]["IPv4Address"]).split("/")[0]
+
+
+async def bot_units(docker: aiodocker.Docker, bot_id: str) -> list[str]:
+    """The ids of what the engine holds for a bot: its containers on plain Docker, its services on Swarm (whose
+    tasks' containers come and go with the swarm's own bookkeeping)."""
+    label = [f"wopr.bot-id={bot_id}"]
+    if await swarm_active(docker):
+        services = await docker.services.list(filters={"label": label})
+        if services:
+            return [str(service["ID"]) for service in services]
+    return [str(c.id) for c in await docker.containers.list(all=True, filters={"label": label})]
+
+
+async def remove_behind_our_back(docker: aiodocker.Docker, container_id: str) -> None:
+    """Remove a bot's container (on Swarm its service) as someone else would, not through the platform."""
+    try:
+        await docker.containers.container(container_id).delete(force=True)
+    except aiodocker.DockerError as err:
+        if err.status != 404:
+            raise
+        await docker.services.delete(container_id)
+
+
+@pytest.fixture
+async def make_platform(
+    stub_image: str, database_url: str, tmp_path: Path, backend: str
+) -> AsyncIterator[PlatformFactory]:
     """Start platforms with settings overrides (by environment name); all are stopped and cleaned after."""
     started: list[tuple[uvicorn.Server, asyncio.Task[None], httpx.AsyncClient]] = []
     platform_ids: set[str] = set()
@@ -362,6 +472,7 @@ async def make_platform(stub_image: str, database_url: str, tmp_path: Path) -> A
             "PROXY_ENABLED": False,  # tenant routing only where a test brings its own Caddy (tests.fixtures.caddy)
             "PLATFORM_SECRET": TEST_PLATFORM_SECRET,
             "BACKUP_DIR": str(tmp_path / "backups"),
+            "FLEET_ENGINE": backend,
         }
         values.update(overrides)
         values = {k: v for k, v in values.items() if v is not None}

@@ -1,21 +1,32 @@
-"""The bot lifecycle through the API, checked against the real engine."""
+"""The bot lifecycle through the API, checked against the real engine: on plain Docker and on Swarm."""
 
 from __future__ import annotations
 
 import aiodocker
 import httpx
 
-from tests.conftest import Platform
+from tests.conftest import (
+    Platform,
+    bot_address,
+    bot_container,
+    bot_running,
+    bot_units,
+    both_backends,
+    remove_behind_our_back,
+)
+
+pytestmark = both_backends
 
 
 async def _instance_get(docker: aiodocker.Docker, container_id: str, path: str) -> httpx.Response:
-    info = await docker.containers.container(container_id).show()
-    address = next(iter(info["NetworkSettings"]["Networks"].values()))["IPAddress"]
+    address = await bot_address(docker, container_id)
     async with httpx.AsyncClient(trust_env=False, timeout=5) as client:
         return await client.get(f"http://{address}:7437{path}")
 
 
-async def test_create_starts_the_bot_and_it_becomes_healthy(platform: Platform, docker: aiodocker.Docker) -> None:
+async def test_create_starts_the_bot_and_it_becomes_healthy(
+    platform: Platform, docker: aiodocker.Docker, backend: str
+) -> None:
     created = await platform.create_bot(env={"STUB_MESSAGE": "hello"}, description="first")
     assert created["desiredState"] == "running"
     status = await platform.wait_for(created["id"], state="running", health="healthy")
@@ -25,14 +36,20 @@ async def test_create_starts_the_bot_and_it_becomes_healthy(platform: Platform, 
     assert status["uptime"] == status["startedAt"]
     assert isinstance(status["uptimeSeconds"], int) and 0 <= status["uptimeSeconds"] < 60
 
-    info = await docker.containers.container(created["containerId"]).show()
+    info = await bot_container(docker, created["containerId"])
     labels = info["Config"]["Labels"]
     assert labels["wopr.managed"] == "true"
     assert labels["wopr.bot-id"] == created["id"]
     assert labels["wopr.tenant"] == "default"
-    assert info["Name"] == f"/wopr-{created['id']}"
     assert info["HostConfig"]["Init"] is True
-    assert info["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    if backend == "docker":
+        assert info["Name"] == f"/wopr-{created['id']}"
+        assert info["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    else:  # one service of one replica, the swarm restarting its task
+        service = await docker.services.inspect(created["containerId"])
+        assert service["Spec"]["Labels"]["wopr.name"] == f"wopr-{created['id']}"
+        assert service["Spec"]["Mode"] == {"Replicated": {"Replicas": 1}}
+        assert service["Spec"]["TaskTemplate"]["RestartPolicy"]["Condition"] == "any"
     mounts = {m["Destination"]: m for m in info["Mounts"]}
     assert mounts["/data"]["Type"] == "volume"
     assert mounts["/data"]["Name"] == f"wopr-{platform.settings.platform_id}.default.data-{created['id']}"
@@ -56,7 +73,7 @@ async def test_stop_start_restart(platform: Platform, docker: aiodocker.Docker) 
     stopped = await platform.wait_for(bot["id"], state="exited")
     assert stopped["desiredState"] == "stopped"
     assert stopped["health"] == "none"
-    assert (await docker.containers.container(bot["containerId"]).show())["State"]["Running"] is False
+    assert not await bot_running(docker, bot["containerId"])
 
     assert (await platform.client.post(f"/fleet/bots/{bot['id']}/start")).json() == {"ok": True}
     started = await platform.wait_for(bot["id"], state="running", health="healthy")
@@ -103,7 +120,7 @@ async def test_logs(platform: Platform) -> None:
     bot = await platform.create_bot()
     await platform.wait_for(bot["id"], health="healthy")
     response = await platform.client.get(f"/fleet/bots/{bot['id']}/logs", params={"tail": 50})
-    assert response.status_code == 200
+    assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/plain")
     assert "boot #1" in response.text
 
@@ -113,7 +130,7 @@ async def test_a_container_removed_behind_our_back_is_recreated_on_start(
 ) -> None:
     bot = await platform.create_bot()
     await platform.wait_for(bot["id"], health="healthy")
-    await docker.containers.container(bot["containerId"]).delete(force=True)
+    await remove_behind_our_back(docker, bot["containerId"])
     gone = await platform.wait_for(bot["id"], observedState="missing")
     # without a container the wire keeps the original's values; observedState says why
     assert gone["state"] == "stopped" and gone["health"] is None and gone["stale"] is False
@@ -122,5 +139,4 @@ async def test_a_container_removed_behind_our_back_is_recreated_on_start(
     assert (await platform.client.post(f"/fleet/bots/{bot['id']}/start")).status_code == 200
     status = await platform.wait_for(bot["id"], state="running", health="healthy")
     assert status["containerId"] != bot["containerId"]
-    containers = await docker.containers.list(all=True, filters={"label": [f"wopr.bot-id={bot['id']}"]})
-    assert len(containers) == 1
+    assert len(await bot_units(docker, bot["id"])) == 1

@@ -42,6 +42,7 @@ from wopr_platform.db.leadership import Leadership, lock_key
 from wopr_platform.db.migrate import upgrade
 from wopr_platform.db.unit import Database
 from wopr_platform.docker.engine import DockerEngine
+from wopr_platform.docker.swarm import SwarmEngine
 from wopr_platform.firewall.iptables import HostFirewall
 from wopr_platform.fleet.isolation import HostIsolation
 from wopr_platform.fleet.lifecycle.containers import BotContainers
@@ -212,18 +213,31 @@ async def host_isolation(settings: Settings, docker: DockerEngine) -> HostIsolat
     return isolation
 
 
+def engine_of(settings: Settings) -> DockerEngine:
+    """The engine adapter FLEET_ENGINE names: plain Docker, or Swarm services (the same operations)."""
+    if settings.fleet_engine == "swarm":
+        return SwarmEngine(
+            settings.docker_host,
+            timeout=settings.docker_timeout,
+            platform_id=settings.platform_id,
+            subnets=settings.tenant_subnet_pool,
+            constraints=tuple(settings.swarm_constraints),
+        )
+    return DockerEngine(
+        settings.docker_host,
+        timeout=settings.docker_timeout,
+        platform_id=settings.platform_id,
+        subnets=settings.tenant_subnet_pool,
+    )
+
+
 async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: AuditWriter) -> Platform:
     """Migrate the database, then build the platform; nothing here touches the engine yet."""
     db = create_engine(settings.database_url)
     await upgrade(db)
     database = Database(create_sessionmaker(db))
     audit.start(database)
-    docker = DockerEngine(
-        settings.docker_host,
-        timeout=settings.docker_timeout,
-        platform_id=settings.platform_id,
-        subnets=settings.tenant_subnet_pool,
-    )
+    docker = engine_of(settings)
     instances = InstanceClient(timeout=settings.health_timeout)
     observed = ObservedState()
     health = HealthMonitor(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -21,6 +22,7 @@ from wopr_platform.core.plans import Plan, parse_plans
 from wopr_platform.core.prices import RuntimePrices
 from wopr_platform.core.reference import ImageReference, InvalidReference
 
+_CONSTRAINT = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,127}\s*(?:==|!=)\s*[A-Za-z0-9_.:/-]{1,128}\Z")
 LogLevel = Literal["debug", "info", "warning", "error"]
 DATABASE_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
 DEFAULT_RUNTIME_PRICES = "small:512:7000,standard:1024:14000,large:4096:56000"
@@ -46,6 +48,12 @@ class Settings(BaseSettings):
     )
     docker_host: str = Field("unix:///var/run/docker.sock", validation_alias="DOCKER_HOST")
     docker_timeout: float = Field(60.0, gt=0, le=600, validation_alias="DOCKER_TIMEOUT")
+    # the engine bots run on (see docker/swarm.py): plain Docker containers, or services of an existing swarm
+    # (DOCKER_HOST then names a manager), placed on the nodes the constraints allow (`node.labels.wopr==bots`)
+    fleet_engine: Literal["docker", "swarm"] = Field("docker", validation_alias="FLEET_ENGINE")
+    swarm_constraints: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias="FLEET_SWARM_CONSTRAINTS"
+    )
     image_allowlist: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["ghcr.io/wopr-network/"], validation_alias="FLEET_IMAGE_ALLOWLIST"
     )
@@ -360,6 +368,17 @@ class Settings(BaseSettings):
     @classmethod
     def _lower_env(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("swarm_constraints", mode="before")
+    @classmethod
+    def _split_constraints(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            for entry in value:
+                if not _CONSTRAINT.match(str(entry)):
+                    raise ValueError(f"{entry!r}: a constraint is <attribute>==<value> or <attribute>!=<value>")
+        return value
 
     @field_validator("image_allowlist", mode="before")
     @classmethod

@@ -19,6 +19,7 @@ import re
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager, nullcontext
 from datetime import UTC, datetime
+from ipaddress import IPv4Network
 from itertools import islice
 from typing import Any
 
@@ -278,7 +279,7 @@ class DockerEngine:
         try:
             yield str(created["Id"])
         finally:
-            await self.remove(str(created["Id"]))
+            await self._remove_container(str(created["Id"]))
 
     async def volume_files(
         self, volume: str, image: str, *, hold: AbstractAsyncContextManager[None] | None = None
@@ -344,11 +345,15 @@ class DockerEngine:
                 except EngineConflict:  # another replica made it meanwhile
                     data = await self._network(name)
             found = (data or {}).get("Labels") or {}
-            if data is None or data.get("Driver") != "bridge" or any(found.get(k) != v for k, v in labels.items()):
+            if (
+                data is None
+                or data.get("Driver") != self.NETWORK_DRIVER
+                or any(found.get(k) != v for k, v in labels.items())
+            ):
                 raise EngineError(
                     f"network {name} exists but is not this platform's tenant network", details={"network": name}
                 )
-            return _bridge_of(data)
+            return self._interface_of(data)
 
     async def _create_network(self, name: str, labels: dict[str, str]) -> str:
         """Create a tenant network on the lowest subnet of the pool that no network of the engine holds (any
@@ -359,18 +364,7 @@ class DockerEngine:
         used = [subnet for row in rows for subnet in _subnets_of(row)]
         tried: list[str] = []
         for subnet in islice(self._subnets.free(used), SUBNET_ATTEMPTS):
-            body = {
-                "Name": name,
-                "Driver": "bridge",
-                "CheckDuplicate": True,
-                "Internal": False,  # bots reach their chat services and model APIs outside
-                "Attachable": False,
-                "Labels": labels,
-                "IPAM": {"Driver": "default", "Config": [{"Subnet": str(subnet), "Gateway": str(gateway(subnet))}]},
-                # containers of the network talk to each other; other bridge networks are cut off by the
-                # engine's isolation rules, and no port is published
-                "Options": {"com.docker.network.bridge.enable_icc": "true"},
-            }
+            body = self._network_body(name, labels, subnet)
             try:
                 with _translate("create network"):
                     created = await self.client._query_json("networks/create", method="POST", data=body)
@@ -381,7 +375,7 @@ class DockerEngine:
                 log.info("tenant subnet taken meanwhile, trying the next", extra={"network": name, "subnet": tried[-1]})
                 continue
             log.info("tenant network made", extra={"network": name, "subnet": str(subnet)})
-            return _bridge_of(created)
+            return self._interface_of({**created, "Name": name})
         ranges = [str(network) for network in self._subnets.ranges]
         if len(tried) < SUBNET_ATTEMPTS:
             raise TenantSubnetsExhausted(
@@ -391,6 +385,27 @@ class DockerEngine:
         raise ServiceUnavailable(  # not EngineConflict: that would read as "the network exists"
             f"network {name} not made: its subnets kept being taken meanwhile; try again", details={"tried": tried}
         )
+
+    NETWORK_DRIVER = "bridge"
+
+    def _network_body(self, name: str, labels: dict[str, str], subnet: IPv4Network) -> dict[str, Any]:
+        """The create body of a tenant network on `subnet`."""
+        return {
+            "Name": name,
+            "Driver": self.NETWORK_DRIVER,
+            "CheckDuplicate": True,
+            "Internal": False,  # bots reach their chat services and model APIs outside
+            "Attachable": False,
+            "Labels": labels,
+            "IPAM": {"Driver": "default", "Config": [{"Subnet": str(subnet), "Gateway": str(gateway(subnet))}]},
+            # containers of the network talk to each other; other bridge networks are cut off by the
+            # engine's isolation rules, and no port is published
+            "Options": {"com.docker.network.bridge.enable_icc": "true"},
+        }
+
+    def _interface_of(self, network: dict[str, Any]) -> str:
+        """What `ensure_network` answers for a tenant network: its bridge interface on the host."""
+        return _bridge_of(network)
 
     async def _network(self, name: str) -> dict[str, Any] | None:
         try:
@@ -495,6 +510,9 @@ class DockerEngine:
 
     async def remove(self, container_id: str) -> None:
         """Force-remove the container (its named volume stays); already gone is fine."""
+        await self._remove_container(container_id)
+
+    async def _remove_container(self, container_id: str) -> None:
         try:
             with _translate("remove container"):
                 await self.client.containers.container(container_id).delete(force=True, v=False)
@@ -566,9 +584,14 @@ class DockerEngine:
                 actor = raw.get("Actor") or {}
                 attributes = {str(k): str(v) for k, v in (actor.get("Attributes") or {}).items()}
                 time_ns = raw.get("timeNano") or int(raw.get("time", 0)) * 1_000_000_000
+                action, subject = self._event_subject(
+                    str(raw.get("Action") or raw.get("status") or "").split(":")[0],
+                    attributes,
+                    str(actor.get("ID") or raw.get("id") or ""),
+                )
                 yield EngineEvent(
-                    action=str(raw.get("Action") or raw.get("status") or "").split(":")[0],
-                    container_id=str(actor.get("ID") or raw.get("id") or ""),
+                    action=action,
+                    container_id=subject,
                     bot_id=attributes.get(LABEL_BOT_ID),
                     time=datetime.fromtimestamp(time_ns / 1e9, UTC),
                     attributes=attributes,
@@ -577,6 +600,11 @@ class DockerEngine:
             response.close()
 
     # translation --------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _event_subject(action: str, attributes: dict[str, str], container_id: str) -> tuple[str, str]:
+        """What a container's event is reported as, and under which id: as it is, under the container's."""
+        return action, container_id
 
     @staticmethod
     def _from_inspect(data: dict[str, Any]) -> ContainerInfo:

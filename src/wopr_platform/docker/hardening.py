@@ -105,3 +105,120 @@ def check_hardened(config: dict[str, Any]) -> None:
             problems.append(f"no {limit} limit")
     if problems:
         raise UnsafeContainerSpec("container spec refused: " + "; ".join(problems), details={"problems": problems})
+
+
+# Swarm's names for the restart policies (`unless-stopped`: a stopped bot is a service scaled to zero, which stays so)
+SWARM_RESTART_CONDITIONS = {"no": "none", "always": "any", "unless-stopped": "any", "on-failure": "on-failure"}
+SECOND_NS = 1_000_000_000
+
+
+def swarm_restart_policy(policy: str) -> dict[str, Any]:
+    """A service's restart policy for the platform's `policy`."""
+    return {
+        "Condition": SWARM_RESTART_CONDITIONS[policy],
+        "Delay": SECOND_NS,
+        "MaxAttempts": ON_FAILURE_RETRIES if policy == "on-failure" else 0,
+    }
+
+
+def service_spec(
+    spec: ContainerSpec,
+    *,
+    name: str,
+    labels: dict[str, str],
+    constraints: tuple[str, ...] = (),
+    host_gateway: str | None = None,
+) -> dict[str, Any]:
+    """The Swarm service `name` for `spec`, labelled `labels`: one replica at most (none to begin with), hardened
+    as far as a service can be (Swarm has no no-new-privileges and no noexec for a tmpfs; docs/security.md says
+    what stands in for them). `host:host-gateway` entries resolve to `host_gateway`, the host's address on the
+    node's gateway bridge."""
+    hosts: list[str] = []
+    for entry in spec.extra_hosts:
+        host, _, target = entry.partition(":")
+        if target != "host-gateway" or host_gateway is None:
+            raise UnsafeContainerSpec(
+                f"a service resolves a name only to its node's gateway, not {entry!r}",
+                details={"problems": ["extra hosts on Swarm"]},
+            )
+        hosts.append(f"{host_gateway} {host}")
+    memory = spec.limits.memory_mb * MIB
+    return {
+        "Name": name,
+        "Labels": labels,
+        "TaskTemplate": {
+            "ContainerSpec": {
+                "Image": spec.image,
+                "Env": [f"{key}={value}" for key, value in spec.env.items()],
+                "Labels": spec.labels,  # on the task's container too: its events are found by them
+                "Init": True,
+                "ReadOnly": True,
+                "CapabilityDrop": ["ALL"],
+                "CapabilityAdd": list(KEPT_CAPABILITIES),
+                "StopGracePeriod": spec.stop_timeout * SECOND_NS,
+                "Hosts": hosts,
+                "Mounts": [
+                    {"Type": "volume", "Source": spec.volume, "Target": DATA_MOUNT},
+                    {"Type": "tmpfs", "Target": TMP_MOUNT, "TmpfsOptions": {"SizeBytes": 64 * MIB, "Mode": 0o1777}},
+                ],
+            },
+            "Resources": {
+                "Limits": {
+                    "NanoCPUs": round(spec.limits.cpus * SECOND_NS),
+                    "MemoryBytes": memory,
+                    "Pids": spec.limits.pids,
+                },
+                # placed only where its memory fits: the memory limit is reserved, CPU is shared
+                "Reservations": {"MemoryBytes": memory},
+            },
+            "RestartPolicy": swarm_restart_policy(spec.restart_policy),
+            "Placement": {"Constraints": list(constraints)},
+            "Networks": [{"Target": spec.network}],
+            "LogDriver": {"Name": "json-file", "Options": {"max-size": "10m", "max-file": "3"}},
+        },
+        "Mode": {"Replicated": {"Replicas": 0}},
+        # a new image replaces the old task only once the old one stopped (they share the volume), and Swarm
+        # rolls the service back by itself when the new task fails within the monitor period
+        "UpdateConfig": {
+            "Parallelism": 1,
+            "Order": "stop-first",
+            "FailureAction": "rollback",
+            "Monitor": 10 * SECOND_NS,
+        },
+        "RollbackConfig": {"Parallelism": 1, "Order": "stop-first", "FailureAction": "pause"},
+        "EndpointSpec": {"Mode": "vip", "Ports": []},  # nothing published: bots are reached on their network
+    }
+
+
+def check_service_hardened(body: dict[str, Any]) -> None:
+    """Refuse a service body that reaches the host or lacks the hardening a service can have (see `check_hardened`
+    for containers); raises UnsafeContainerSpec naming each problem."""
+    task = body.get("TaskTemplate") or {}
+    container = task.get("ContainerSpec") or {}
+    problems: list[str] = []
+    for mount in container.get("Mounts") or []:
+        kind, source = mount.get("Type"), str(mount.get("Source", ""))
+        if not (kind == "tmpfs" and mount.get("Target") == TMP_MOUNT) and (
+            kind != "volume" or not _OBJECT_NAME.match(source)
+        ):
+            problems.append(
+                f"a mount that is not a named volume ({without_host_paths(source)[:100]!r}): no host path or socket"
+            )
+    networks = [str(n.get("Target", "")) for n in task.get("Networks") or []]
+    if len(networks) != 1 or not _OBJECT_NAME.match(networks[0]) or networks[0] in _SHARED_NETWORKS | {"ingress"}:
+        problems.append("a bot joins its tenant's own network only")
+    if container.get("CapabilityDrop") != ["ALL"] or not set(container.get("CapabilityAdd") or []) <= set(
+        KEPT_CAPABILITIES
+    ):
+        problems.append(f"capabilities beyond {', '.join(KEPT_CAPABILITIES)}")
+    if container.get("ReadOnly") is not True:
+        problems.append("a writable root filesystem")
+    if ((body.get("EndpointSpec") or {}).get("Ports")) or ((body.get("Mode") or {}).get("Replicated") is None):
+        problems.append("a published port or more than one replica")
+    limits = (task.get("Resources") or {}).get("Limits") or {}
+    for limit in ("MemoryBytes", "NanoCPUs", "Pids"):
+        amount = limits.get(limit)
+        if not isinstance(amount, int) or amount <= 0:
+            problems.append(f"no {limit} limit")
+    if problems:
+        raise UnsafeContainerSpec("service spec refused: " + "; ".join(problems), details={"problems": problems})

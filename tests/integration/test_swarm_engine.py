@@ -1,0 +1,185 @@
+"""The Swarm adapter (docker/swarm.py) on a real single-node swarm: a bot's service made, started, stopped,
+restarted and removed through the same operations as a container, its data kept on its named volume from one task
+to the next, its task hardened, and a task that cannot run reported instead of waited on.
+
+Runs on the single-node swarm of tests/conftest.py (the `swarm` mark: alone, after the other tests)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import io
+import ipaddress
+import tarfile
+import uuid
+from collections.abc import AsyncIterator
+
+import aiodocker
+import httpx
+import pytest
+
+from tests.conftest import STUB_IMAGE
+from wopr_platform.core import naming
+from wopr_platform.core.errors import EngineError, EngineNotFound
+from wopr_platform.core.limits import Limits
+from wopr_platform.core.networks import SubnetPool
+from wopr_platform.docker.engine import VOLUME_ROOT
+from wopr_platform.docker.swarm import LABEL_SERVICE_ID, SwarmEngine, overlay_name
+from wopr_platform.docker.types import ContainerSpec, EngineEvent
+
+pytestmark = [pytest.mark.slow, pytest.mark.swarm]
+SOCKET = "unix:///var/run/docker.sock"
+
+
+@pytest.fixture
+def platform_id() -> str:
+    return "sw-" + uuid.uuid4().hex[:8]
+
+
+@pytest.fixture
+async def engine(swarm: None, platform_id: str) -> AsyncIterator[SwarmEngine]:
+    made = SwarmEngine(SOCKET, timeout=60, platform_id=platform_id, subnets=SubnetPool.parse(["10.212.0.0/16"], 24))
+    try:
+        yield made
+    finally:
+        for info in await made.list_managed():
+            await made.remove(info.id)
+        for volume in await made.bot_volumes():
+            await made.remove_volume(volume.name)
+        for network in await made.list_networks():
+            await made.remove_network(network, _always)
+        await made.close()
+
+
+async def _always() -> bool:
+    return True
+
+
+async def _spec(engine: SwarmEngine, platform_id: str, **env: str) -> ContainerSpec:
+    bot_id = str(uuid.uuid4())
+    network = naming.network_name(platform_id, "default")
+    await engine.ensure_network(network, naming.network_labels(platform_id, "default"))
+    volume = naming.volume_name(platform_id, "default", f"v{bot_id[:8]}")
+    await engine.ensure_volume(volume, naming.volume_labels(platform_id, "default", bot_id))
+    return ContainerSpec(
+        name=naming.container_name(bot_id),
+        image=STUB_IMAGE,
+        env={"WOPR_HOME": "/data", **env},
+        labels=naming.labels(platform_id, "default", bot_id, "hash", network),
+        volume=volume,
+        restart_policy="unless-stopped",
+        stop_timeout=5,
+        network=network,
+        limits=Limits(memory_mb=64, cpus=0.5, pids=64),
+    )
+
+
+async def _boots(engine: SwarmEngine, volume: str) -> int:
+    """The boot count the stub keeps in its volume, read through the engine."""
+    raw = b"".join([chunk async for chunk in engine.volume_files(volume, STUB_IMAGE)])
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+        found = tar.extractfile(f"{VOLUME_ROOT}/boots")
+        assert found is not None
+        return int(found.read())
+
+
+async def test_a_bot_service_lives_through_the_same_operations_as_a_container(
+    engine: SwarmEngine, platform_id: str, docker: aiodocker.Docker
+) -> None:
+    spec = await _spec(engine, platform_id, STUB_MESSAGE="on swarm")
+    network = await docker.networks.get(overlay_name(spec.network))
+    shown = await network.show()
+    assert shown["Driver"] == "overlay" and shown["Attachable"] is True and shown["Scope"] == "swarm"
+
+    service_id = await engine.create(spec)
+    made = await engine.inspect(service_id)
+    assert (made.state, made.name, made.restart_policy) == ("created", spec.name, "unless-stopped")
+    assert made.bot_id == spec.labels[naming.LABEL_BOT_ID] and made.image == STUB_IMAGE
+
+    events: list[EngineEvent] = []
+
+    async def watch() -> None:
+        async for event in engine.events():
+            events.append(event)
+
+    watcher = asyncio.create_task(watch())
+    await asyncio.sleep(0.2)
+    await engine.start(service_id)
+    running = await engine.inspect(service_id)
+    assert running.state == "running" and running.networks == (spec.network,)
+    assert running.ip_address is not None  # its address on the node's gateway bridge: the host reaches it there
+    async with httpx.AsyncClient(trust_env=False, timeout=5) as client:
+        for _ in range(50):
+            try:
+                answer = await client.get(f"http://{running.ip_address}:7437/health")
+                break
+            except httpx.TransportError:
+                await asyncio.sleep(0.1)
+    assert answer.status_code == 200
+    task = (await docker._query_json("tasks", params={"filters": f'{{"service":["{service_id}"]}}'}))[0]
+    overlay = task["NetworksAttachments"][0]["Addresses"][0]
+    assert ipaddress.ip_interface(overlay).ip in ipaddress.ip_network(shown["IPAM"]["Config"][0]["Subnet"])
+    assert "boot #1" in await engine.logs(service_id, 20)
+
+    # the task's container is hardened as a bot container is, as far as a service can say
+    tasks = await docker.containers.list(filters={"label": [f"{LABEL_SERVICE_ID}={service_id}"]})
+    assert len(tasks) == 1
+    host = (await tasks[0].show())["HostConfig"]
+    assert host["ReadonlyRootfs"] is True and host["CapDrop"] == ["ALL"] and host["Init"] is True
+    assert set(host["CapAdd"]) == {"CHOWN", "DAC_OVERRIDE", "SETUID", "SETGID"}
+    assert (host["Memory"], host["NanoCpus"], host["PidsLimit"]) == (64 * 1_048_576, 500_000_000, 64)
+    assert host["PortBindings"] in (None, {})
+
+    listed = {info.id: info for info in await engine.list_managed()}
+    assert listed[service_id].state == "running" and listed[service_id].bot_id == made.bot_id
+
+    await engine.stop(service_id, 5)
+    assert (await engine.inspect(service_id)).state == "exited"
+    assert await docker.containers.list(filters={"label": [f"{LABEL_SERVICE_ID}={service_id}"]}) == []
+    assert await _boots(engine, spec.volume) == 1
+
+    await engine.start(service_id)  # a new task on the same volume: the data is there
+    await engine.restart(service_id, 5)
+    assert (await engine.inspect(service_id)).state == "running"
+    assert await engine.logs(service_id, 50) and "boot #3" in await engine.logs(service_id, 50)
+
+    await engine.update_restart_policy(service_id, "on-failure")
+    assert (await engine.inspect(service_id)).restart_policy == "on-failure"
+    raw = await docker._query_json(f"services/{service_id}")
+    assert raw["Spec"]["TaskTemplate"]["RestartPolicy"]["Condition"] == "on-failure"
+
+    for _ in range(50):
+        if any(e.action == "start" and e.container_id == service_id for e in events):
+            break
+        await asyncio.sleep(0.1)
+    watcher.cancel()
+    assert any(e.action == "start" and e.container_id == service_id and e.bot_id == made.bot_id for e in events)
+
+    await engine.remove(service_id)
+    with pytest.raises(EngineNotFound):
+        await engine.inspect(service_id)
+    await engine.remove_volume(spec.volume)  # no task container holds it any more
+    assert not await engine.volume_exists(spec.volume)
+    await engine.remove(service_id)  # gone already: fine
+
+
+async def test_a_task_that_cannot_run_is_reported_not_waited_on(engine: SwarmEngine, platform_id: str) -> None:
+    spec = await _spec(engine, platform_id)
+    service_id = await engine.create(dataclasses.replace(spec, image="localhost/wopr-stub:not-there"))
+    with pytest.raises(EngineError) as failed:
+        await engine.start(service_id)  # the swarm rejects the task: no such image on the node
+    assert "image" in str(failed.value.details.get("reason")).lower()
+    await engine.stop(service_id, 5)
+    await engine.remove(service_id)
+
+
+async def test_a_bot_that_exits_is_seen_as_exited_with_its_code(engine: SwarmEngine, platform_id: str) -> None:
+    spec = await _spec(engine, platform_id, STUB_EXIT="3")
+    service_id = await engine.create(dataclasses.replace(spec, restart_policy="no"))
+    await engine.start(service_id)  # it starts (and ends at once), as a container would
+    for _ in range(100):
+        info = await engine.inspect(service_id)
+        if info.state == "exited":
+            break
+        await asyncio.sleep(0.1)
+    assert (info.state, info.exit_code, info.restart_policy) == ("exited", 3, "no")
