@@ -436,6 +436,26 @@ async def bot_units(docker: aiodocker.Docker, bot_id: str) -> list[str]:
     return [str(c.id) for c in await docker.containers.list(all=True, filters={"label": label})]
 
 
+async def scale_behind_our_back(docker: aiodocker.Docker, container_id: str, *, running: bool) -> None:
+    """Stop or start a bot's container (on Swarm: scale its service to 0 or 1) as someone else would."""
+    try:
+        container = docker.containers.container(container_id)
+        await (container.start() if running else container.stop(t=5))
+        return
+    except aiodocker.DockerError as err:
+        if err.status != 404:
+            raise
+    service = await docker.services.inspect(container_id)
+    spec = service["Spec"]
+    spec["Mode"] = {"Replicated": {"Replicas": 1 if running else 0}}
+    await docker._query_json(
+        f"services/{container_id}/update",
+        method="POST",
+        params={"version": str(service["Version"]["Index"])},
+        data=spec,
+    )
+
+
 async def remove_behind_our_back(docker: aiodocker.Docker, container_id: str) -> None:
     """Remove a bot's container (on Swarm its service) as someone else would, not through the platform."""
     try:

@@ -18,7 +18,16 @@ import aiodocker
 import pytest
 from aiodocker.exceptions import DockerError
 
-from tests.conftest import STUB_IMAGE, Platform, PlatformFactory
+from tests.conftest import (
+    STUB_IMAGE,
+    Platform,
+    PlatformFactory,
+    bot_running,
+    bot_units,
+    both_backends,
+    remove_behind_our_back,
+    scale_behind_our_back,
+)
 from tests.integration.test_lifecycle import _instance_get
 
 FAST = {"FLEET_RECONCILE_INTERVAL": 1, "FLEET_ORPHAN_GRACE": 1, "FLEET_HEALTH_INTERVAL": 1}
@@ -139,12 +148,13 @@ async def replace_by_hand(
 # --- missing, stopped, running ------------------------------------------------------------------------------
 
 
+@both_backends
 async def test_a_removed_container_is_recreated_from_the_profile(fast: Platform, docker: aiodocker.Docker) -> None:
     bot = await fast.create_bot()
     await fast.wait_for(bot["id"], health="healthy")
     assert (await _instance_get(docker, bot["containerId"], "/state")).json() == {"boots": 1}
 
-    await docker.containers.container(bot["containerId"]).delete(force=True)
+    await remove_behind_our_back(docker, bot["containerId"])
 
     async def replaced() -> bool:
         status = await fast.bot(bot["id"])
@@ -155,16 +165,16 @@ async def test_a_removed_container_is_recreated_from_the_profile(fast: Platform,
     assert status["state"] == "running"
     # the same volume: the stub's boot counter goes on
     assert (await _instance_get(docker, status["containerId"], "/state")).json() == {"boots": 2}
-    containers = await labelled(docker, bot["id"])
-    assert [c["Id"] for c in containers] == [status["containerId"]]
+    assert await bot_units(docker, bot["id"]) == [status["containerId"]]
     await wait_for_repair(fast, bot["id"], "missing", "recreated")
 
 
+@both_backends
 async def test_a_bot_stopped_outside_is_started_again(fast: Platform, docker: aiodocker.Docker) -> None:
     bot = await fast.create_bot()
     first = await fast.wait_for(bot["id"], health="healthy")
 
-    await docker.containers.container(bot["containerId"]).stop(t=5)
+    await scale_behind_our_back(docker, bot["containerId"], running=False)
 
     async def restarted() -> bool:
         status = await fast.bot(bot["id"])
@@ -177,6 +187,7 @@ async def test_a_bot_stopped_outside_is_started_again(fast: Platform, docker: ai
     await wait_for_repair(fast, bot["id"], "stopped", "started")
 
 
+@both_backends
 async def test_a_bot_stopped_by_the_user_stays_stopped_even_when_started_outside(
     fast: Platform, docker: aiodocker.Docker
 ) -> None:
@@ -188,14 +199,14 @@ async def test_a_bot_stopped_by_the_user_stays_stopped_even_when_started_outside
     await wait_for_passes(fast, 3)
     status = await fast.bot(bot["id"])
     assert status["state"] == "exited" and status["desiredState"] == "stopped"
-    assert (await inspect(docker, bot["containerId"]) or {})["State"]["Running"] is False
+    assert not await bot_running(docker, bot["containerId"])
     assert await repairs_for(fast, bot["id"]) == []
 
-    await docker.containers.container(bot["containerId"]).start()
+    await scale_behind_our_back(docker, bot["containerId"], running=True)
     await wait_for_repair(fast, bot["id"], "running", "stopped")
     status = await fast.wait_for(bot["id"], state="exited")
     assert status["containerId"] == bot["containerId"] and status["desiredState"] == "stopped"
-    assert (await inspect(docker, bot["containerId"]) or {})["State"]["Running"] is False
+    assert not await bot_running(docker, bot["containerId"])
 
 
 # --- changed ------------------------------------------------------------------------------------------------

@@ -430,8 +430,8 @@ def _info(
         state = "running"
     elif starting:
         state = "restarting" if ended else "created"  # the swarm is placing or starting a task
-    elif ended:
-        state = "exited"
+    elif ended or service.get("PreviousSpec"):
+        state = "exited"  # (the swarm drops the tasks of a service scaled to zero: one that was ever changed ran)
     else:
         state = "created"
     network = labels.get(LABEL_NETWORK)
