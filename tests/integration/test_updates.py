@@ -13,7 +13,7 @@ import aiodocker
 import httpx
 import pytest
 
-from tests.conftest import STUB_IMAGE, Platform, PlatformFactory
+from tests.conftest import STUB_IMAGE, Platform, PlatformFactory, bot_address, bot_container, both_backends
 from tests.fixtures.registry import Registry
 
 pytestmark = pytest.mark.slow
@@ -87,7 +87,7 @@ async def finished_rollouts(platform: Platform, count: int, timeout: float = 60.
 async def running_message(docker: aiodocker.Docker, platform: Platform, bot_id: str) -> str:
     """The STUB_MESSAGE the bot's container really runs with (the image variant: v1, v2, ...)."""
     bot = await platform.bot(bot_id)
-    container = await docker.containers.get(bot["containerId"])
+    container = await bot_container(docker, bot["containerId"])
     env = dict(item.split("=", 1) for item in container["Config"]["Env"])
     return env.get("STUB_MESSAGE", "")
 
@@ -199,6 +199,7 @@ async def test_an_unhealthy_image_is_rolled_back_and_halts_the_rollout(
         assert [r["toDigest"] for r in await history(platform, bot_id)] == [d2]
 
 
+@both_backends
 async def test_manual_update_now_is_gated_and_exclusive(
     make_platform: PlatformFactory, registry: Registry, docker: aiodocker.Docker
 ) -> None:
@@ -383,12 +384,12 @@ async def test_image_status_survives_a_restart(make_platform: PlatformFactory, r
 
 async def _state(docker: aiodocker.Docker, container_id: str) -> dict[str, Any]:
     """The stub's GET /state (its boot count, and the schema its data was migrated to, if any)."""
-    info = await docker.containers.container(container_id).show()
-    address = next(iter(info["NetworkSettings"]["Networks"].values()))["IPAddress"]
+    address = await bot_address(docker, container_id)
     async with httpx.AsyncClient(trust_env=False, timeout=5) as client:
         return dict((await client.get(f"http://{address}:7437/state")).json())
 
 
+@both_backends
 async def test_a_failed_update_brings_back_the_data_as_it_was_before_it(
     make_platform: PlatformFactory, registry: Registry, docker: aiodocker.Docker
 ) -> None:
@@ -420,7 +421,7 @@ async def test_a_failed_update_brings_back_the_data_as_it_was_before_it(
     assert (await _state(docker, updated["containerId"]))["schema"] == "v3"
     volumes = await docker.volumes.list(filters={"label": [f"wopr.bot-id={bot['id']}"]})
     assert [v["Name"] for v in volumes["Volumes"]] == [
-        m["Name"] for m in (await docker.containers.container(updated["containerId"]).show())["Mounts"]
+        m["Name"] for m in (await bot_container(docker, updated["containerId"]))["Mounts"] if m["Type"] == "volume"
     ]
     backups = (await platform.client.get("/backups", params={"botId": bot["id"]})).json()["backups"]
     assert [(b["kind"], b["state"]) for b in backups] == [("pre-update", "ready"), ("pre-update", "ready")]
