@@ -1,5 +1,6 @@
 """Tenant routing through a real Caddy to real bot containers: by host and by path, the right bot and no other,
-503 for stopped and unhealthy bots, 404 for unknown hosts, routes back by themselves after Caddy restarts."""
+503 for stopped and unhealthy bots (on plain Docker and on Swarm), 404 for unknown hosts, routes back by
+themselves after Caddy restarts."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from tests.conftest import STUB_IMAGE, Platform, PlatformFactory
+from tests.conftest import STUB_IMAGE, Platform, PlatformFactory, both_backends
 from tests.fixtures.caddy import DOMAIN, Caddy
 from tests.integration.proxy_support import host, proxy_client, routed_platform, until_answer, wait_ready
 from tests.ports import free_port
@@ -91,6 +92,7 @@ async def test_host_and_path_reach_the_right_bot_and_never_another_tenants(
         assert (await anonymous.get("/proxy/routes")).status_code == 401
 
 
+@both_backends
 async def test_stopped_bot_answers_503_and_200_again_once_started_and_unknown_hosts_404(
     make_platform: PlatformFactory, caddy: Caddy
 ) -> None:
