@@ -94,6 +94,21 @@ stop_our_dockerd() {
 	for pid in $pids; do as_root kill -KILL "$pid" 2>/dev/null || true; done
 }
 
+# make_swarm / leave_our_swarm: a single-node swarm on the engine for the Swarm test runs, made only if the engine
+# is in none, and left (only if made here) so that the engine is as it was found.
+MADE_SWARM=""
+make_swarm() {
+	[ "$(docker info --format '{{.Swarm.LocalNodeState}}')" = active ] && return 0
+	docker swarm init --advertise-addr 127.0.0.1 --listen-addr 127.0.0.1:2377 >/dev/null
+	MADE_SWARM=1
+}
+
+leave_our_swarm() {
+	[ -n "$MADE_SWARM" ] || return 0
+	docker swarm leave --force >/dev/null || true
+	MADE_SWARM=""
+}
+
 sync_python() {
 	ensure_uv
 	(cd "$ROOT" && uv sync --frozen --quiet)

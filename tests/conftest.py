@@ -365,12 +365,15 @@ async def swarm_active(client: aiodocker.Docker) -> bool:
 
 @pytest.fixture(scope="session")
 async def swarm() -> AsyncIterator[None]:
-    """A single-node swarm on the test engine: made unless the engine already is in one, and left after (so the
-    engine is left as it was found)."""
+    """A single-node swarm on the test engine: scripts/test makes one for the Swarm runs (and leaves it after).
+    A run of pytest alone makes it here and leaves it after, unless it runs in parallel workers, which cannot
+    agree on who leaves: they ask for the swarm to be there already."""
     client = aiodocker.Docker()
     try:
         made = not await swarm_active(client)
         if made:
+            if os.environ.get("PYTEST_XDIST_WORKER"):
+                pytest.fail("the Swarm runs in parallel workers need the engine in a swarm already (scripts/test)")
             await client.swarm.init(advertise_addr="127.0.0.1", listen_addr="127.0.0.1:2377")
         try:
             yield

@@ -18,9 +18,11 @@ import aiodocker
 import httpx
 import pytest
 
-from tests.conftest import STUB_IMAGE
+from tests.conftest import STUB_IMAGE, PlatformFactory, bot_container
+from tests.integration.test_hardening import docker_exec
+from tests.ports import free_port
 from wopr_platform.core import naming
-from wopr_platform.core.errors import EngineError, EngineNotFound
+from wopr_platform.core.errors import EngineError, EngineNotFound, ServiceUnavailable
 from wopr_platform.core.limits import Limits
 from wopr_platform.core.networks import SubnetPool
 from wopr_platform.docker.engine import VOLUME_ROOT
@@ -183,3 +185,55 @@ async def test_a_bot_that_exits_is_seen_as_exited_with_its_code(engine: SwarmEng
             break
         await asyncio.sleep(0.1)
     assert (info.state, info.exit_code, info.restart_policy) == ("exited", 3, "no")
+
+
+@pytest.mark.parametrize("backend", ["swarm"], indirect=True)
+async def test_a_bot_on_swarm_reaches_no_service_on_the_host_and_is_probed_healthy(
+    make_platform: PlatformFactory, docker: aiodocker.Docker
+) -> None:
+    """A task reaches the host through its node's gateway bridge: the platform's host chains cover that bridge,
+    so a service on the host (and the platform's own API) does not answer the bot, while the platform's health
+    probes of the bot, answers to the host's own connections, still come back."""
+    platform = await make_platform(HOST="0.0.0.0", BOT_HOST_CHECK_INTERVAL=3600)
+    bot = await platform.create_bot()
+    await platform.wait_for(bot["id"], state="running", health="healthy")
+    task = await bot_container(docker, bot["containerId"])
+    gateway = (await docker._query_json("networks/docker_gwbridge"))["IPAM"]["Config"][0]["Gateway"]
+    port = free_port()
+    banner = f"host-service-{uuid.uuid4().hex[:8]}"
+
+    async def greet(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(banner.encode() + b"\n")
+        writer.close()
+
+    server = await asyncio.start_server(greet, "0.0.0.0", port)
+    try:
+        reader, writer = await asyncio.open_connection(gateway, port)  # the host itself gets the banner
+        assert (await reader.readline()).decode().strip() == banner
+        writer.close()
+        api_port = int(platform.url.rsplit(":", 1)[1])
+        for target in (port, api_port):
+            _, output = await docker_exec(
+                task["Id"], "sh", "-c", f"printf 'GET /health HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {gateway} {target}"
+            )
+            assert banner not in output and "HTTP/1" not in output, (target, output)
+    finally:
+        server.close()
+        await server.wait_closed()
+    await asyncio.sleep(2)
+    assert (await platform.bot(bot["id"]))["health"] == "healthy"
+
+
+async def test_a_bot_no_node_has_room_for_is_refused_at_once_and_left_stopped(
+    engine: SwarmEngine, platform_id: str, docker: aiodocker.Docker
+) -> None:
+    """The swarm reserves a bot's memory limit on its node: one that no node can hold is a 503 with the
+    scheduler's reason, straight away, and its service is scaled back to zero (the swarm stops trying)."""
+    spec = await _spec(engine, platform_id)
+    huge = dataclasses.replace(spec, limits=Limits(memory_mb=64 * 1024 * 1024, cpus=0.5, pids=64))
+    service_id = await engine.create(huge)
+    with pytest.raises(ServiceUnavailable) as refused:
+        await engine.start(service_id)
+    assert "insufficient resources" in str(refused.value.details.get("reason"))
+    service = await docker.services.inspect(service_id)
+    assert service["Spec"]["Mode"] == {"Replicated": {"Replicas": 0}}

@@ -24,7 +24,13 @@ from datetime import datetime
 from ipaddress import IPv4Network
 from typing import Any, cast
 
-from wopr_platform.core.errors import EngineConflict, EngineError, EngineNotFound, EngineUnavailable
+from wopr_platform.core.errors import (
+    EngineConflict,
+    EngineError,
+    EngineNotFound,
+    EngineUnavailable,
+    ServiceUnavailable,
+)
 from wopr_platform.core.naming import LABEL_BOT_ID, LABEL_NETWORK, LABEL_SPEC_HASH, LABEL_TENANT
 from wopr_platform.core.networks import SubnetPool, gateway
 from wopr_platform.docker.engine import DockerEngine, _parse_time, _translate
@@ -257,6 +263,11 @@ class SwarmEngine(DockerEngine):
                     return  # it started and has ended already, as a container that exits at once
                 if status.get("State") in ("rejected", "failed") and status.get("Err"):
                     raise EngineError(f"{what} failed", details={"reason": str(status["Err"])[:500]})
+                if status.get("State") == "pending" and status.get("Err"):
+                    # the scheduler found no node for it now ("no suitable node (insufficient resources ...)")
+                    raise ServiceUnavailable(
+                        "no node of the swarm can run the bot now", details={"reason": str(status["Err"])[:500]}
+                    )
             if time.monotonic() > deadline:
                 raise EngineError(f"{what}: the swarm did not finish in time", details={"seconds": seconds})
             await asyncio.sleep(POLL_SECONDS)
@@ -272,7 +283,7 @@ class SwarmEngine(DockerEngine):
         await self._scale(container_id, 1)
         try:
             await self._until("start service", self._request_seconds, _one_running, container_id, before=before)
-        except EngineError:
+        except (EngineError, ServiceUnavailable):
             await self._scale(container_id, 0)
             raise
 
