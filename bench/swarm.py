@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import aiodocker
@@ -24,6 +23,8 @@ import aiodocker
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import harness
+from create_start import api_clean as remove
+from create_start import api_once as create_once
 
 SECTION = "swarm"
 TARGET_RATIO = 1.2
@@ -33,22 +34,6 @@ DEFAULT_LISTS = 200
 BACKENDS = ("docker", "swarm")
 # the swarm reserves each bot's memory limit on its node: small bots, so that a hundred fit on one machine
 SMALL = {"FLEET_DEFAULT_MEMORY_MB": 64}
-
-
-async def create_once(platform: harness.Platform, tag: str) -> tuple[float, str]:
-    body = {"name": f"bench-{tag}-{uuid.uuid4().hex[:8]}", "image": harness.STUB_IMAGE}
-    t0 = time.perf_counter()
-    response = await platform.client.post("/fleet/bots", json=body)
-    elapsed = time.perf_counter() - t0
-    if response.status_code != 201:
-        raise RuntimeError(f"POST /fleet/bots answered {response.status_code}: {response.text[:500]}")
-    return elapsed, str(response.json()["id"])
-
-
-async def remove(platform: harness.Platform, bot_id: str) -> None:
-    response = await platform.client.delete(f"/fleet/bots/{bot_id}", params={"removeVolumes": "true"})
-    if response.status_code != 204:
-        raise RuntimeError(f"DELETE /fleet/bots/{bot_id} answered {response.status_code}: {response.text[:500]}")
 
 
 async def list_once(platform: harness.Platform, expected: int) -> float:

@@ -2,9 +2,9 @@
 
 A bot's "container" here is its service: `create` makes the service with no replica, `start` scales it to one and
 waits for its task to run, `stop` scales it to zero and waits for the task to end, `restart` forces a new task. The
-id the fleet keeps is the service's. What is known of a bot is read from its service and its tasks: two calls for
-one bot, two for all of them (never one per bot). Events come from the task containers, which carry the bot's
-labels, and name the service.
+id the fleet keeps is the service's. What is known of a bot is read from its service, its tasks and the node's
+gateway bridge: three calls for one bot, three for all of them (never one per bot). Events come from the task
+containers, which carry the bot's labels, and name the service.
 
 Volumes, images, logs and networks go through the same engine (a manager node): tenant networks are attachable
 overlay networks on the same subnet pool. A task's own container is reachable only on the node it runs on; the
@@ -37,16 +37,16 @@ from wopr_platform.docker.engine import DockerEngine, _parse_time, _translate
 from wopr_platform.docker.hardening import check_service_hardened, service_spec, swarm_restart_policy
 from wopr_platform.docker.types import ContainerInfo, ContainerSpec, ContainerStats
 
-LABEL_RESTART_POLICY = "wopr.restart-policy"
+LABEL_RESTART_POLICY = "wopr.restart-policy"  # the platform's name of it: Swarm's `any` stands for two of them
 # the name the fleet knows a bot's service by (a container's name): a service's own name cannot change, so
 # setting a bot's service aside under another name (see BotContainers.replace) changes this label
 LABEL_NAME = "wopr.name"
-GATEWAY_BRIDGE = "docker_gwbridge"  # each node's bridge that a task on an overlay network reaches the host through
 # the name the fleet knows a tenant network by (a swarm's names are DNS labels: no dots, at most 63 characters)
 LABEL_NETWORK_NAME = "wopr.network-name"
+LABEL_SERVICE_ID = "com.docker.swarm.service.id"  # on a task's container: its service
+GATEWAY_BRIDGE = "docker_gwbridge"  # each node's bridge that a task on an overlay network reaches the host through
 # the host's address on that bridge as Docker makes it, for a node where no task has made the bridge yet
 DEFAULT_GATEWAY = "172.18.0.1"
-LABEL_SERVICE_ID = "com.docker.swarm.service.id"
 # task states before "running": Swarm is still placing, pulling or starting it
 _STARTING = frozenset({"new", "allocated", "pending", "assigned", "accepted", "preparing", "ready", "starting"})
 _ENDED = frozenset({"complete", "shutdown", "failed", "rejected", "orphaned", "remove"})
@@ -303,7 +303,7 @@ class SwarmEngine(DockerEngine):
 
         try:
             await self._until("restart service", grace + self._request_seconds, restarted, container_id, before=before)
-        except EngineError:
+        except (EngineError, ServiceUnavailable):
             await self._scale(container_id, 0)
             raise
 
@@ -317,7 +317,8 @@ class SwarmEngine(DockerEngine):
         await self._update(container_id, change)
 
     async def update_restart_policy(self, container_id: str, policy: str) -> None:
-        """Change the restart policy (Swarm applies it to the next task; the running one is left running)."""
+        """Change the restart policy. It is part of the service's task template, so the swarm replaces a running
+        task with one under the new policy (the bot restarts on Swarm, where a container keeps running)."""
 
         def change(spec: dict[str, Any]) -> None:
             spec["TaskTemplate"]["RestartPolicy"] = swarm_restart_policy(policy)
@@ -349,7 +350,8 @@ class SwarmEngine(DockerEngine):
         return _info(service, tasks, (await self._gateway())[1], detailed=True)
 
     async def list_managed(self, bot_id: str | None = None) -> list[ContainerInfo]:
-        """Every service this platform manages (or one bot's): one call for the services, one for their tasks."""
+        """Every service this platform manages (or one bot's): one call for the services, one for their tasks and
+        one for the addresses of this node's tasks."""
         labels = [*self._scope, f"{LABEL_BOT_ID}={bot_id}"] if bot_id else self._scope
         with _translate("list services"):
             services = await self.client._query_json("services", params={"filters": json.dumps({"label": labels})})
