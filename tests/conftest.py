@@ -77,6 +77,7 @@ DATABASE_TESTS = frozenset(
         "integration/test_concurrency",
         "integration/test_crash_recovery",
         "integration/test_engine_unavailable",
+        "integration/test_failover",
         "integration/test_fuzz",
         "integration/test_gateway",
         "integration/test_gateway_leases",

@@ -151,7 +151,15 @@ async def remove_platform_objects(platform_id: str) -> None:
     async with aiodocker.Docker() as client:
         label = f"wopr.platform={platform_id}"
         for container in await client.containers.list(all=True, filters={"label": [label]}):
-            await container.delete(force=True)
+            try:
+                await container.delete(force=True)
+            except aiodocker.DockerError as err:
+                if err.status not in (404, 409):  # gone, or being removed by a platform that was just stopped
+                    raise
+        for _ in range(100):  # removals a stopped platform left in progress
+            if not await client.containers.list(all=True, filters={"label": [label]}):
+                break
+            await asyncio.sleep(0.1)
         volumes = await client.volumes.list(filters={"label": [label]})
         for volume in volumes.get("Volumes") or []:
             await (await client.volumes.get(volume["Name"])).delete()

@@ -103,7 +103,14 @@ async def _problems(
     problems: list[str] = []
     listed = await client.get("/fleet/bots")
     assert listed.status_code == 200, listed.text
-    bots = [await _profile(client, bot["id"]) for bot in listed.json()["bots"]]
+    bots = []
+    for listed_bot in listed.json()["bots"]:
+        response = await client.get(f"/fleet/bots/{listed_bot['id']}")
+        if response.status_code == 404:  # an interrupted create undone between the listing and now
+            problems.append(f"bot {listed_bot['id']} was listed and is gone meanwhile")
+            continue
+        assert response.status_code == 200, response.text
+        bots.append(dict(response.json()))
     by_bot: dict[str, list[dict[str, Any]]] = {}
     for info in await _engine_containers(docker, group.platform_id):
         name = info["Name"].lstrip("/")

@@ -139,7 +139,9 @@ async def replace_by_hand(
         try:
             await container.start()
         except DockerError as err:
-            if err.status != 404:  # already replaced by the reconciler: that is what is tested
+            # already replaced by the reconciler (gone, or being removed: 409 "marked for removal"): that is what
+            # is tested
+            if err.status not in (404, 409):
                 raise
         return str(container.id)
     raise AssertionError("could not put a look-alike container in place")
