@@ -26,6 +26,7 @@ from tests.ports import free_port, listening_socket
 from wopr_platform.app.asgi import create_app
 from wopr_platform.app.server import PlatformServer, server_config
 from wopr_platform.core.settings import Settings
+from wopr_platform.docker.swarm import LABEL_SERVICE_ID
 from wopr_platform.firewall.iptables import HostFirewall
 from wopr_platform.updates.clock import Clock
 
@@ -403,7 +404,7 @@ async def bot_container(docker: aiodocker.Docker, container_id: str) -> dict[str
         if err.status != 404:
             raise
     found = await docker.containers.list(
-        filters={"label": [f"com.docker.swarm.service.id={container_id}"], "status": ["running"]}
+        filters={"label": [f"{LABEL_SERVICE_ID}={container_id}"], "status": ["running"]}
     )
     if not found:
         raise LookupError(f"no running container for {container_id}")
@@ -423,7 +424,7 @@ async def bot_address(docker: aiodocker.Docker, container_id: str) -> str:
     """Where the host reaches a bot: its container's address on its network on plain Docker; on Swarm its task
     container's address on the node's gateway bridge (an overlay network is not reachable from the host)."""
     info = await bot_container(docker, container_id)
-    if not info["Config"]["Labels"].get("com.docker.swarm.service.id"):
+    if not info["Config"]["Labels"].get(LABEL_SERVICE_ID):
         return str(next(iter(info["NetworkSettings"]["Networks"].values()))["IPAddress"])
     gateway = await docker._query_json("networks/docker_gwbridge")
     return str(gateway["Containers"][info["Id"]]["IPv4Address"]).split("/")[0]

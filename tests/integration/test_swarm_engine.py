@@ -30,6 +30,7 @@ from wopr_platform.docker.swarm import LABEL_SERVICE_ID, SwarmEngine, overlay_na
 from wopr_platform.docker.types import ContainerSpec, EngineEvent
 
 pytestmark = [pytest.mark.slow, pytest.mark.swarm]
+NEVER_BUILT = STUB_IMAGE.rsplit(":", 1)[0] + ":never-built"  # no such image: the swarm rejects its task
 SOCKET = "unix:///var/run/docker.sock"
 
 
@@ -167,7 +168,7 @@ async def test_a_bot_service_lives_through_the_same_operations_as_a_container(
 
 async def test_a_task_that_cannot_run_is_reported_not_waited_on(engine: SwarmEngine, platform_id: str) -> None:
     spec = await _spec(engine, platform_id)
-    service_id = await engine.create(dataclasses.replace(spec, image="localhost/wopr-stub:not-there"))
+    service_id = await engine.create(dataclasses.replace(spec, image=NEVER_BUILT))
     with pytest.raises(EngineError) as failed:
         await engine.start(service_id)  # the swarm rejects the task: no such image on the node
     assert "image" in str(failed.value.details.get("reason")).lower()

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import STUB_IMAGE
 from wopr_platform.core.errors import UnsafeContainerSpec
 from wopr_platform.core.limits import Limits
 from wopr_platform.docker.hardening import check_service_hardened, service_spec
@@ -19,7 +20,7 @@ Weaken = Callable[[dict[str, Any]], None]
 def _spec(**changes: Any) -> ContainerSpec:
     fields: dict[str, Any] = {
         "name": "wopr-bot",
-        "image": "localhost/wopr-stub:latest",
+        "image": STUB_IMAGE,
         "env": {"A": "1"},
         "labels": {"wopr.managed": "true"},
         "volume": "wopr.default.data",

@@ -23,6 +23,13 @@ from wopr_platform.core.prices import RuntimePrices
 from wopr_platform.core.reference import ImageReference, InvalidReference
 
 _CONSTRAINT = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,127}\s*(?:==|!=)\s*[A-Za-z0-9_.:/-]{1,128}\Z")
+
+
+def _comma_list(value: object) -> object:
+    """An environment value `a, b,,c` as `["a", "b", "c"]`; anything else as it is."""
+    return [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
+
+
 LogLevel = Literal["debug", "info", "warning", "error"]
 DATABASE_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
 DEFAULT_RUNTIME_PRICES = "small:512:7000,standard:1024:14000,large:4096:56000"
@@ -372,8 +379,7 @@ class Settings(BaseSettings):
     @field_validator("swarm_constraints", mode="before")
     @classmethod
     def _split_constraints(cls, value: object) -> object:
-        if isinstance(value, str):
-            value = [part.strip() for part in value.split(",") if part.strip()]
+        value = _comma_list(value)
         if isinstance(value, list):
             for entry in value:
                 if not _CONSTRAINT.match(str(entry)):
@@ -383,8 +389,7 @@ class Settings(BaseSettings):
     @field_validator("image_allowlist", mode="before")
     @classmethod
     def _split_allowlist(cls, value: object) -> object:
-        if isinstance(value, str):
-            value = [part.strip() for part in value.split(",") if part.strip()]
+        value = _comma_list(value)
         if isinstance(value, list):
             for entry in value:
                 try:
