@@ -76,9 +76,19 @@ async def _journal_size(database_url: str) -> int:
 
 
 async def _engine_containers(docker: aiodocker.Docker, platform_id: str) -> list[dict[str, Any]]:
-    """Every container of the platform, inspected, straight from the engine."""
+    """Every container of the platform, inspected, straight from the engine.
+
+    A container removed between the listing and its inspection (a removal in progress) is left out.
+    """
     found = await docker.containers.list(all=True, filters={"label": [f"wopr.platform={platform_id}"]})
-    return [dict(await container.show()) for container in found]
+    inspected = []
+    for container in found:
+        try:
+            inspected.append(dict(await container.show()))
+        except aiodocker.DockerError as error:
+            if error.status != 404:
+                raise
+    return inspected
 
 
 async def _engine_volumes(docker: aiodocker.Docker, platform_id: str) -> set[str]:
