@@ -13,6 +13,7 @@ import ipaddress
 import tarfile
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiodocker
 import httpx
@@ -58,11 +59,13 @@ async def _always() -> bool:
     return True
 
 
-async def _spec(engine: SwarmEngine, platform_id: str, **env: str) -> ContainerSpec:
-    bot_id = str(uuid.uuid4())
+async def _spec(
+    engine: SwarmEngine, platform_id: str, *, volume: str | None = None, bot_id: str | None = None, **env: str
+) -> ContainerSpec:
+    bot_id = bot_id or str(uuid.uuid4())
     network = naming.network_name(platform_id, "default")
     await engine.ensure_network(network, naming.network_labels(platform_id, "default"))
-    volume = naming.volume_name(platform_id, "default", f"v{bot_id[:8]}")
+    volume = volume or naming.volume_name(platform_id, "default", f"v{bot_id[:8]}")
     await engine.ensure_volume(volume, naming.volume_labels(platform_id, "default", bot_id))
     return ContainerSpec(
         name=naming.container_name(bot_id),
@@ -164,6 +167,63 @@ async def test_a_bot_service_lives_through_the_same_operations_as_a_container(
     await engine.remove_volume(spec.volume)  # no task container holds it any more
     assert not await engine.volume_exists(spec.volume)
     await engine.remove(service_id)  # gone already: fine
+
+
+async def test_on_a_shared_volume_driver_the_data_is_where_the_options_say_on_a_node_that_never_had_the_volume(
+    swarm: None, platform_id: str, tmp_path: Path, docker: aiodocker.Docker
+) -> None:
+    """The data of a bot on a shared volume driver lives where the driver's options put it, not in the node's own
+    volume store: a node without the volume (here the same node after the volume was removed behind the platform's
+    back, as a node the swarm moves the bot to) makes it from the service's mount and finds the data there.
+
+    The shared place is a directory of the host mounted by the `local` driver (`o=bind`), standing in for an NFS
+    export or a cluster filesystem that every node mounts."""
+    shared = tmp_path / "shared"
+    options = {"type": "none", "o": "bind", "device": f"{shared}/{{volume}}"}
+    engine = SwarmEngine(
+        SOCKET,
+        timeout=60,
+        platform_id=platform_id,
+        subnets=SubnetPool.parse(["10.213.0.0/16"], 24),
+        volume_driver="local",
+        volume_options=options,
+    )
+    bot_id = str(uuid.uuid4())
+    volume = naming.volume_name(platform_id, "default", f"v{bot_id[:8]}")
+    (shared / volume).mkdir(parents=True)  # the shared store has a place per volume (an NFS server's directories)
+    try:
+        spec = await _spec(engine, platform_id, volume=volume, bot_id=bot_id)
+        made = await (await docker.volumes.get(volume)).show()
+        assert (made["Driver"], made["Options"]) == ("local", {**options, "device": str(shared / volume)})
+        service_id = await engine.create(spec)
+        mount = (await docker._query_json(f"services/{service_id}"))["Spec"]["TaskTemplate"]["ContainerSpec"]
+        assert mount["Mounts"][0]["VolumeOptions"]["DriverConfig"]["Options"]["device"] == str(shared / volume)
+
+        await engine.start(service_id)
+        assert await _boots(engine, volume) == 1
+        assert (shared / volume / "boots").read_text().strip() == "1"  # in the shared place itself
+
+        await engine.stop(service_id, 5)
+        # the node forgets the bot's ended task and its volume: a node that never had either
+        ended = await docker.containers.list(all=True, filters={"label": [f"{LABEL_SERVICE_ID}={service_id}"]})
+        for container in ended:
+            await container.delete(force=True)
+        await engine.remove_volume(volume)
+        assert not await engine.volume_exists(volume)
+        await engine.start(service_id)  # the task makes the volume from its mount: the same place, the same data
+        remade = await (await docker.volumes.get(volume)).show()
+        assert remade["Options"]["device"] == str(shared / volume)
+        assert await _boots(engine, volume) == 2
+    finally:
+        for info in await engine.list_managed():
+            await engine.remove(info.id)
+        for found in await engine.bot_volumes():
+            await engine.remove_volume(found.name)
+        if await engine.volume_exists(volume):
+            await engine.remove_volume(volume)
+        for network in await engine.list_networks():
+            await engine.remove_network(network, _always)
+        await engine.close()
 
 
 async def test_a_task_that_cannot_run_is_reported_not_waited_on(engine: SwarmEngine, platform_id: str) -> None:

@@ -82,3 +82,13 @@ def test_the_host_gateway_is_the_nodes_gateway_address_and_nothing_else_is_resol
         service_spec(_spec(extra_hosts=("gw:10.0.0.1",)), name="n", labels={}, host_gateway="172.18.0.1")
     with pytest.raises(UnsafeContainerSpec):
         service_spec(_spec(extra_hosts=("gw:host-gateway",)), name="n", labels={})
+
+
+def test_a_volume_driver_reaches_the_mount_so_any_node_makes_the_same_volume() -> None:
+    plain = service_spec(_spec(), name="n", labels={})
+    assert "VolumeOptions" not in _container(plain)["Mounts"][0]
+    driver = {"Name": "local", "Options": {"type": "nfs", "device": ":/wopr/wopr.default.data"}}
+    body = service_spec(_spec(), name="n", labels={}, volume_driver=driver)
+    check_service_hardened(body)
+    data = _container(body)["Mounts"][0]
+    assert (data["Source"], data["VolumeOptions"]["DriverConfig"]) == ("wopr.default.data", driver)

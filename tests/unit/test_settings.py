@@ -123,6 +123,14 @@ def test_values_are_read_and_normalised(env: pytest.MonkeyPatch) -> None:
     assert settings.image_allowlist == ["ghcr.io/wopr-network/", "localhost/wopr-stub"]
 
 
+def test_a_shared_volume_driver_for_swarm_is_read_with_its_options(env: pytest.MonkeyPatch) -> None:
+    assert (load_settings().swarm_volume_driver, load_settings().swarm_volume_options) == ("local", {})
+    env.setenv("FLEET_SWARM_VOLUME_OPTIONS", '{"type": "nfs", "o": "addr=10.0.0.5,rw", "device": ":/wopr/{volume}"}')
+    settings = load_settings()
+    assert settings.swarm_volume_options["device"] == ":/wopr/{volume}"
+    assert settings.swarm_volume_options["o"] == "addr=10.0.0.5,rw"
+
+
 @pytest.mark.parametrize(
     ("variable", "value"),
     [
@@ -161,6 +169,11 @@ def test_values_are_read_and_normalised(env: pytest.MonkeyPatch) -> None:
         ("FLEET_TENANT_MAX_BOTS", "-1"),
         ("FLEET_TENANT_MAX_MEMORY_MB", "lots"),
         ("FLEET_TENANT_MAX_CPUS", "-0.5"),
+        ("FLEET_SWARM_CONSTRAINTS", "node.role"),
+        ("FLEET_SWARM_VOLUME_DRIVER", "bad driver"),
+        ("FLEET_SWARM_VOLUME_OPTIONS", "type=nfs"),  # JSON, not key=value
+        # one device for every volume would give every bot of every tenant the same files
+        ("FLEET_SWARM_VOLUME_OPTIONS", '{"type": "nfs", "o": "addr=10.0.0.5", "device": ":/exports/wopr"}'),
     ],
     ids=repr,
 )

@@ -222,6 +222,8 @@ def engine_of(settings: Settings) -> DockerEngine:
             platform_id=settings.platform_id,
             subnets=settings.tenant_subnet_pool,
             constraints=tuple(settings.swarm_constraints),
+            volume_driver=settings.swarm_volume_driver,
+            volume_options=settings.swarm_volume_options,
         )
     return DockerEngine(
         settings.docker_host,

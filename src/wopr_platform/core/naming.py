@@ -20,6 +20,9 @@ HARDENING_VERSION = 1
 TENANT_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
 DEFAULT_TENANT = "default"
 DEFAULT_PLATFORM = "default"
+# in the options of a shared volume driver (FLEET_SWARM_VOLUME_OPTIONS): the name of the bot's volume, so that each
+# bot's data has a place of its own
+VOLUME_PLACEHOLDER = "{volume}"
 
 
 def container_name(bot_id: str) -> str:

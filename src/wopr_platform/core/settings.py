@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -17,6 +18,7 @@ from wopr_platform.core import limits
 from wopr_platform.core.addresses import HostPort
 from wopr_platform.core.cron import InvalidCron, validate_cron
 from wopr_platform.core.limits import Limits
+from wopr_platform.core.naming import VOLUME_PLACEHOLDER
 from wopr_platform.core.networks import Networks, SubnetPool
 from wopr_platform.core.plans import Plan, parse_plans
 from wopr_platform.core.prices import RuntimePrices
@@ -60,6 +62,14 @@ class Settings(BaseSettings):
     fleet_engine: Literal["docker", "swarm"] = Field("docker", validation_alias="FLEET_ENGINE")
     swarm_constraints: Annotated[list[str], NoDecode] = Field(
         default_factory=list, validation_alias="FLEET_SWARM_CONSTRAINTS"
+    )
+    # the volume driver of bots' data on Swarm, and its options (a JSON object; `{volume}` in a value stands for
+    # the volume's name): a shared driver lets a bot's data follow it to another node (see docs/swarm.md)
+    swarm_volume_driver: str = Field(
+        "local", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$", validation_alias="FLEET_SWARM_VOLUME_DRIVER"
+    )
+    swarm_volume_options: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict, validation_alias="FLEET_SWARM_VOLUME_OPTIONS"
     )
     image_allowlist: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["ghcr.io/wopr-network/"], validation_alias="FLEET_IMAGE_ALLOWLIST"
@@ -384,6 +394,29 @@ class Settings(BaseSettings):
             for entry in value:
                 if not _CONSTRAINT.match(str(entry)):
                     raise ValueError(f"{entry!r}: a constraint is <attribute>==<value> or <attribute>!=<value>")
+        return value
+
+    @field_validator("swarm_volume_options", mode="before")
+    @classmethod
+    def _options_are_json(cls, value: object) -> object:
+        if isinstance(value, str):
+            if not value.strip():
+                return {}
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                raise ValueError('a JSON object of strings, e.g. {"type": "nfs", "device": ":/w/{volume}"}') from None
+        return value
+
+    @field_validator("swarm_volume_options")
+    @classmethod
+    def _one_place_per_volume(cls, value: dict[str, str]) -> dict[str, str]:
+        # a device without the volume's name would give every bot of every tenant the same files
+        if "device" in value and VOLUME_PLACEHOLDER not in value["device"]:
+            raise ValueError(f"the device must hold {VOLUME_PLACEHOLDER} (each bot's data in a place of its own)")
+        for key, option in value.items():
+            if not key or "\0" in key + option:
+                raise ValueError(f"{key!r}: an option needs a name and no NUL")
         return value
 
     @field_validator("image_allowlist", mode="before")

@@ -128,11 +128,13 @@ def service_spec(
     labels: dict[str, str],
     constraints: tuple[str, ...] = (),
     host_gateway: str | None = None,
+    volume_driver: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The Swarm service `name` for `spec`, labelled `labels`: one replica at most (none to begin with), hardened
     as far as a service can be (Swarm has no no-new-privileges and no noexec for a tmpfs; docs/security.md says
     what stands in for them). `host:host-gateway` entries resolve to `host_gateway`, the host's address on the
-    node's gateway bridge."""
+    node's gateway bridge. `volume_driver` (a DriverConfig: `Name`, `Options`) makes the node a task lands on create
+    the bot's volume with that driver, as the manager did."""
     hosts: list[str] = []
     for entry in spec.extra_hosts:
         host, _, target = entry.partition(":")
@@ -143,6 +145,9 @@ def service_spec(
             )
         hosts.append(f"{host_gateway} {host}")
     memory = spec.limits.memory_mb * MIB
+    data: dict[str, Any] = {"Type": "volume", "Source": spec.volume, "Target": DATA_MOUNT}
+    if volume_driver is not None:
+        data["VolumeOptions"] = {"DriverConfig": volume_driver}
     return {
         "Name": name,
         "Labels": labels,
@@ -158,7 +163,7 @@ def service_spec(
                 "StopGracePeriod": spec.stop_timeout * SECOND_NS,
                 "Hosts": hosts,
                 "Mounts": [
-                    {"Type": "volume", "Source": spec.volume, "Target": DATA_MOUNT},
+                    data,
                     {"Type": "tmpfs", "Target": TMP_MOUNT, "TmpfsOptions": {"SizeBytes": 64 * MIB, "Mode": 0o1777}},
                 ],
             },

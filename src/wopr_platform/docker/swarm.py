@@ -19,7 +19,7 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime
 from ipaddress import IPv4Network
 from typing import Any, cast
@@ -31,7 +31,13 @@ from wopr_platform.core.errors import (
     EngineUnavailable,
     ServiceUnavailable,
 )
-from wopr_platform.core.naming import LABEL_BOT_ID, LABEL_NETWORK, LABEL_SPEC_HASH, LABEL_TENANT
+from wopr_platform.core.naming import (
+    LABEL_BOT_ID,
+    LABEL_NETWORK,
+    LABEL_SPEC_HASH,
+    LABEL_TENANT,
+    VOLUME_PLACEHOLDER,
+)
 from wopr_platform.core.networks import SubnetPool, gateway
 from wopr_platform.docker.engine import DockerEngine, _parse_time, _translate
 from wopr_platform.docker.hardening import check_service_hardened, service_spec, swarm_restart_policy
@@ -51,6 +57,7 @@ DEFAULT_GATEWAY = "172.18.0.1"
 _STARTING = frozenset({"new", "allocated", "pending", "assigned", "accepted", "preparing", "ready", "starting"})
 _ENDED = frozenset({"complete", "shutdown", "failed", "rejected", "orphaned", "remove"})
 POLL_SECONDS = 0.1
+LOCAL_DRIVER = "local"
 UPDATE_ATTEMPTS = 5  # a spec update races another one ("update out of sequence"): read the spec again and retry
 
 
@@ -97,9 +104,13 @@ class SwarmEngine(DockerEngine):
         platform_id: str,
         subnets: SubnetPool,
         constraints: tuple[str, ...] = (),
+        volume_driver: str = LOCAL_DRIVER,
+        volume_options: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(url, timeout=timeout, platform_id=platform_id, subnets=subnets)
         self._constraints = constraints
+        self._volume_driver = volume_driver
+        self._volume_options = dict(volume_options or {})
         self._manager = False
 
     async def ping(self) -> None:
@@ -116,6 +127,25 @@ class SwarmEngine(DockerEngine):
                 details={"operation": "ping", "reason": f"swarm state: {swarm.get('LocalNodeState') or 'inactive'}"},
             )
         self._manager = True
+
+    # volumes ------------------------------------------------------------------------------------------
+
+    def _driver_config(self, volume: str) -> dict[str, Any] | None:
+        """The driver and options of `volume` (`{volume}` in an option replaced by its name); None for the engine's
+        default (a local volume on each node)."""
+        if self._volume_driver == LOCAL_DRIVER and not self._volume_options:
+            return None
+        options = {key: value.replace(VOLUME_PLACEHOLDER, volume) for key, value in self._volume_options.items()}
+        return {"Name": self._volume_driver, "Options": options}
+
+    async def ensure_volume(self, name: str, labels: dict[str, str]) -> None:
+        """Create the named volume on the manager with the swarm's volume driver (idempotent: an existing one is
+        kept with its data); a node a task of the bot lands on creates it from the service's mount the same way."""
+        body: dict[str, Any] = {"Name": name, "Labels": labels}
+        if (config := self._driver_config(name)) is not None:
+            body |= {"Driver": config["Name"], "DriverOpts": config["Options"]}
+        with _translate("create volume"):
+            await self.client._query_json("volumes/create", method="POST", data=body)
 
     # networks -----------------------------------------------------------------------------------------
 
@@ -194,6 +224,7 @@ class SwarmEngine(DockerEngine):
             labels={**spec.labels, LABEL_NAME: spec.name, LABEL_RESTART_POLICY: spec.restart_policy},
             constraints=self._constraints,
             host_gateway=host_gateway or DEFAULT_GATEWAY,
+            volume_driver=self._driver_config(spec.volume),
         )
         check_service_hardened(body)
         with _translate("create service"):
