@@ -7,7 +7,7 @@ import asyncio
 import sys
 
 from wopr_platform import __version__
-from wopr_platform.core.logging import configure_logging
+from wopr_platform.core.logging import configure_logging, for_people
 from wopr_platform.core.settings import Settings, SettingsError, load_settings
 
 
@@ -17,6 +17,11 @@ def _settings_or_exit() -> Settings:
     except SettingsError as err:
         print(f"wopr-platform: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def _configure_logging(settings: Settings) -> None:
+    console = for_people(settings.log_format, env=settings.env, terminal=sys.stderr.isatty())
+    configure_logging(settings.log_level, console=console)
 
 
 def _serve() -> int:
@@ -30,7 +35,7 @@ def _serve() -> int:
     except SettingsError as err:
         print(f"wopr-platform: {err}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level)
+    _configure_logging(settings)
     app = create_app(settings)
     config = server_config(app, settings)
     server = PlatformServer(config, before_shutdown=app.state.events.close)
@@ -43,7 +48,7 @@ def _migrate() -> int:
     from wopr_platform.db.migrate import upgrade
 
     settings = _settings_or_exit()
-    configure_logging(settings.log_level)
+    _configure_logging(settings)
 
     async def run() -> None:
         engine = create_engine(settings.database_url)

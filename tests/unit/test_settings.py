@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
+import pty
 import sqlite3
 import subprocess
 import sys
+import uuid
 from importlib.metadata import version
 from pathlib import Path
 
@@ -169,6 +172,7 @@ def test_a_shared_volume_driver_for_swarm_is_read_with_its_options(env: pytest.M
         ("FLEET_TENANT_MAX_BOTS", "-1"),
         ("FLEET_TENANT_MAX_MEMORY_MB", "lots"),
         ("FLEET_TENANT_MAX_CPUS", "-0.5"),
+        ("LOG_FORMAT", "pretty"),
         ("FLEET_SWARM_CONSTRAINTS", "node.role"),
         ("FLEET_SWARM_VOLUME_DRIVER", "bad driver"),
         ("FLEET_SWARM_VOLUME_OPTIONS", "type=nfs"),  # JSON, not key=value
@@ -246,3 +250,44 @@ def test_migrate_with_a_bad_database_url_exits_2() -> None:
     assert result.returncode == 2, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert "DATABASE_URL" in result.stderr
+
+
+def _migrate_on_a_terminal(tmp_path: Path, **values: str) -> str:
+    """What `migrate` writes to its stderr when that is a terminal (a pseudo-terminal here)."""
+    leader, follower = pty.openpty()
+    url = f"sqlite+aiosqlite:///{tmp_path / f'{uuid.uuid4().hex}.db'}"
+    try:
+        result = subprocess.run(
+            [*COMMANDS["console-script"], "migrate"],
+            env=_clean_environ(DATABASE_URL=url, **values),
+            stdout=subprocess.DEVNULL,
+            stderr=follower,
+            timeout=120,
+        )
+        os.close(follower)
+        follower = -1
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal's other side is closed: all was read
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(leader)
+        if follower != -1:
+            os.close(follower)
+    assert result.returncode == 0
+    return b"".join(chunks).decode()
+
+
+def test_logs_are_plain_lines_on_a_terminal_and_json_in_production_or_when_asked(tmp_path: Path) -> None:
+    plain = _migrate_on_a_terminal(tmp_path).splitlines()
+    upgrades = [line for line in plain if "Running upgrade" in line]
+    assert upgrades and not any(line.lstrip().startswith("{") for line in plain)
+    assert "\x1b[36minfo" in upgrades[0]  # coloured by level on a terminal
+    for values in ({"ENV": "production", "PLATFORM_SECRET": "x" * 32}, {"LOG_FORMAT": "json"}):
+        lines = [line for line in _migrate_on_a_terminal(tmp_path, **values).splitlines() if line.strip()]
+        assert lines and all(json.loads(line)["level"] for line in lines), lines

@@ -49,6 +49,8 @@ class Settings(BaseSettings):
         "development", validation_alias=AliasChoices("ENV", "NODE_ENV")
     )
     log_level: LogLevel = Field("info", validation_alias="LOG_LEVEL")
+    # json: one object per line; console: plain lines for a person; auto: console on a terminal outside production
+    log_format: Literal["auto", "json", "console"] = Field("auto", validation_alias="LOG_FORMAT")
     fleet_api_token: SecretStr | None = Field(None, validation_alias="FLEET_API_TOKEN")
     data_dir: Path = Field(Path("./data"), validation_alias="WOPR_DATA_DIR")
     database_url_setting: str | None = Field(None, validation_alias="DATABASE_URL")
@@ -381,7 +383,7 @@ class Settings(BaseSettings):
             return "warning" if value == "warn" else value
         return value
 
-    @field_validator("env", mode="before")
+    @field_validator("env", "log_format", mode="before")
     @classmethod
     def _lower_env(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
