@@ -12,7 +12,7 @@ from typing import Any
 import aiodocker
 import pytest
 
-from tests.conftest import STUB_IMAGE, Platform, PlatformFactory
+from tests.conftest import STUB_IMAGE, Platform, PlatformFactory, bot_container, both_backends
 from wopr_platform.core.logging import JsonFormatter
 from wopr_platform.templates.loader import packaged_directory
 
@@ -42,7 +42,7 @@ def _secrets() -> dict[str, str]:
 
 
 async def _container_env(docker: aiodocker.Docker, container_id: str) -> dict[str, str]:
-    info = await docker.containers.container(container_id).show()
+    info = await bot_container(docker, container_id)
     return dict(item.split("=", 1) for item in info["Config"]["Env"])
 
 
@@ -109,6 +109,7 @@ async def test_template_routes_need_the_operator_token(platform: Platform) -> No
 # --- one bot from a template ------------------------------------------------------------------------------
 
 
+@both_backends
 async def test_a_bot_from_a_template_runs_with_the_plugin_env_and_never_shows_its_secrets(
     make_platform: PlatformFactory, docker: aiodocker.Docker, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
