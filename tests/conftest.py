@@ -26,6 +26,8 @@ from tests.ports import free_port, listening_socket
 from wopr_platform.app.asgi import create_app
 from wopr_platform.app.server import PlatformServer, server_config
 from wopr_platform.core.settings import Settings
+from wopr_platform.db.engine import create_engine
+from wopr_platform.db.migrate import upgrade
 from wopr_platform.docker.swarm import LABEL_SERVICE_ID
 from wopr_platform.firewall.iptables import HostFirewall
 from wopr_platform.updates.clock import Clock
@@ -242,21 +244,51 @@ def postgres() -> Iterator[_Postgres | None]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.fixture
-async def database_url(postgres: _Postgres | None, tmp_path: Path) -> AsyncIterator[str]:
-    """A fresh, empty database for one test."""
-    if postgres is None:
-        yield f"sqlite+aiosqlite:///{tmp_path / 'platform.db'}"
-        return
+async def _new_postgres_database(postgres: _Postgres, template: str | None = None) -> str:
     import asyncpg
 
     name = "t_" + uuid.uuid4().hex[:12]
     admin = await asyncpg.connect(host="127.0.0.1", port=postgres.port, user="postgres", database="postgres")
     try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
+        await admin.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
     finally:
         await admin.close()
-    yield postgres.url(name)
+    return name
+
+
+@pytest.fixture(scope="session")
+async def migrated_database(postgres: _Postgres | None, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A database with every migration applied, made once per test process: each test's database is a copy of
+    it (a file copy on SQLite, `CREATE DATABASE ... TEMPLATE` on PostgreSQL), so a platform under test starts
+    without running the migrations again (it still checks them: nothing is left to apply)."""
+    if postgres is None:
+        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('migrated') / 'platform.db'}"
+    else:
+        url = postgres.url(await _new_postgres_database(postgres))
+    engine = create_engine(url)
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()  # a template database must have no connection when it is copied
+    return url
+
+
+@pytest.fixture
+async def empty_database_url(postgres: _Postgres | None, tmp_path: Path) -> str:
+    """A fresh database without any table, for the tests of the migrations themselves."""
+    if postgres is None:
+        return f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
+    return postgres.url(await _new_postgres_database(postgres))
+
+
+@pytest.fixture
+async def database_url(postgres: _Postgres | None, migrated_database: str, tmp_path: Path) -> str:
+    """A fresh database for one test, at the newest schema and holding nothing else."""
+    if postgres is None:
+        copy = tmp_path / "platform.db"
+        shutil.copyfile(migrated_database.removeprefix("sqlite+aiosqlite:///"), copy)
+        return f"sqlite+aiosqlite:///{copy}"
+    return postgres.url(await _new_postgres_database(postgres, template=migrated_database.rsplit("/", 1)[1]))
 
 
 # --- the platform -----------------------------------------------------------------------------------------

@@ -14,8 +14,8 @@ from wopr_platform.db.engine import create_engine
 from wopr_platform.db.migrate import _config, upgrade
 
 
-async def test_existing_events_get_distinct_random_ids(database_url: str) -> None:
-    engine = create_engine(database_url)
+async def test_existing_events_get_distinct_random_ids(empty_database_url: str) -> None:
+    engine = create_engine(empty_database_url)
 
     def to_0008(connection: Connection) -> None:
         command.upgrade(_config(connection), "0008")
