@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import STUB_IMAGE, TOKEN, Platform, PlatformFactory
+from tests.figures import figure, scrape
 from tests.integration.accounts_support import key_client, new_key, new_user
 
 DOLLAR = 1_000_000
@@ -90,6 +91,9 @@ async def test_a_grant_is_given_once_per_key_and_a_reused_key_must_carry_the_sam
     assert await _balance(platform, "globex") == 1 * DOLLAR
     body = await _check(platform)
     assert body["entries"] == 2 and body["lines"] == 4
+    # the platform's side of the two grants, in the operator's figures
+    samples = await scrape(platform.client)
+    assert figure(samples, "wopr_ledger_balance_micros", account="platform:grants") == -6 * DOLLAR
     audit = await platform.client.get("/audit", params={"action": "POST /tenants/{tenant_id}/credits/grants"})
     assert audit.status_code == 200, audit.text
     targets = [(e["targetId"], e["status"]) for e in audit.json()["events"]]

@@ -17,6 +17,7 @@ import openai
 import pytest
 
 from tests.conftest import STUB_IMAGE, TOKEN, Platform, PlatformFactory
+from tests.figures import figure, scrape
 from tests.fixtures.fake_provider import FakeProvider
 from tests.integration.test_hardening import docker_exec
 from tests.ports import free_port
@@ -174,6 +175,12 @@ async def test_openai_sdk_chat_whole_and_streamed_is_metered_and_charged(gateway
     transactions = (await gateway.platform.client.get("/billing/transactions")).json()["transactions"]
     assert [t["amount"] for t in transactions if t["kind"] == "usage"] == [-cost(4, 5)] * 2
     await gateway.ledger_is_consistent()
+    samples = await scrape(gateway.platform.client)  # what the operator's figures say of the same two calls
+    assert figure(samples, "wopr_gateway_calls_total", outcome="done") == 2
+    assert figure(samples, "wopr_gateway_tokens_total", direction="input") == 8
+    assert figure(samples, "wopr_gateway_tokens_total", direction="output") == 10
+    assert figure(samples, "wopr_gateway_charged_micros_total") == 2 * cost(4, 5)
+    assert figure(samples, "wopr_ledger_balance_micros", account="platform:revenue") == 2 * cost(4, 5)
 
 
 async def test_anthropic_sdk_messages_whole_and_streamed(gateway: Gateway) -> None:

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from tests.conftest import STUB_IMAGE, Platform, PlatformFactory, both_backends
+from tests.figures import figure, scrape
 from tests.fixtures.caddy import DOMAIN, Caddy
 from tests.integration.proxy_support import host, proxy_client, routed_platform, until_answer, wait_ready
 from tests.ports import free_port
@@ -118,6 +119,9 @@ async def test_stopped_bot_answers_503_and_200_again_once_started_and_unknown_ho
             assert response.text in ("unknown host\n", "no such bot\n")
         apex = await client.get("/hello", headers={"Host": DOMAIN})
         assert apex.status_code == 404
+    samples = await scrape(platform.client)  # Caddy asked the platform's DNS for the bot, and for the unknown one
+    assert figure(samples, "wopr_proxy_route_lookups_total", result="found") >= 1
+    assert figure(samples, "wopr_proxy_route_lookups_total", result="unknown") >= 1
 
 
 async def test_an_unhealthy_bot_answers_503_without_any_config_change(

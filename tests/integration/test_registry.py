@@ -12,6 +12,7 @@ import aiodocker
 import pytest
 
 from tests.fakes.rate_limited_registry import FakeRateLimitedRegistry
+from tests.figures import figure
 from tests.fixtures.registry import Registry
 from tests.fixtures.token_registry import TokenRegistry, TokenRequest
 from wopr_platform.core.errors import (
@@ -175,6 +176,14 @@ async def test_rate_limit_blocks_the_registry_without_further_requests(
             assert 29.0 < blocked.value.retry_after <= 30.0
         assert fake.requests == ["HEAD /v2/app/manifests/v1"]
         assert client.stats.manifest_requests == 1
+        samples = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in client.metrics.registry.collect()
+            for s in family.samples
+        }
+        assert figure(samples, "wopr_registry_rate_limited_total", registry=fake.host) == 1
+        assert figure(samples, "wopr_registry_rate_limit_wait_seconds_total", registry=fake.host) == 30.0
+        assert figure(samples, "wopr_registry_requests_total", kind="head") == 1
 
         # the block is per registry: another registry still answers
         assert await client.digest(ImageReference.parse(f"{registry.host}/{repo}:v1")) == pushed

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.conftest import STUB_IMAGE, Platform, PlatformFactory, bot_address, bot_container, both_backends
+from tests.figures import figure, scrape
 from tests.fixtures.registry import Registry
 
 pytestmark = pytest.mark.slow
@@ -195,6 +196,12 @@ async def test_an_unhealthy_image_is_rolled_back_and_halts_the_rollout(
     assert (await image_status(platform, bots[0]))["blockedBy"] == "rollout-halted"
     await asyncio.sleep(2)  # the halted digest is not rolled out again by itself
     assert len(await rollouts(platform)) == 2
+    samples = await scrape(platform.client)
+    assert figure(samples, "wopr_rollouts_total", state="completed") == 1
+    assert figure(samples, "wopr_rollouts_total", state="halted") == 1
+    assert figure(samples, "wopr_updates_total", outcome="updated") == 3
+    assert figure(samples, "wopr_updates_total", outcome="rolled_back") == 1
+    assert figure(samples, "wopr_image_checks_total", outcome="changed") >= 2
     for bot_id in (bots[0], bots[2]):  # the later waves never tried v3
         assert [r["toDigest"] for r in await history(platform, bot_id)] == [d2]
 

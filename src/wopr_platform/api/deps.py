@@ -6,7 +6,7 @@ Routes take `Fleet`, `Templates`, `Updates`, ... as parameters; nothing else in 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
@@ -19,6 +19,7 @@ from wopr_platform.backups.service import Backups
 from wopr_platform.billing.service import BillingService
 from wopr_platform.billing.webhooks import StripeWebhooks
 from wopr_platform.core.errors import NotFound, ServiceUnavailable
+from wopr_platform.core.metrics import PlatformMetrics
 from wopr_platform.db.leadership import Leadership
 from wopr_platform.db.unit import Database
 from wopr_platform.docker.engine import DockerEngine
@@ -61,6 +62,7 @@ class Services:
     leadership: Leadership
     isolation: HostIsolation | None = None  # None when BOT_HOST_ISOLATION=false
     gateway: GatewayAdmin | None = None  # None when GATEWAY_ENABLED=false
+    metrics: PlatformMetrics = field(default_factory=PlatformMetrics)  # this replica's figures (GET /metrics)
 
 
 def services(request: Request) -> Services:

@@ -22,6 +22,8 @@ ROUTES: dict[str, Need] = {
     # health
     "GET /health": "public",
     "GET /health/ready": "public",
+    # the operator's figures (each replica's own)
+    "GET /metrics": "platform_admin",
     # accounts
     "POST /auth/signup": "public",
     "POST /auth/login": "public",

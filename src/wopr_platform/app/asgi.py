@@ -21,6 +21,7 @@ from wopr_platform.api.clients import ClientAddress
 from wopr_platform.api.errors import install_error_handlers
 from wopr_platform.api.headers import ResponseHeaders
 from wopr_platform.api.limits import BodySizeLimit
+from wopr_platform.api.metrics import RequestMetrics
 from wopr_platform.api.openapi import document_errors
 from wopr_platform.api.ratelimit import RateLimit
 from wopr_platform.api.routes.accounts import router as accounts_router
@@ -31,6 +32,7 @@ from wopr_platform.api.routes.billing import router as billing_router
 from wopr_platform.api.routes.fleet import router as fleet_router
 from wopr_platform.api.routes.gateway import router as gateway_router
 from wopr_platform.api.routes.health import router as health_router
+from wopr_platform.api.routes.metrics import router as metrics_router
 from wopr_platform.api.routes.proxy import router as proxy_router
 from wopr_platform.api.routes.templates import router as templates_router
 from wopr_platform.api.routes.tenants import router as tenants_router
@@ -39,6 +41,7 @@ from wopr_platform.api.routes.users import router as users_router
 from wopr_platform.app.build import build
 from wopr_platform.app.loops import supervise, supervise_while_leading
 from wopr_platform.audit.writer import AuditWriter
+from wopr_platform.core.metrics import PlatformMetrics
 from wopr_platform.core.settings import Settings
 from wopr_platform.fleet.observation.events import EventBus
 from wopr_platform.updates.clock import Clock, SystemClock
@@ -72,7 +75,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        platform = await build(settings, clock=clock, events=events, audit=audit)
+        platform = await build(settings, clock=clock, events=events, audit=audit, metrics=metrics)
         app.state.platform = platform
         app.state.services = platform.services
         leadership, watcher, reconciler = platform.leadership, platform.watcher, platform.reconciler
@@ -125,10 +128,12 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     )
     events = EventBus()
     audit = AuditWriter()
+    metrics = PlatformMetrics()
     app.state.settings = settings
     app.state.events = events
     install_error_handlers(app)
     app.include_router(health_router)
+    app.include_router(metrics_router)
     app.include_router(fleet_router)
     app.include_router(templates_router)
     app.include_router(backups_router)
@@ -140,11 +145,15 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     app.include_router(tenants_router)
     app.include_router(billing_router)
     app.include_router(gateway_router)
-    # outermost last: the client's address is settled first, then rate limits, the body limit, ambiguity, audit
+    # outermost last: the client's address is settled first, then the timing, rate limits, the body limit,
+    # ambiguity, audit
     app.add_middleware(AuditMiddleware, writer=audit)
     app.add_middleware(Unambiguous)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, streamed=STREAMED_BODIES)
     token = settings.fleet_api_token.get_secret_value() if settings.fleet_api_token else None
     app.add_middleware(RateLimit, limit=settings.rate_limit, window=settings.rate_window, token=token)
+    # timed inside the client's address (which may copy the request's scope: the route the router notes on it
+    # must be seen here), around every other layer
+    app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(ClientAddress, trusted=settings.trusted_networks)
     return app

@@ -21,6 +21,7 @@ from wopr_platform.accounts.users import UserAdmin
 from wopr_platform.api.deps import Services
 from wopr_platform.app.gateway import GatewayApp, GatewayListener
 from wopr_platform.app.loops import Loop
+from wopr_platform.app.metrics import install_samplers
 from wopr_platform.audit.service import AuditService
 from wopr_platform.audit.writer import AuditWriter
 from wopr_platform.backups.policies import BackupPolicies, BackupRounds
@@ -34,6 +35,7 @@ from wopr_platform.billing.webhooks import StripeWebhooks
 from wopr_platform.caddy.admin import CaddyAdmin
 from wopr_platform.core.errors import FirewallUnavailable
 from wopr_platform.core.faults import CrashPoints
+from wopr_platform.core.metrics import PlatformMetrics
 from wopr_platform.core.settings import Settings, SettingsError
 from wopr_platform.crypto.keys import secret_box, stream_keys
 from wopr_platform.db.broadcast import Broadcast
@@ -233,7 +235,9 @@ def engine_of(settings: Settings) -> DockerEngine:
     )
 
 
-async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: AuditWriter) -> Platform:
+async def build(
+    settings: Settings, *, clock: Clock, events: EventBus, audit: AuditWriter, metrics: PlatformMetrics
+) -> Platform:
     """Migrate the database, then build the platform; nothing here touches the engine yet."""
     db = create_engine(settings.database_url)
     await upgrade(db)
@@ -260,7 +264,10 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
     journal = Journal(database)
     credentials = CredentialStore.from_file(settings.registry_credentials_file)
     registry = RegistryClient(
-        credentials=credentials, insecure_hosts=settings.registry_insecure, timeout=settings.registry_timeout
+        credentials=credentials,
+        insecure_hosts=settings.registry_insecure,
+        timeout=settings.registry_timeout,
+        metrics=metrics,
     )
     box = await asyncio.to_thread(secret_box, settings)
     secret_env = SecretEnv(box)
@@ -305,6 +312,7 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
         recovery=recovery,
         interval=settings.reconcile_interval,
         orphan_grace=settings.orphan_grace,
+        metrics=metrics,
     )
     watcher = EngineWatcher(
         docker, observed, health, events, resync_interval=settings.resync_interval, on_change=reconciler.kick
@@ -379,6 +387,7 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
         crash=crash,
         health_timeout=settings.update_health_timeout,
         backups=backups if settings.backup_before_update else None,
+        metrics=metrics,
     )
     window = timedelta(seconds=settings.update_window)
     scheduler = RolloutScheduler(
@@ -394,6 +403,7 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
             window=window,
         ),
         ready=reconciler.recovered,
+        metrics=metrics,
     )
     images = ImageWatcher(
         db=database,
@@ -406,6 +416,7 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
         },
         jitter=settings.update_jitter,
         on_new_digest=scheduler.kick,
+        metrics=metrics,
     )
     updates = UpdateService(
         db=database,
@@ -432,6 +443,7 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
             caddy=caddy,
             may_write=lambda: leadership.is_leader,
             suspended_tenants=suspensions.suspended_tenants if settings.billing_enabled else None,
+            metrics=metrics,
         )
     accounts = AccountService(
         db=database,
@@ -471,6 +483,7 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
             leases=leases,
             recorder=recorder,
             broadcast=gateway_changes,
+            metrics=metrics,
         )
         gateway_admin = GatewayAdmin(
             db=database,
@@ -514,7 +527,9 @@ async def build(settings: Settings, *, clock: Clock, events: EventBus, audit: Au
         leadership=leadership,
         isolation=isolation,
         gateway=gateway_admin,
+        metrics=metrics,
     )
+    install_samplers(metrics, observed=observed, health=health, billing=billing if settings.billing_enabled else None)
     loops: tuple[Loop, ...] = (leadership, account_changes, watcher, health, stats, *gateway_loops)
     if proxy is not None:
         loops += (proxy,)

@@ -131,6 +131,13 @@ class LedgerRepository:
         result = await self._session.execute(select(LedgerAccount.balance).where(LedgerAccount.id == account))
         return int(result.scalar_one_or_none() or 0)
 
+    async def platform_balances(self) -> dict[str, int]:
+        """The balances of the platform's own accounts (a handful: no tenant's)."""
+        result = await self._session.execute(
+            select(LedgerAccount.id, LedgerAccount.balance).where(LedgerAccount.tenant_id.is_(None))
+        )
+        return {str(account): int(balance) for account, balance in result.all()}
+
     async def entries(
         self, tenant_id: str, *, before: tuple[datetime, str] | None, limit: int
     ) -> Sequence[LedgerEntry]:

@@ -132,6 +132,11 @@ class BillingService:
             standing=standing_of(standing, self._settings),
         )
 
+    async def platform_balances(self) -> dict[str, int]:
+        """The balances of the platform's own ledger accounts (revenue, Stripe, grants, corrections)."""
+        async with self._db.read() as session:
+            return await LedgerRepository(session).platform_balances()
+
     async def transactions(self, tenant_id: str, *, after: str | None, limit: int) -> TransactionPage:
         """The tenant's movements, newest first, a page at a time."""
         before = _parse_cursor(after) if after else None

@@ -42,6 +42,7 @@ from wopr_platform.core.errors import (
     ModelUnknown,
     ProviderUnavailable,
 )
+from wopr_platform.core.metrics import PlatformMetrics
 from wopr_platform.core.settings import Settings
 from wopr_platform.crypto.secretbox import SecretBox, SecretUnreadable
 from wopr_platform.db.broadcast import Broadcast
@@ -123,7 +124,9 @@ class GatewayCalls:
         leases: CreditLeases | None,
         recorder: CallRecorder,
         broadcast: Broadcast | None = None,
+        metrics: PlatformMetrics | None = None,
     ) -> None:
+        self._metrics = metrics or PlatformMetrics()
         self._db = db
         self._box = box
         self._settings = settings
@@ -349,6 +352,13 @@ class GatewayCalls:
         row = self._row(call, "failed" if usage is None else "done", usage, cost, charged=charge is None)
         bot_hold = (call.caller.bot_id, call.day, call.bot_held) if call.written and call.caller.bot_id else None
         await self._recorder.write(Ended(row, call.written, bot_hold, call.reservation, charge))
+        provider = call.route.upstream.name
+        self._metrics.gateway_calls.labels(provider, "failed" if usage is None else "done").inc()
+        if usage is not None:
+            self._metrics.gateway_tokens.labels(provider, "input").inc(usage.input_tokens)
+            self._metrics.gateway_tokens.labels(provider, "output").inc(usage.output_tokens)
+        if charge is not None:
+            self._metrics.gateway_charged.labels(provider).inc(cost)
         return cost
 
     async def sweep(self) -> int:

@@ -24,6 +24,7 @@ from typing import Any
 from wopr_platform.caddy.admin import CaddyAdmin
 from wopr_platform.core.addresses import PublicAddress, split_hostport
 from wopr_platform.core.errors import PlatformError
+from wopr_platform.core.metrics import PlatformMetrics
 from wopr_platform.core.settings import Settings
 from wopr_platform.db.engine import CommitCounter
 from wopr_platform.db.unit import Database
@@ -84,7 +85,9 @@ class ProxySync:
         caddy: CaddyAdmin,
         may_write: Callable[[], bool] = lambda: True,
         suspended_tenants: Callable[[], Awaitable[set[str]]] | None = None,
+        metrics: PlatformMetrics | None = None,
     ) -> None:
+        self._metrics = metrics or PlatformMetrics()
         self._suspended_tenants = suspended_tenants
         self._settings = settings
         self._db = db
@@ -142,6 +145,7 @@ class ProxySync:
                 async with asyncio.timeout(LOOKUP_WAIT_SECONDS):
                     await self.refresh()
             bot = self._find(kind, key)
+        self._metrics.route_lookups.labels("unknown" if bot is None else "found").inc()
         if bot is None:
             return status.unknown
         route = self.route(bot)

@@ -24,6 +24,7 @@ from wopr_platform.core.errors import (
     RegistryRateLimited,
     RegistryUnavailable,
 )
+from wopr_platform.core.metrics import PlatformMetrics
 from wopr_platform.core.reference import DOCKER_HUB, ImageReference
 from wopr_platform.registry.credentials import CredentialStore, RegistryCredentials, normalise_registry
 
@@ -178,7 +179,9 @@ class RegistryClient:
         timeout: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.monotonic,
+        metrics: PlatformMetrics | None = None,
     ) -> None:
+        self.metrics = metrics or PlatformMetrics()
         self._credentials = credentials
         self._insecure = {normalise_registry(host) for host in insecure_hosts}
         self._timeout = timeout
@@ -259,6 +262,7 @@ class RegistryClient:
         if authorization is not None:
             headers["Authorization"] = authorization
         self.stats.manifest_requests += 1
+        self.metrics.registry_requests.labels(method.lower()).inc()
         if method == "GET":
             self.stats.get_requests += 1
         return await self._send(method, url, reference, headers=headers)
@@ -316,6 +320,7 @@ class RegistryClient:
         credentials = self._credentials.for_registry(registry)
         auth = httpx.BasicAuth(credentials.username, credentials.password) if credentials is not None else None
         self.stats.token_requests += 1
+        self.metrics.registry_requests.labels("token").inc()
         response = await self._send("GET", realm, reference, params=params, auth=auth)
         if response.status_code in (401, 403):
             who = "the configured credentials" if credentials is not None else "anonymous access"
@@ -399,6 +404,8 @@ class RegistryClient:
         return self._states.setdefault(registry, _RegistryState())
 
     def _block(self, registry: str, seconds: float) -> None:
+        self.metrics.registry_rate_limited.labels(registry).inc()
+        self.metrics.registry_wait.labels(registry).inc(max(seconds, 0.0))
         state = self._state(registry)
         state.blocked_until = max(state.blocked_until, self._clock() + seconds)
 

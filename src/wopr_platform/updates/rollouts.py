@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import Row
 
 from wopr_platform.core.errors import Conflict, NotFound, PlatformError
+from wopr_platform.core.metrics import PlatformMetrics
 from wopr_platform.core.policy import UpdatePolicy
 from wopr_platform.core.rounds import first_set, run_rounds
 from wopr_platform.db.models import Rollout
@@ -74,7 +75,9 @@ class RolloutScheduler:
         clock: Clock,
         rules: RolloutRules,
         ready: asyncio.Event,
+        metrics: PlatformMetrics | None = None,
     ) -> None:
+        self._metrics = metrics or PlatformMetrics()
         self._db = db
         self._updater = updater
         self._events = events
@@ -187,6 +190,7 @@ class RolloutScheduler:
             await self._waves(rollout_id, reference, digest, rows)
         except Exception as err:
             log.exception("rollout failed", extra={"rollout_id": rollout_id})
+            self._metrics.rollouts.labels("failed").inc()
             await self._save(rollout_id, None, state="failed", reason=f"internal error: {type(err).__name__}")
 
     async def _waves(self, rollout_id: str, reference: str, digest: str, rows: list[Row[Any]]) -> None:
@@ -238,6 +242,7 @@ class RolloutScheduler:
                     later["state"] = "cancelled"
                 break
         await self._save(rollout_id, waves, state=state, reason=reason)
+        self._metrics.rollouts.labels(state).inc()
         log.log(
             logging.WARNING if state == "halted" else logging.INFO,
             "rollout " + state,

@@ -19,6 +19,7 @@ from typing import Any
 from wopr_platform.backups.service import Backups
 from wopr_platform.core.errors import Conflict, PlatformError
 from wopr_platform.core.faults import CrashPoints
+from wopr_platform.core.metrics import PlatformMetrics
 from wopr_platform.core.reference import pinned
 from wopr_platform.db.models import Bot, ImageUpdate
 from wopr_platform.db.unit import Database
@@ -82,7 +83,9 @@ class Updater:
         crash: CrashPoints,
         health_timeout: float,
         backups: Backups | None = None,
+        metrics: PlatformMetrics | None = None,
     ) -> None:
+        self._metrics = metrics or PlatformMetrics()
         self._backups = backups  # with backups: the new version runs on a copy of the data, archived first
         self._db = db
         self._fleet = fleet
@@ -111,7 +114,9 @@ class Updater:
         self._busy.add(bot_id)
         try:
             async with self._fleet.operation(tenant_id, bot_id, engine=False) as bot:
-                return await self._update(bot, digest, trigger=trigger, rollout_id=rollout_id)
+                result = await self._update(bot, digest, trigger=trigger, rollout_id=rollout_id)
+            self._metrics.updates.labels(result.outcome).inc()
+            return result
         finally:
             self._busy.discard(bot_id)
 

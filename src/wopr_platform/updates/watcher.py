@@ -12,6 +12,7 @@ from datetime import timedelta
 from sqlalchemy.exc import IntegrityError
 
 from wopr_platform.core.errors import PlatformError, RegistryRateLimited
+from wopr_platform.core.metrics import PlatformMetrics
 from wopr_platform.core.reference import ImageReference, InvalidReference
 from wopr_platform.core.rounds import run_rounds
 from wopr_platform.db.models import ImageCheck
@@ -56,7 +57,9 @@ class ImageWatcher:
         intervals: dict[str, float],
         jitter: float,
         on_new_digest: Callable[[], None] | None = None,
+        metrics: PlatformMetrics | None = None,
     ) -> None:
+        self._metrics = metrics or PlatformMetrics()
         self._db = db
         self._registry = registry
         self._clock = clock
@@ -124,6 +127,7 @@ class ImageWatcher:
                 row, changed = await self._store(reference, interval, digest, error)
         if not lock.locked():
             self._locks.pop(reference, None)
+        self._metrics.image_checks.labels("error" if error is not None else "changed" if changed else "unchanged").inc()
         if error is not None:
             log.warning(
                 "image check failed",

@@ -29,6 +29,7 @@ from typing import Any
 
 from wopr_platform.core import naming
 from wopr_platform.core.errors import PlatformError
+from wopr_platform.core.metrics import PlatformMetrics
 from wopr_platform.db.models import Bot
 from wopr_platform.db.unit import Database
 from wopr_platform.docker.types import ContainerInfo
@@ -142,7 +143,9 @@ class Reconciler:
         recovery: Recovery,
         interval: float,
         orphan_grace: float,
+        metrics: PlatformMetrics | None = None,
     ) -> None:
+        self._metrics = metrics or PlatformMetrics()
         self._db = db
         self._containers = containers
         self._observed = observed
@@ -228,6 +231,7 @@ class Reconciler:
         await self._networks_pass({bot.tenant_id for bot in bots})
         self.last_run_at = _now()
         self.last_run_ms = round((time.monotonic() - started) * 1000, 1)
+        self._metrics.reconcile_pass.observe(time.monotonic() - started)
         return outstanding
 
     async def _repair_bot(self, bot_id: str, seen: list[Drift]) -> list[Drift]:
@@ -245,6 +249,7 @@ class Reconciler:
             for drift in diff(bot, containers, self._observed, self._containers.matches):
                 action, outcome, error = await self._apply(bot, drift)
                 backoff.record(time.monotonic(), failed=outcome != "ok")
+                self._metrics.drift.labels(drift.kind, outcome).inc()
                 if outcome != "ok":
                     left.append(drift)
                 self.history.append(Repair(bot.id, bot.tenant_id, drift.kind, action, outcome, _now(), error))
