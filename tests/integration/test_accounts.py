@@ -4,6 +4,7 @@ password change, members and roles, API keys (scopes, expiry, address allowlist,
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -77,6 +78,25 @@ async def test_the_first_user_is_the_platform_admin_and_sign_up_does_not_tell_wh
         ).status_code == 401
     for user in (root, second):
         await user.close()
+
+
+async def test_a_platform_nobody_signed_up_to_says_how_to_get_in_and_then_no_more(
+    make_platform: PlatformFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="wopr_platform.app.asgi")
+    platform = await make_platform()
+    [welcome] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("welcome:")]
+    assert f"POST {platform.url}/auth/signup" in welcome and f"{platform.url}/docs" in welcome
+    assert "the first to sign up becomes the platform's admin" in welcome
+    assert "FLEET_API_TOKEN as the operator's key" in welcome
+    async with httpx.AsyncClient(trust_env=False) as anonymous:
+        assert (await anonymous.get(f"{platform.url}/docs")).status_code == 200
+    first = await new_user(platform, "first")
+    await first.close()
+    await platform.stop()
+    caplog.clear()
+    await make_platform()  # the same database: someone has signed up
+    assert not [r for r in caplog.records if r.getMessage().startswith("welcome:")]
 
 
 async def test_wrong_password_and_unknown_email_answer_alike(accounts: Platform) -> None:

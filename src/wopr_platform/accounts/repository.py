@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from wopr_platform.db.models import (
@@ -37,7 +37,8 @@ class AccountRepository:
         return await self._session.get(User, user_id, with_for_update=lock)
 
     async def any_user(self) -> bool:
-        return (await self._session.scalar(select(func.count()).select_from(User))) != 0
+        """Whether there is a user at all (one row read, however many there are)."""
+        return (await self._session.scalar(select(User.id).limit(1))) is not None
 
     def add(
         self, row: User | Session | Tenant | Membership | ApiKey | PasswordReset | Invitation | RecoveryCode

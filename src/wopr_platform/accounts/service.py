@@ -169,6 +169,11 @@ class AccountService:
 
     # --- sign-up, sign-in, sessions --------------------------------------------------------------------------
 
+    async def has_users(self) -> bool:
+        """Whether anyone has signed up yet (the first to sign up becomes the platform's admin)."""
+        async with self._db.read() as session:
+            return await AccountRepository(session).any_user()
+
     async def signup(self, body: SignupIn) -> Accepted:
         """Make a user and their own tenant (they own it); with an invitation, a user who joins the inviting tenant
         instead. The first user of the platform is its admin.

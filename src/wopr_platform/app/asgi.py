@@ -66,6 +66,18 @@ class PlatformAPI(FastAPI):
         return self.openapi_schema
 
 
+def welcome(settings: Settings) -> str:
+    """What a newcomer needs on a platform nobody has signed up to yet: where it answers and how to get in."""
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    url = f"http://{host}:{settings.port}"
+    token = "or use FLEET_API_TOKEN as the operator's key" if settings.fleet_api_token else "FLEET_API_TOKEN is unset"
+    return (
+        f"welcome: the API answers at {url} (its reference: {url}/docs). Nobody has signed up yet: the first to "
+        f"sign up becomes the platform's admin (POST {url}/auth/signup with an email and a password, then "
+        f"`wopr login --url {url} --email <it>`); {token}"
+    )
+
+
 def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     """Build the ASGI app; services are created in its lifespan, not at import time.
 
@@ -106,6 +118,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         # Young collections stay frequent; full passes (which scan every live object) become rarer.
         gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 100)
         log.info("wopr-platform started", extra={"version": __version__, "port": settings.port})
+        if not await platform.services.accounts.has_users():
+            log.info(welcome(settings))
         try:
             yield
         finally:
