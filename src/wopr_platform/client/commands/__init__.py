@@ -1,0 +1,1 @@
+"""The subcommands of `wopr`, one module per part of the API."""
