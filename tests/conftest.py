@@ -77,6 +77,8 @@ DATABASE_TESTS = frozenset(
         "integration/test_backups::test_backup_storage_is_charged_once_a_day_when_billing_is_on",
         "integration/test_bad_input",
         "integration/test_billing",
+        # the list's cursor holds a creation time as the database gives it back
+        "integration/test_bot_list::test_pages_and_filters_of_the_bot_list",
         "integration/test_concurrency",
         "integration/test_crash_recovery",
         "integration/test_engine_unavailable",

@@ -161,6 +161,9 @@ async def test_a_bot_is_created_listed_stopped_started_restarted_read_and_remove
     assert stopped.code == 0, stopped.err
     assert stopped.out.strip() == f"Stopped bot {bot['id']}"
     assert (await platform.bot(bot["id"]))["desiredState"] == "stopped"
+    exited = (await cli("bots", "ls", "--state", "exited", "--name-prefix", name[:6], "-o", "json")).json()
+    assert [b["id"] for b in exited["bots"]] == [bot["id"]] and exited["counts"] == {"exited": 1}
+    assert (await cli("bots", "ls", "--state", "running", "-o", "json")).json()["bots"] == []
     started = await cli("bots", "start", bot["id"], "-o", "json")
     assert started.code == 0 and started.json() == {"ok": True}
     await platform.wait_for(bot["id"], state="running")

@@ -22,6 +22,7 @@ STATUS_COLUMNS = (
     Bot.desired_state,
     Bot.created_at,
     Bot.updated_at,
+    Bot.template_name,  # a filter of the list
 )
 
 

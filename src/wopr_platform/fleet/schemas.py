@@ -309,8 +309,15 @@ class BotDetail(BotStatus):
     urls: PublicUrls | None = None
 
 
+BotListState = Literal["created", "running", "paused", "restarting", "removing", "exited", "dead", "stopped"]
+BotListHealth = Literal["healthy", "unhealthy", "starting", "none"]
+
+
 class BotList(_Wire):
     bots: list[BotStatus]
+    # with a page or a filter asked for: the cursor of the next page (null on the last), the tenant's bots by state
+    next_after: str | None = None
+    counts: dict[BotListState, int] | None = None
 
 
 class Ok(_Wire):

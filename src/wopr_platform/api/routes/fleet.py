@@ -11,8 +11,19 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 from wopr_platform.api.auth import Operator
 from wopr_platform.api.deps import AllServices, BotId, Fleet, Templates, TenantQuotas, checked_id
 from wopr_platform.api.routes.templates import CreateBotBody
+from wopr_platform.fleet.lifecycle.listing import MAX_PAGE, BotQuery
 from wopr_platform.fleet.observation.events import sse_stream
-from wopr_platform.fleet.schemas import BotDetail, BotList, BotPatch, BotProfile, DriftReport, Ok, TenantQuota
+from wopr_platform.fleet.schemas import (
+    BotDetail,
+    BotList,
+    BotListHealth,
+    BotListState,
+    BotPatch,
+    BotProfile,
+    DriftReport,
+    Ok,
+    TenantQuota,
+)
 from wopr_platform.templates.schemas import TemplateBotCreate
 
 router = APIRouter(prefix="/fleet", tags=["fleet"])
@@ -33,9 +44,22 @@ def _leading_int(value: str | None) -> int | None:
 
 
 @router.get("/bots", response_model=BotList)
-async def list_bots(principal: Operator, fleet: Fleet) -> Response:
-    """All bots of the caller's tenant with their live status (rendered by the service: this list can be long)."""
-    return Response(await fleet.list_bots_json(principal.tenant_id), media_type="application/json")
+async def list_bots(
+    principal: Operator,
+    fleet: Fleet,
+    limit: Annotated[int | None, Query(ge=1, le=MAX_PAGE, description="At most this many bots: a page.")] = None,
+    after: Annotated[str | None, Query(max_length=200, description="The `nextAfter` of the page before.")] = None,
+    state: Annotated[BotListState | None, Query(description="Only bots whose container is in this state.")] = None,
+    health: Annotated[BotListHealth | None, Query(description="Only bots of this health.")] = None,
+    name_prefix: Annotated[str | None, Query(alias="namePrefix", max_length=63)] = None,
+    image: Annotated[str | None, Query(max_length=512, description="Only bots of this image reference.")] = None,
+    template: Annotated[str | None, Query(max_length=63, description="Only bots made from this template.")] = None,
+) -> Response:
+    """All bots of the caller's tenant with their live status (rendered by the service: this list can be long).
+    With a page or a filter asked for, the answer adds `nextAfter` (the cursor of the next page, null on the
+    last) and `counts` (the tenant's bots by state)."""
+    query = BotQuery(limit, after, state, health, name_prefix, image, template)
+    return Response(await fleet.list_bots_json(principal.tenant_id, query), media_type="application/json")
 
 
 @router.post("/bots", status_code=201, response_model=BotProfile)

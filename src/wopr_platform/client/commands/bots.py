@@ -30,10 +30,19 @@ def _pairs(values: list[str], option: str) -> dict[str, str]:
 
 
 @app.command("ls")
-def list_bots(ctx: typer.Context, output: OutputOption = Format.TABLE) -> None:
-    """List the tenant's bots with their state, health and uptime."""
+def list_bots(
+    ctx: typer.Context,
+    state: Annotated[str | None, typer.Option(help="Only bots in this state (running, exited, stopped, ...).")] = None,
+    health: Annotated[str | None, typer.Option(help="Only bots of this health (healthy, unhealthy, starting).")] = None,
+    name_prefix: Annotated[str | None, typer.Option(help="Only bots whose name starts so.")] = None,
+    image: Annotated[str | None, typer.Option(help="Only bots of this image reference.")] = None,
+    template: Annotated[str | None, typer.Option(help="Only bots made from this template.")] = None,
+    output: OutputOption = Format.TABLE,
+) -> None:
+    """List the tenant's bots with their state, health and uptime (the filters are the API's)."""
+    asked = {"state": state, "health": health, "namePrefix": name_prefix, "image": image, "template": template}
     with connect(ctx) as api:
-        reply = api.get("/fleet/bots")
+        reply = api.get("/fleet/bots", params={key: value for key, value in asked.items() if value is not None})
     emit(reply, output, lambda: views.bots(reply.parsed(models.BotList)))
 
 

@@ -31,6 +31,7 @@ from wopr_platform.fleet import resources
 from wopr_platform.fleet.admission import Action, Admission
 from wopr_platform.fleet.lifecycle.containers import BotContainers, Snapshot
 from wopr_platform.fleet.lifecycle.journal import Journal
+from wopr_platform.fleet.lifecycle.listing import BotQuery
 from wopr_platform.fleet.lifecycle.locks import BotLocks
 from wopr_platform.fleet.lifecycle.replace import Replaced, Replacer, VolumeFill, VolumeMove
 from wopr_platform.fleet.lifecycle.views import BotViews
@@ -158,12 +159,15 @@ class FleetService:
 
     # reads ----------------------------------------------------------------------------------------------
 
-    async def list_bots_json(self, tenant_id: str) -> bytes:
-        """The tenant's BotList answer, as JSON: every bot with its live status; no Docker call, and no query unless
-        something changed (rendered straight to JSON, see `BotViews.bot_list_json`)."""
+    async def list_bots_json(self, tenant_id: str, query: BotQuery | None = None) -> bytes:
+        """The tenant's BotList answer, as JSON: every bot with its live status, or the page and filters `query`
+        asks for; no Docker call, and no query unless something changed (rendered straight to JSON, see
+        `BotViews.bot_list_json`)."""
         now = _now()
         rows = await self._list_rows(tenant_id)
-        return self._views.bot_list_json(rows, now)
+        if query is None or query.whole:
+            return self._views.bot_list_json(rows, now)
+        return self._views.bot_page_json(rows, query, now)
 
     async def _list_rows(self, tenant_id: str) -> Sequence[Any]:
         """The tenant's status rows, re-read only after a commit through this process or LIST_CACHE_SECONDS

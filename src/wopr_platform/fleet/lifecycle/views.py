@@ -14,6 +14,8 @@ from wopr_platform.core.addresses import PublicAddress
 from wopr_platform.core.settings import Settings
 from wopr_platform.db.models import Bot
 from wopr_platform.fleet import resources
+from wopr_platform.fleet.lifecycle import listing
+from wopr_platform.fleet.lifecycle.listing import BotQuery
 from wopr_platform.fleet.observation.health import HealthMonitor
 from wopr_platform.fleet.observation.observed import ObservedState
 from wopr_platform.fleet.observation.stats import StatsCollector
@@ -37,6 +39,24 @@ class BotViews:
         be a thousand bots long and building a model per bot costs three times the rendering. The same fields as
         BotStatus, by their wire names; the fuzz run checks every answer against BotList's schema."""
         return orjson.dumps({"bots": [self._status(bot, now) for bot in rows]}, option=orjson.OPT_UTC_Z)
+
+    def bot_page_json(self, rows: Sequence[Bot | Row[Any]], query: BotQuery, now: datetime) -> bytes:
+        """A page of the BotList (see `listing.page`), rendered as `bot_list_json` is, with the cursor of the next
+        page (null on the last) and the tenant's bots counted by state."""
+        found = listing.page(rows, query, self.live)
+        return orjson.dumps(
+            {
+                "bots": [self._status(bot, now) for bot in found.rows],
+                "nextAfter": found.next_after,
+                "counts": found.counts,
+            },
+            option=orjson.OPT_UTC_Z,
+        )
+
+    def live(self, bot: Bot | Row[Any]) -> listing.LiveStatus:
+        """The state and health the list shows for the bot (from memory)."""
+        info = self._observed.for_bot(bot.id, bot.container_id)
+        return listing.LiveStatus(info.state if info else "stopped", self._health.status(info) if info else None)
 
     def detail(self, bot: Bot, now: datetime) -> BotDetail:
         return BotDetail.model_validate({**self._status(bot, now), **self._profile_extra(bot), "urls": self._urls(bot)})

@@ -1,0 +1,65 @@
+"""GET /fleet/bots for large fleets: pages by cursor and filters on the profile and the live status, against real
+bots, with the original shape kept when neither is asked for and bad parameters a 400 that changes nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.conftest import STUB_IMAGE, Platform
+
+pytestmark = pytest.mark.slow
+
+
+async def _list(platform: Platform, **params: Any) -> dict[str, Any]:
+    response = await platform.client.get("/fleet/bots", params=params)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+async def test_pages_and_filters_of_the_bot_list(platform: Platform) -> None:
+    made = [await platform.create_bot(name=name) for name in ("alpha-1", "alpha-2", "beta-1", "beta-2")]
+    ids = [bot["id"] for bot in made]
+    for bot_id in ids:
+        await platform.wait_for(bot_id, state="running", health="healthy")
+    assert (await platform.client.post(f"/fleet/bots/{ids[3]}/stop")).status_code == 200
+    await platform.wait_for(ids[3], state="exited")
+
+    whole = await _list(platform)
+    assert set(whole) == {"bots"} and [bot["id"] for bot in whole["bots"]] == ids  # the original shape
+
+    first = await _list(platform, limit=3)
+    assert [bot["id"] for bot in first["bots"]] == ids[:3] and first["nextAfter"]
+    assert first["counts"] == {"running": 3, "exited": 1}
+    last = await _list(platform, limit=3, after=first["nextAfter"])
+    assert [bot["id"] for bot in last["bots"]] == ids[3:] and last["nextAfter"] is None
+
+    assert [b["id"] for b in (await _list(platform, state="exited"))["bots"]] == [ids[3]]
+    assert [b["id"] for b in (await _list(platform, health="healthy"))["bots"]] == ids[:3]
+    assert [b["id"] for b in (await _list(platform, namePrefix="alpha-"))["bots"]] == ids[:2]
+    assert [b["id"] for b in (await _list(platform, namePrefix="beta-", state="running"))["bots"]] == [ids[2]]
+    assert len((await _list(platform, image=STUB_IMAGE))["bots"]) == 4
+    assert (await _list(platform, image="elsewhere/other:1"))["bots"] == []
+
+    other = await platform.client.get("/fleet/bots", params={"limit": 10}, headers={"X-Tenant-Id": "someone-else"})
+    assert other.status_code == 200 and other.json()["bots"] == [] and other.json()["counts"] == {}
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"limit": 0},
+        {"limit": 1001},
+        {"limit": "many"},
+        {"state": "sleeping"},
+        {"health": "fine"},
+        {"limit": 2, "after": "not-a-cursor"},
+        {"namePrefix": "x" * 64},
+    ],
+    ids=repr,
+)
+async def test_bad_list_parameters_are_a_400(platform: Platform, params: dict[str, Any]) -> None:
+    response = await platform.client.get("/fleet/bots", params=params)
+    assert response.status_code == 400, response.text
+    assert set(response.json()) == {"error", "details"}
