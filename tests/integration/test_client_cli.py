@@ -24,6 +24,8 @@ pytestmark = pytest.mark.slow
 
 WOPR = str(Path(sys.executable).parent / "wopr")
 DOLLAR = 1_000_000
+# what the project's stub bot writes at each start, then its count (stub/rootfs/usr/local/bin/stub-entrypoint)
+BOOT_LINE = "stub: boot #"
 
 
 @dataclass
@@ -172,10 +174,10 @@ async def test_a_bot_is_created_listed_stopped_started_restarted_read_and_remove
     await platform.wait_for(bot["id"], state="running")
 
     deadline = time.monotonic() + 20
-    while "stub: boot #3" not in (logs := await cli("bots", "logs", bot["id"], "--tail", "50")).out:
+    while f"{BOOT_LINE}3" not in (logs := await cli("bots", "logs", bot["id"], "--tail", "50")).out:
         assert time.monotonic() < deadline, logs.out
         await asyncio.sleep(0.2)
-    assert logs.code == 0 and "stub: boot #1" in logs.out
+    assert logs.code == 0 and f"{BOOT_LINE}1" in logs.out
 
     refused = await cli("bots", "rm", bot["id"])  # no terminal to ask on, and no --yes
     assert refused.code == 2
@@ -214,17 +216,17 @@ async def test_logs_follow_prints_new_lines_as_they_come_and_each_once(cli: Cli,
             printed.append(line.decode())
 
     try:
-        await read_until("stub: boot #1")
+        await read_until(f"{BOOT_LINE}1")
         for boot in (2, 3):
             response = await platform.client.post(f"/fleet/bots/{bot['id']}/restart")
             assert response.status_code == 200, response.text
-            await read_until(f"stub: boot #{boot}")
+            await read_until(f"{BOOT_LINE}{boot}")
         await asyncio.sleep(1)  # a few more reads: nothing seen is printed again
     finally:
         process.terminate()
         rest, errors = await asyncio.wait_for(process.communicate(), timeout=30)
     printed += rest.decode().splitlines(keepends=True)
-    boots = [line for line in printed if "stub: boot #" in line]
+    boots = [line for line in printed if BOOT_LINE in line]
     assert [line.split("#")[1].split(",")[0] for line in boots] == ["1", "2", "3"], printed
     assert b"Traceback" not in errors
 

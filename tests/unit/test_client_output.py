@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from rich.console import Console, RenderableType
 
+from tests.conftest import STUB_IMAGE
 from wopr_platform.client import models, output, views
 from wopr_platform.client.api import Reply
 from wopr_platform.client.errors import ApiError, ExitCode, NotLoggedIn, UnexpectedAnswer, Unreachable
@@ -17,7 +18,7 @@ BOT = {
     "id": "0b9d2a4c-6f0e-4a43-9a8e-2f6f1d7c5e11",
     "name": "support[bold]bot",
     "description": "",
-    "image": "localhost/wopr-stub:latest",
+    "image": STUB_IMAGE,
     "containerId": "abc",
     "state": "running",
     "observedState": "running",

@@ -4,14 +4,15 @@ platform accounts, a handful of rows) the database."""
 from __future__ import annotations
 
 from collections import Counter
+from typing import get_args
 
 from wopr_platform.billing.service import BillingService
 from wopr_platform.core.metrics import PlatformMetrics
-from wopr_platform.fleet.observation.health import HealthMonitor
+from wopr_platform.fleet.observation.health import Health, HealthMonitor
 from wopr_platform.fleet.observation.observed import ObservedState
 
 STATES = ("created", "running", "paused", "restarting", "removing", "exited", "dead")
-HEALTHS = ("healthy", "unhealthy", "starting", "none")
+HEALTHS: tuple[str, ...] = get_args(Health)
 
 
 def install_samplers(

@@ -28,7 +28,7 @@ def get_template(
     name: Annotated[str, typer.Argument(help="The template's name.", show_default=False)],
     output: OutputOption = Format.TABLE,
 ) -> None:
-    """Show one template (its placeholders as written, never their values)."""
+    """Show one template: its env with the `${VARIABLE}` references as the file writes them, never their values."""
     with connect(ctx) as api:
         reply = api.get(f"/fleet/templates/{segment(name)}")
     emit(reply, output, lambda: views.template(reply.parsed(models.Template)))
