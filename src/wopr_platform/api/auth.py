@@ -6,9 +6,10 @@ Three kinds of caller:
   `default` tenant or the one `X-Tenant-Id` names, exactly as before accounts existed;
 - an **API key**: `Authorization: Bearer wopr_...`, bound to one tenant, with its scopes, maybe only from some
   addresses;
-- a **user** signed in with the session cookie; they act for a tenant they belong to (`X-Tenant-Id`, or their only
-  one), with the scopes of their role there. A platform admin may act for any tenant. State-changing calls made
-  with the cookie must send the session's CSRF token in `X-CSRF-Token`.
+- a **user** signed in with the session cookie; they act for a tenant they belong to (`X-Tenant-Id`, else the one
+  the web console's switcher chose, else their only one), with the scopes of their role there. A platform admin
+  may act for any tenant. State-changing calls made with the cookie must send the session's CSRF token in
+  `X-CSRF-Token`.
 
 `authorize` runs before every route (an app-wide dependency): it looks the route up in the one table of needs,
 identifies the caller (one lookup for a key or a session), and refuses with 401/403/404 before the route runs.
@@ -34,6 +35,9 @@ from wopr_platform.core.naming import DEFAULT_TENANT, TENANT_RE
 TENANT_HEADER = "X-Tenant-Id"
 CSRF_HEADER = "x-csrf-token"
 SESSION_COOKIE = "wopr_session"
+# the tenant chosen in the web console's switcher: a signed-in browser acts for it when it names none in the header
+# (the console's event stream cannot send headers)
+TENANT_COOKIE = "wopr_tenant"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 Kind = Literal["operator", "user", "key"]
 
@@ -146,6 +150,8 @@ async def _session_caller(request: Request, accounts: AccountService, token: str
             "state-changing calls made with the session cookie must send its X-CSRF-Token",
             details={"code": "csrf_failed"},
         )
+    if tenant is None:
+        tenant = request.cookies.get(TENANT_COOKIE) or None
     _check_tenant(tenant)
     chosen = tenant
     if chosen is None:  # their only tenant; a platform admin in none or several: the default one

@@ -22,6 +22,14 @@ DOCS_POLICY = (
     b"worker-src blob:; "
     b"base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
+# The web console's pages: their own scripts, styles and images only (no inline script or style, nothing from
+# elsewhere), calls and the event stream to this origin only, forms posted here only.
+CONSOLE_POLICY = (
+    b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    b"form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+# the console's scripts and styles may be kept by the browser, asked again each time (an unchanged file is a 304)
+REVALIDATE = (b"cache-control", b"no-cache")
 HSTS = b"max-age=31536000"
 FIXED = (
     (b"x-content-type-options", b"nosniff"),
@@ -56,10 +64,13 @@ class ResponseHeaders:
     header means nothing, and sent by mistake it would lock browsers out of a host that has no certificate.
     """
 
-    def __init__(self, app: ASGIApp, *, https: bool, docs_paths: Collection[str]) -> None:
+    def __init__(self, app: ASGIApp, *, https: bool, docs_paths: Collection[str], console: str | None = None) -> None:
         self._app = app
         self._docs_paths = frozenset(docs_paths)
+        self._console = f"{console}/" if console else None
+        self._static = f"{console}/static/" if console else None
         self._common = [*FIXED, *([(b"strict-transport-security", HSTS)] if https else [])]
+        self._cached = [REVALIDATE if name == b"cache-control" else (name, value) for name, value in self._common]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -69,8 +80,14 @@ class ResponseHeaders:
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         state["client_request_id"] = client_request_id_of(scope)
-        policy = DOCS_POLICY if scope["path"] in self._docs_paths else API_POLICY
-        added = [*self._common, (b"content-security-policy", policy), (b"x-request-id", request_id.encode())]
+        path: str = scope["path"]
+        policy = API_POLICY
+        if path in self._docs_paths:
+            policy = DOCS_POLICY
+        elif self._console is not None and (path.startswith(self._console) or path == self._console[:-1]):
+            policy = CONSOLE_POLICY
+        common = self._cached if self._static is not None and path.startswith(self._static) else self._common
+        added = [*common, (b"content-security-policy", policy), (b"x-request-id", request_id.encode())]
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

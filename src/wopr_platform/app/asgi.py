@@ -45,6 +45,8 @@ from wopr_platform.core.metrics import PlatformMetrics
 from wopr_platform.core.settings import Settings
 from wopr_platform.fleet.observation.events import EventBus
 from wopr_platform.updates.clock import Clock, SystemClock
+from wopr_platform.web.app import PREFIX as CONSOLE_PREFIX
+from wopr_platform.web.app import create_console
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +60,9 @@ class PlatformAPI(FastAPI):
     def build_middleware_stack(self) -> ASGIApp:
         settings: Settings = self.state.settings
         docs = [path for path in (self.docs_url, self.redoc_url, self.swagger_ui_oauth2_redirect_url) if path]
-        return ResponseHeaders(super().build_middleware_stack(), https=settings.https, docs_paths=docs)
+        return ResponseHeaders(
+            super().build_middleware_stack(), https=settings.https, docs_paths=docs, console=CONSOLE_PREFIX
+        )
 
     def openapi(self) -> dict[str, Any]:
         if self.openapi_schema is None:
@@ -159,6 +163,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     app.include_router(tenants_router)
     app.include_router(billing_router)
     app.include_router(gateway_router)
+    # the web console: pages for people, a client of the routes above (it calls them in this process)
+    app.mount(CONSOLE_PREFIX, create_console(app, secure=settings.https, session_max_age=settings.session_max_age))
     # outermost last: the client's address is settled first, then the timing, rate limits, the body limit,
     # ambiguity, audit
     app.add_middleware(AuditMiddleware, writer=audit)
