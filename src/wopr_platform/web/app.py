@@ -11,7 +11,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from wopr_platform.web.console import PREFIX, Console
-from wopr_platform.web.routes import bots, session
+from wopr_platform.web.routes import admin, bot, bots, money, session, templates, tenant
 from wopr_platform.web.upstream import Upstream
 
 STATIC = Path(__file__).parent / "static"
@@ -25,6 +25,11 @@ def create_console(api: ASGIApp, *, secure: bool, session_max_age: int) -> Starl
         routes=[
             *session.routes,
             *bots.routes,
+            *bot.routes,
+            *templates.routes,
+            *tenant.routes,
+            *money.routes,
+            *admin.routes,
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ]
     )

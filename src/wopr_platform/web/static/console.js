@@ -2,7 +2,8 @@
 // A page says what it wants live with attributes, never with inline script (the console's policy forbids it):
 //   data-events="<stream url>"  on one element: the stream to follow while the page is shown;
 //   data-rows="<url prefix>"    on a table whose rows have id="b-<bot id>": a changed bot's row is fetched again
-//                               from <url prefix>/<bot id>/row, a removed bot's row is dropped;
+//                               from <url prefix>/<bot id>/row, a removed bot's row is dropped, and a new bot's
+//                               row is added at the end of a <tbody data-append> (the list's last page);
 //   data-refresh="<url>"        on any element: fetched again (and replaced) when an event arrives.
 (function () {
   "use strict";
@@ -26,6 +27,11 @@
     try { data = JSON.parse(event.data); } catch (err) { return; }
     var row = data.botId ? document.getElementById("b-" + data.botId) : null;
     var table = row ? row.closest("[data-rows]") : null;
+    var end = document.querySelector("[data-rows] tbody[data-append]");
+    if (!row && end && data.kind === "created") {
+      var rows = end.closest("[data-rows]").getAttribute("data-rows");
+      htmx.ajax("GET", rows + "/" + data.botId + "/row", { target: end, swap: "beforeend" });
+    }
     if (row && table) {
       if (data.kind === "removed") {
         row.remove();

@@ -1,0 +1,127 @@
+"""The console's main journeys in a real browser (Debian's chromium, driven by Playwright) against a real platform
+and Docker engine: no console error, no script error and no Content-Security-Policy violation on any page walked,
+and a screenshot of each main page for review (tests/browser.py says where)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+
+import pytest
+from playwright.async_api import expect
+
+from tests.browser import Chromium, Watched, chromium
+from tests.conftest import STUB_IMAGE, Platform
+from tests.integration.accounts_support import PASSWORD, email
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Chromium]:
+    async for held in chromium():
+        yield held
+
+
+async def sign_up_and_in(watched: Watched, who: str) -> str:
+    """Sign up through the console's pages, then sign in; the answer is the new user's email."""
+    page = watched.page
+    address = email(who)
+    await page.goto("/ui/signup")
+    await page.get_by_label("Email").fill(address)
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Create the account").click()
+    await expect(page.get_by_text("Account ready: sign in with it.")).to_be_visible()
+    await page.get_by_label("Email").fill(address)
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("heading", name="Bots")).to_be_visible()
+    return address
+
+
+async def tenant_of(watched: Watched) -> str:
+    me = await (await watched.page.request.get("/auth/me")).json()
+    return str(me["tenants"][0]["tenantId"])
+
+
+async def test_a_newcomer_signs_up_signs_in_and_out(browser: Chromium, platform: Platform) -> None:
+    watched = await browser.open(platform.url)
+    page = watched.page
+    await page.goto("/ui/bots")
+    await expect(page).to_have_url(re.compile(r"/ui/login\?next=%2Fui%2Fbots$"))
+    await watched.screenshot("sign-in")
+    await page.get_by_role("link", name="Sign up").click()
+    await expect(page.get_by_role("heading", name="Sign up")).to_be_visible()
+    await watched.screenshot("sign-up")
+
+    # a password the API refuses: its reason is shown, and no account is made
+    await page.get_by_label("Email").fill(email("short"))
+    await page.locator("#password").fill("short")
+    await page.locator("#password").evaluate("(input) => input.removeAttribute('minlength')")
+    watched.expect_refusal()
+    await page.get_by_role("button", name="Create the account").click()
+    await expect(page.locator(".flash.error")).to_contain_text("password")
+
+    await sign_up_and_in(watched, "first")
+    # the first person to sign up is the platform's admin
+    await expect(page.get_by_role("link", name="Admin")).to_be_visible()
+    await expect(page.get_by_text("No bots yet.")).to_be_visible()
+    await watched.screenshot("bots-empty")
+    await page.get_by_role("button", name="Sign out").click()
+    await expect(page.get_by_text("Signed out.")).to_be_visible()
+    await page.goto("/ui/bots")
+    await expect(page).to_have_url(re.compile(r"/ui/login"))
+    watched.assert_clean()
+
+
+async def test_the_bots_page_follows_the_fleet_live(browser: Chromium, platform: Platform) -> None:
+    watched = await browser.open(platform.url)
+    page = watched.page
+    await sign_up_and_in(watched, "live")
+    tenant = await tenant_of(watched)
+
+    # made elsewhere (the API) while the page is open: its row appears and turns healthy without a reload
+    made = await platform.client.post(
+        "/fleet/bots", json={"name": "live-one", "image": STUB_IMAGE}, headers={"X-Tenant-Id": tenant}
+    )
+    assert made.status_code == 201, made.text
+    bot_id = made.json()["id"]
+    row = page.locator(f"#b-{bot_id}")
+    await expect(row).to_contain_text("live-one")
+    await expect(row.locator(".h")).to_have_text("healthy", timeout=30_000)
+    await expect(row.locator(".st")).to_have_text("running")
+    await watched.screenshot("bots")
+
+    stopped = await platform.client.post(f"/fleet/bots/{bot_id}/stop", headers={"X-Tenant-Id": tenant})
+    assert stopped.status_code == 200, stopped.text
+    await expect(row.locator(".st")).not_to_have_text("running", timeout=30_000)
+    removed = await platform.client.delete(f"/fleet/bots/{bot_id}", headers={"X-Tenant-Id": tenant})
+    assert removed.status_code == 204, removed.text
+    await expect(row).to_have_count(0)
+    watched.assert_clean()
+
+
+async def test_the_console_is_usable_by_keyboard_and_at_phone_width(browser: Chromium, platform: Platform) -> None:
+    watched = await browser.open(platform.url, phone=True)
+    page = watched.page
+    await sign_up_and_in(watched, "phone")
+    await platform.client.post(
+        "/fleet/bots",
+        json={"name": "small-screen", "image": STUB_IMAGE},
+        headers={"X-Tenant-Id": await tenant_of(watched)},
+    )
+    await page.reload()
+    await expect(page.get_by_role("link", name="small-screen")).to_be_visible()
+    overflow = await page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"the page is {overflow}px wider than a phone's screen"
+    await watched.screenshot("bots-phone")
+
+    # the first Tab reaches the skip link, which takes the keyboard past the navigation
+    await page.keyboard.press("Tab")
+    assert await page.evaluate("document.activeElement.textContent") == "Skip to content"
+    # the filters are labelled controls, reachable in order
+    await page.get_by_label("Name starts with").fill("small")
+    await page.get_by_label("Name starts with").press("Enter")
+    await expect(page).to_have_url(re.compile(r"namePrefix=small"))
+    await expect(page.get_by_role("link", name="small-screen")).to_be_visible()
+    watched.assert_clean()
