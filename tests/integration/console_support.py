@@ -1,0 +1,71 @@
+"""Driving the web console over HTTP as a browser would, without one: a client keeping cookies, signing in through
+the console's own form, posting forms with the page's CSRF token (or without it, or from another site)."""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from tests.conftest import Platform
+from tests.integration.accounts_support import PASSWORD, sign_up
+
+CSRF_FIELD = re.compile(r'name="csrf" value="([^"]*)"')
+FLASH = re.compile(r'<p class="flash( error)?"[^>]*>(.*?)</p>', re.DOTALL)
+
+
+@dataclass
+class Console:
+    """One person's browser on the console: its cookies, the address of the platform."""
+
+    client: httpx.AsyncClient
+    email: str
+
+    async def get(self, path: str, **params: Any) -> httpx.Response:
+        return await self.client.get(path, params=params or None)
+
+    async def csrf(self, path: str = "/ui/bots") -> str:
+        """The CSRF token a page of the console puts in its forms."""
+        found = CSRF_FIELD.search((await self.get(path)).text)
+        assert found is not None, f"no form with a CSRF token on {path}"
+        return found.group(1)
+
+    async def post(
+        self, path: str, data: dict[str, str] | None = None, *, csrf: bool = True, origin: str | None = None
+    ) -> httpx.Response:
+        """Post a form as one of the console's pages would (its CSRF token included unless `csrf=False`); the
+        answer is not followed (an action answers 303 and the page it names shows its outcome)."""
+        form = dict(data or {})
+        if csrf:
+            form["csrf"] = await self.csrf()
+        headers = {"Origin": origin} if origin is not None else {}
+        return await self.client.post(path, data=form, headers=headers)
+
+    async def follow(self, answer: httpx.Response) -> httpx.Response:
+        """The page an action's redirect names."""
+        assert answer.status_code == 303, f"{answer.status_code}: {answer.text[:500]}"
+        return await self.get(answer.headers["location"])
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+def flash_of(page: httpx.Response) -> tuple[bool, str] | None:
+    """The message an action left on the page it led to: (is it an error, its text)."""
+    found = FLASH.search(page.text)
+    return (bool(found.group(1)), html.unescape(found.group(2)).strip()) if found else None
+
+
+async def console_sign_in(platform: Platform, address: str, password: str = PASSWORD) -> Console:
+    client = httpx.AsyncClient(base_url=platform.url, trust_env=False, timeout=60)
+    answer = await client.post("/ui/login", data={"email": address, "password": password})
+    assert answer.status_code == 303, answer.text
+    return Console(client, address)
+
+
+async def new_console_user(platform: Platform, who: str, tenant: str | None = None) -> Console:
+    """A new person (their own tenant unless `tenant` names one to make for them), signed in to the console."""
+    return await console_sign_in(platform, await sign_up(platform, who, tenant))

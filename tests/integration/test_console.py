@@ -1,0 +1,133 @@
+"""The console's own rules, over HTTP against a real platform: signing in, where a sign-in may lead, forms from
+other sites, the CSRF token, the tenant switcher and the tenant boundary, and the headers of its pages."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.conftest import STUB_IMAGE, Platform
+from tests.integration.accounts_support import PASSWORD, sign_up
+from tests.integration.console_support import console_sign_in, flash_of, new_console_user
+
+pytestmark = pytest.mark.slow
+
+
+async def test_signing_in_leads_only_to_a_console_page_and_a_foreign_form_is_refused(platform: Platform) -> None:
+    address = await sign_up(platform, "where")
+    async with httpx.AsyncClient(base_url=platform.url, trust_env=False) as browser:
+        anonymous = await browser.get("/ui/bots/some-id/row", headers={"HX-Request": "true"})
+        assert anonymous.status_code == 204 and anonymous.headers["HX-Redirect"] == "/ui/login"
+        assert (await browser.get("/ui/bots")).headers["location"] == "/ui/login?next=%2Fui%2Fbots"
+
+        # a form posted from another site signs nobody in
+        foreign = await browser.post(
+            "/ui/login", data={"email": address, "password": PASSWORD}, headers={"Origin": "https://evil.example"}
+        )
+        assert foreign.status_code == 403 and "wopr_session" not in browser.cookies
+
+        wrong = await browser.post("/ui/login", data={"email": address, "password": "not the password"})
+        assert wrong.status_code == 401 and "wrong email or password" in wrong.text
+        assert "wopr_session" not in browser.cookies
+
+        for target in ("//evil.example/x", "https://evil.example/", "/fleet/bots", "/ui\\..\\x"):
+            answer = await browser.post("/ui/login", data={"email": address, "password": PASSWORD, "next": target})
+            assert answer.status_code == 303 and answer.headers["location"] == "/ui/bots", target
+        answer = await browser.post(
+            "/ui/login", data={"email": address, "password": PASSWORD, "next": "/ui/bots?state=running"}
+        )
+        assert answer.headers["location"] == "/ui/bots?state=running"
+        cookies = answer.headers.get_list("set-cookie")
+        assert any(c.startswith("wopr_session=") and "HttpOnly" in c and "SameSite=lax" in c for c in cookies)
+        assert any(c.startswith("wopr_csrf=") and "HttpOnly" in c for c in cookies)
+
+
+async def test_an_action_without_the_csrf_token_or_from_another_site_changes_nothing(platform: Platform) -> None:
+    console = await new_console_user(platform, "csrf")
+    try:
+        forged = await console.post("/ui/logout", csrf=False)
+        assert forged.status_code == 303
+        shown = flash_of(await console.follow(forged))
+        assert shown is not None and shown[0] and "X-CSRF-Token" in shown[1]
+        assert (await console.get("/auth/me")).status_code == 200  # still signed in
+
+        foreign = await console.post("/ui/logout", origin="https://evil.example")
+        assert foreign.status_code == 403
+        assert (await console.get("/auth/me")).status_code == 200
+
+        done = await console.post("/ui/logout")
+        assert flash_of(await console.follow(done)) == (False, "Signed out.")
+        assert (await console.get("/auth/me")).status_code == 401
+    finally:
+        await console.close()
+
+
+async def test_the_switcher_acts_for_the_chosen_tenant_and_never_for_anothers(platform: Platform) -> None:
+    console = await new_console_user(platform, "two-teams")
+    other = await new_console_user(platform, "outsider")
+    try:
+        made = await console.client.post(
+            "/tenants",
+            json={"id": "second-team", "name": "Second team"},
+            headers={"X-CSRF-Token": await console.csrf()},
+        )
+        assert made.status_code == 201, made.text
+        bot = await platform.create_bot(name="in-second", image=STUB_IMAGE)
+        moved = await platform.client.post(
+            "/fleet/bots", json={"name": "second-only", "image": STUB_IMAGE}, headers={"X-Tenant-Id": "second-team"}
+        )
+        assert moved.status_code == 201, moved.text
+
+        switched = await console.post("/ui/tenant", {"tenant": "second-team"})
+        assert flash_of(await console.follow(switched)) == (False, "Acting for second-team.")
+        page = await console.get("/ui/bots")
+        assert "second-only" in page.text and bot["name"] not in page.text
+        # the API reads the switcher's choice for this browser's session too (the live page's event stream)
+        listed = await console.get("/fleet/bots")
+        assert [b["name"] for b in listed.json()["bots"]] == ["second-only"]
+
+        # someone else's tenant: refused by the console, and a forged choice is refused by the API
+        refused = await other.post("/ui/tenant", {"tenant": "second-team"})
+        assert flash_of(await other.follow(refused)) == (True, "that tenant is not yours")
+        assert "second-only" not in (await other.get("/ui/bots")).text
+        other.client.cookies.set("wopr_tenant", "second-team")
+        forged = await other.get("/ui/bots")
+        assert forged.status_code == 303
+        assert 'wopr_tenant=""' in forged.headers["set-cookie"] or "Max-Age=0" in forged.headers["set-cookie"]
+        assert (await other.get("/fleet/bots")).status_code == 404
+        other.client.cookies.delete("wopr_tenant")
+        assert "second-only" not in (await other.get("/ui/bots")).text
+    finally:
+        await console.close()
+        await other.close()
+
+
+async def test_console_pages_are_served_under_a_strict_policy(platform: Platform) -> None:
+    async with httpx.AsyncClient(base_url=platform.url, trust_env=False) as browser:
+        page = await browser.get("/ui/login")
+        policy = page.headers["content-security-policy"]
+        assert "script-src 'self';" in policy and "style-src 'self';" in policy and "unsafe" not in policy
+        assert "frame-ancestors 'none'" in policy and "form-action 'self'" in policy
+        assert page.headers["cache-control"] == "no-store" and page.headers["x-frame-options"] == "DENY"
+        assert "<script>" not in page.text and " style=" not in page.text and " onclick=" not in page.text
+
+        script = await browser.get("/ui/static/htmx.min.js")
+        assert script.status_code == 200 and script.headers["cache-control"] == "no-cache"
+        again = await browser.get("/ui/static/htmx.min.js", headers={"If-None-Match": script.headers["etag"]})
+        assert again.status_code == 304
+        assert (await browser.get("/ui/static/../upstream.py")).status_code == 404
+
+        # the API's answers keep their own policy
+        assert (await browser.get("/health")).headers["content-security-policy"].startswith("default-src 'none'")
+
+
+async def test_a_page_shows_the_apis_refusal_and_a_bot_of_another_tenant_is_not_found(platform: Platform) -> None:
+    theirs = await platform.create_bot(name="not-yours", image=STUB_IMAGE)
+    console = await console_sign_in(platform, await sign_up(platform, "nosy"))
+    try:
+        row = await console.get(f"/ui/bots/{theirs['id']}/row")
+        assert row.status_code == 404 and "not-yours" not in row.text
+        bad = await console.get("/ui/bots", state="sleeping")
+        assert bad.status_code == 400 and "state" in bad.text
+    finally:
+        await console.close()
