@@ -1,7 +1,192 @@
-"""Billing (balance, transactions, buying credits) and the AI gateway's usage."""
+"""Billing (the balance, the plan, spending limits, usage, transactions, buying credits) and the AI gateway's usage.
+
+Amounts are the ledger's integers (micro-units of the currency: 1 USD = 1,000,000) as the API gives them; a person
+types whole units to buy and decimal units for a cap or a grant, turned into the API's integers here.
+
+A form that moves money carries an idempotency key made when the page was rendered: sending the same form twice
+(a double click, a reload of the answer) repeats the first post's effect, never a second movement. The API takes
+the key in its `Idempotency-Key` header.
+"""
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute
+import asyncio
+import secrets
+from dataclasses import replace
+from decimal import Decimal, InvalidOperation
+from typing import Any
 
-routes: list[BaseRoute] = []
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from wopr_platform.web.console import PREFIX, View, action, page
+from wopr_platform.web.upstream import Answer, Refused, Upstream
+
+BILLING = f"{PREFIX}/billing"
+MICROS = 1_000_000  # ledger units per unit of the currency
+CENTS = 100
+TRANSACTIONS_PAGE = 50
+USAGE_DAYS = 30
+MAX_USAGE_DAYS = 366
+MANAGERS = frozenset({"owner", "admin"})
+GATEWAY_FILTERS = ("since", "until", "botId")
+
+
+def fresh_key() -> str:
+    """An idempotency key for one rendering of a form that moves money (the API's 8-100 of A-Z a-z 0-9 _ . : -)."""
+    return "console-" + secrets.token_urlsafe(24)
+
+
+def whole_units(raw: str) -> int | None:
+    """A positive whole number of currency units, or None."""
+    return int(raw) if raw.isascii() and raw.isdigit() and int(raw) > 0 else None
+
+
+def micros(raw: str) -> int | None:
+    """A positive amount of currency units with at most 6 decimals, in ledger units; None when it is not one."""
+    try:
+        amount = Decimal(raw)
+    except InvalidOperation:
+        return None
+    if not amount.is_finite() or amount <= 0:
+        return None
+    scaled = amount * MICROS
+    return int(scaled) if scaled == scaled.to_integral_value() else None
+
+
+def units(amount: int | None) -> str:
+    """Ledger units as currency units, exactly (a form's value)."""
+    return "" if amount is None else format(Decimal(amount) / MICROS, "f")
+
+
+class _WithKey:
+    """The API app, called with an `Idempotency-Key` header added (`View.send` sends no headers of its own)."""
+
+    def __init__(self, api: ASGIApp, key: str) -> None:
+        self._api = api
+        self._key = key
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [*scope["headers"], (b"idempotency-key", self._key.encode("latin-1"))]
+        await self._api({**scope, "headers": headers}, receive, send)
+
+
+async def post_keyed(view: View, path: str, body: dict[str, Any], *, tenant: str | None = None) -> Answer:
+    """POST a call that moves money with the form's idempotency key and CSRF token (for `tenant`, else the one
+    acted for); `Refused` when the API says no. A missing or malformed key is the API's to refuse."""
+    key = view.field("key")
+    if not key.isascii():
+        raise Refused(400, "the form's idempotency key is malformed", {"field": "key"})
+    credentials = replace(view.credentials, csrf=view.field("csrf") or None, tenant=tenant or view.credentials.tenant)
+    upstream = view.console.upstream
+    if key:
+        upstream = Upstream(_WithKey(upstream._api, key))
+    answer = await upstream.call(credentials, "POST", path, body=body)
+    if not answer.ok:
+        raise Refused.of(answer)
+    return answer
+
+
+async def _manages(view: View) -> bool:
+    """Whether the person may change the tenant's billing (its owner or an admin, or a platform admin)."""
+    me = await view.me()
+    tenant = view.current_tenant(me)
+    return me.platform_admin or (tenant is not None and me.tenants.get(tenant) in MANAGERS)
+
+
+def _days(raw: str | None) -> int:
+    if raw is not None and raw.isascii() and raw.isdigit():
+        return max(1, min(MAX_USAGE_DAYS, int(raw)))
+    return USAGE_DAYS
+
+
+# --- billing -----------------------------------------------------------------------------------------------------
+
+
+@page
+async def billing(view: View) -> Response:
+    params = view.request.query_params
+    days = _days(params.get("days"))
+    after = params.get("after") or None
+    balance, plan, plans, limits, usage, transactions = await asyncio.gather(
+        view.get("/billing/balance"),
+        view.get("/billing/plan"),
+        view.get("/billing/plans"),
+        view.get("/billing/limits"),
+        view.get("/billing/usage", days=days),
+        view.get("/billing/transactions", after=after, limit=TRANSACTIONS_PAGE),
+    )
+    return await view.page(
+        "money_billing.html",
+        balance=balance,
+        plan=plan["plan"],
+        plans=plans,
+        limits=limits,
+        daily_cap=units(limits["dailyCap"]),
+        monthly_cap=units(limits["monthlyCap"]),
+        usage=usage,
+        days=days,
+        transactions=transactions["transactions"],
+        older=transactions["next"],
+        paged=after is not None,
+        manages=await _manages(view),
+        key=fresh_key(),
+    )
+
+
+@action(back=BILLING)
+async def checkout(view: View) -> Response:
+    """Start buying credits: the API opens a Stripe payment for the amount; the credits arrive when Stripe reports
+    it paid. The same form sent again answers the same payment."""
+    amount = whole_units(view.field("amount"))
+    if amount is None:
+        return view.redirect(BILLING, message="enter the amount to buy as a whole number", error=True)
+    answer = await post_keyed(view, "/billing/checkout", {"amountCents": amount * CENTS})
+    return await view.page("money_checkout.html", checkout=answer.json())
+
+
+@action(back=BILLING)
+async def set_limits(view: View) -> Response:
+    caps: dict[str, int | None] = {}
+    for name in ("dailyCap", "monthlyCap"):
+        raw = view.field(name)
+        caps[name] = micros(raw) if raw else None
+        if raw and caps[name] is None:
+            return view.redirect(
+                BILLING, message=f"{name}: a positive amount with at most 6 decimals, or empty for none", error=True
+            )
+    await view.send("PUT", "/billing/limits", caps)
+    return view.redirect(BILLING, message="Spending limits saved.")
+
+
+# --- the AI gateway ----------------------------------------------------------------------------------------------
+
+
+@page
+async def gateway(view: View) -> Response:
+    params = view.request.query_params
+    chosen = {name: params.get(name, "").strip() for name in GATEWAY_FILTERS}
+    usage, models = await asyncio.gather(view.get("/gateway/usage", **chosen), view.get("/gateway/models"))
+    try:
+        keys = (await view.get("/gateway/keys"))["keys"]
+    except Refused as err:
+        if err.status != 403:
+            raise
+        keys = None  # the tenant's admins only
+    return await view.page(
+        "money_gateway.html",
+        usage=usage,
+        models=models["models"],
+        keys=keys,
+        chosen=chosen,
+        filtered=any(chosen.values()),
+    )
+
+
+routes = [
+    Route("/billing", billing, methods=["GET"]),
+    Route("/billing/checkout", checkout, methods=["POST"]),
+    Route("/billing/limits", set_limits, methods=["POST"]),
+    Route("/gateway", gateway, methods=["GET"]),
+]
