@@ -18,7 +18,8 @@ LOG_LINES = 200
 HISTORY = 10
 BACKUPS = 20
 VARIABLE_FIELD = "var."  # a create form's field for a template variable: var.<NAME>
-SECRET_FIELD = "secret."  # an edit form's field for a new value of a secret key: secret.<KEY>
+# an edit form's field for a new value of a secret key: secret.<KEY>
+SECRET_FIELD = "secret."  # noqa: S105 (a field name's prefix, not a secret)
 DROP_FIELD = "drop."  # an edit form's checkbox that removes a secret key: drop.<KEY>
 REDACTED = "***"  # what the API shows for a secret value, and takes back as "keep the stored one"
 
@@ -113,18 +114,6 @@ async def logs_part(view: View) -> Response:
     return view.fragment("bot_logs.html", bot={"id": bot_id}, logs=await _logs(view, bot_id))
 
 
-@page
-async def image_part(view: View) -> Response:
-    bot_id = _bot_id(view.request)
-    return view.fragment("bot_image.html", bot={"id": bot_id}, **await _image(view, bot_id))
-
-
-@page
-async def backups_part(view: View) -> Response:
-    bot_id = _bot_id(view.request)
-    return view.fragment("bot_backups.html", bot={"id": bot_id}, backups=await _backups(view, bot_id))
-
-
 # --- creating a bot from a template ------------------------------------------------------------------------------
 
 
@@ -133,15 +122,15 @@ async def _new_page_answer(
 ) -> Response:
     found = await view.get("/fleet/templates")
     templates = found["templates"]
-    template = next((t for t in templates if t["name"] == chosen), None)
+    picked = next((t for t in templates if t["name"] == chosen), None)
     return await view.page(
         "bot_new.html",
         status=status,
         templates=templates,
         chosen=chosen,
-        template=template,
+        picked=picked,
         name=name,
-        image=image or (template["image"] if template else ""),
+        image=image or (picked["image"] if picked else ""),
         error=error,
     )
 
@@ -306,8 +295,6 @@ routes: list[BaseRoute] = [
     Route("/bots/{bot_id}", bot_page, methods=["GET"]),
     Route("/bots/{bot_id}/status", status_part, methods=["GET"]),
     Route("/bots/{bot_id}/logs", logs_part, methods=["GET"]),
-    Route("/bots/{bot_id}/image", image_part, methods=["GET"]),
-    Route("/bots/{bot_id}/backups", backups_part, methods=["GET"]),
     Route("/bots/{bot_id}/start", start_bot, methods=["POST"]),
     Route("/bots/{bot_id}/stop", stop_bot, methods=["POST"]),
     Route("/bots/{bot_id}/restart", restart_bot, methods=["POST"]),
