@@ -63,3 +63,30 @@ async def test_bad_list_parameters_are_a_400(platform: Platform, params: dict[st
     response = await platform.client.get("/fleet/bots", params=params)
     assert response.status_code == 400, response.text
     assert set(response.json()) == {"error", "details"}
+
+
+async def test_a_platform_admin_lists_another_tenants_bots_or_every_tenants(platform: Platform) -> None:
+    ours = await platform.create_bot(name="ours")
+    made = await platform.client.post(
+        "/fleet/bots", json={"name": "theirs", "image": STUB_IMAGE}, headers={"X-Tenant-Id": "other-team"}
+    )
+    assert made.status_code == 201, made.text
+    theirs = made.json()
+
+    everyone = await _list(platform, tenant="*")
+    assert [(b["id"], b["tenantId"]) for b in everyone["bots"]] == [
+        (ours["id"], "default"),
+        (theirs["id"], "other-team"),
+    ]
+    assert "counts" not in everyone  # no page asked for: the original shape
+    assert sum((await _list(platform, tenant="*", limit=10))["counts"].values()) == 2
+    assert [b["id"] for b in (await _list(platform, tenant="other-team"))["bots"]] == [theirs["id"]]
+    assert [b["id"] for b in (await _list(platform, tenant="*", namePrefix="the"))["bots"]] == [theirs["id"]]
+    # without the parameter: the tenant acted for, as before
+    assert [b["id"] for b in (await _list(platform))["bots"]] == [ours["id"]]
+
+    bad = await platform.client.get("/fleet/bots", params={"tenant": "Not A Tenant"})
+    assert bad.status_code == 400 and bad.json()["details"]["field"] == "tenant"
+    # acting for a tenant, even the operator is not a platform admin there; nor is a tenant's own key
+    acting = await platform.client.get("/fleet/bots", params={"tenant": "*"}, headers={"X-Tenant-Id": "other-team"})
+    assert acting.status_code == 403 and acting.json()["details"]["code"] == "platform_admin_required"

@@ -23,6 +23,7 @@ STATUS_COLUMNS = (
     Bot.created_at,
     Bot.updated_at,
     Bot.template_name,  # a filter of the list
+    Bot.tenant_id,
 )
 
 
@@ -65,11 +66,13 @@ class BotRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
-    async def list(self, tenant_id: str) -> Sequence[Any]:
-        """The columns a status needs, as plain rows (no ORM objects: listing a large fleet stays cheap)."""
-        result = await self._session.execute(
-            select(*STATUS_COLUMNS).where(Bot.tenant_id == tenant_id).order_by(Bot.created_at, Bot.id)
-        )
+    async def list(self, tenant_id: str | None) -> Sequence[Any]:
+        """The columns a status needs, as plain rows (no ORM objects: listing a large fleet stays cheap), of the
+        tenant's bots (of every tenant's for None: a platform admin's view)."""
+        query = select(*STATUS_COLUMNS)
+        if tenant_id is not None:
+            query = query.where(Bot.tenant_id == tenant_id)
+        result = await self._session.execute(query.order_by(Bot.created_at, Bot.id))
         return result.all()
 
     async def desired_states(self, tenant_id: str) -> dict[str, str]:

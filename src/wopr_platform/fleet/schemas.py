@@ -259,6 +259,7 @@ class BotStatus(_Wire):
     """A bot as it is now: desired state joined with what the engine last reported."""
 
     id: str
+    tenant_id: str
     name: str
     description: str
     image: str

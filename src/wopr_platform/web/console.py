@@ -119,9 +119,9 @@ class View:
         """GET an API route's JSON (`Refused` when the API says no)."""
         return await self.console.upstream.json(self.credentials, "GET", path, query=query)
 
-    async def send(self, method: str, path: str, body: Any = None) -> Any:
+    async def send(self, method: str, path: str, body: Any = None, **query: str | int | None) -> Any:
         """A state-changing call, with the form's CSRF token."""
-        return await self.console.upstream.json(self._with_form_csrf(), method, path, body=body)
+        return await self.console.upstream.json(self._with_form_csrf(), method, path, query=query, body=body)
 
     async def text(self, path: str, **query: str | int | None) -> str:
         answer = await self.console.upstream.call(self.credentials, "GET", path, query=query)

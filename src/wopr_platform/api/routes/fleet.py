@@ -8,10 +8,12 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
-from wopr_platform.api.auth import Operator
+from wopr_platform.api.auth import Operator, Principal
 from wopr_platform.api.deps import AllServices, BotId, Fleet, Templates, TenantQuotas, checked_id
 from wopr_platform.api.routes.templates import CreateBotBody
-from wopr_platform.fleet.lifecycle.listing import MAX_PAGE, BotQuery
+from wopr_platform.core.errors import Forbidden, ValidationFailed
+from wopr_platform.core.naming import TENANT_RE
+from wopr_platform.fleet.lifecycle.listing import ALL_TENANTS, MAX_PAGE, BotQuery
 from wopr_platform.fleet.observation.events import sse_stream
 from wopr_platform.fleet.schemas import (
     BotDetail,
@@ -54,12 +56,35 @@ async def list_bots(
     name_prefix: Annotated[str | None, Query(alias="namePrefix", max_length=63)] = None,
     image: Annotated[str | None, Query(max_length=512, description="Only bots of this image reference.")] = None,
     template: Annotated[str | None, Query(max_length=63, description="Only bots made from this template.")] = None,
+    tenant: Annotated[
+        str | None,
+        Query(
+            max_length=63,
+            description="Platform admins only: the bots of this tenant, or `*` for every tenant's (each bot's "
+            "`tenantId` says whose it is).",
+        ),
+    ] = None,
 ) -> Response:
     """All bots of the caller's tenant with their live status (rendered by the service: this list can be long).
     With a page or a filter asked for, the answer adds `nextAfter` (the cursor of the next page, null on the
-    last) and `counts` (the tenant's bots by state)."""
+    last) and `counts` (the listed bots by state)."""
     query = BotQuery(limit, after, state, health, name_prefix, image, template)
-    return Response(await fleet.list_bots_json(principal.tenant_id, query), media_type="application/json")
+    return Response(await fleet.list_bots_json(_listed_tenant(principal, tenant), query), media_type="application/json")
+
+
+def _listed_tenant(principal: Principal, tenant: str | None) -> str | None:
+    """The tenant whose bots are listed (None: every tenant's)."""
+    if tenant is None:
+        return principal.tenant_id
+    if not principal.platform_admin:
+        raise Forbidden(
+            "only a platform admin may list another tenant's bots", details={"code": "platform_admin_required"}
+        )
+    if tenant == ALL_TENANTS:
+        return None
+    if not TENANT_RE.match(tenant):
+        raise ValidationFailed("tenant must be a tenant id or `*`", details={"field": "tenant"})
+    return tenant
 
 
 @router.post("/bots", status_code=201, response_model=BotProfile)

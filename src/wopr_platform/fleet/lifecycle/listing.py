@@ -21,6 +21,7 @@ from wopr_platform.core.errors import ValidationFailed
 from wopr_platform.fleet.schemas import BotListState
 
 MAX_PAGE = 1000
+ALL_TENANTS = "*"  # what a platform admin asks for to list every tenant's bots
 STATES: tuple[str, ...] = get_args(BotListState)  # the order counts are given in
 
 

@@ -111,7 +111,7 @@ class FleetService:
         self._commits = commits
         self._quotas = quotas
         self._secrets = secrets
-        self._list_cache: dict[str, tuple[int, float, Sequence[Any]]] = {}
+        self._list_cache: dict[str | None, tuple[int, float, Sequence[Any]]] = {}
         self._db = db
         self._containers = containers
         self._replacer = replacer
@@ -159,17 +159,17 @@ class FleetService:
 
     # reads ----------------------------------------------------------------------------------------------
 
-    async def list_bots_json(self, tenant_id: str, query: BotQuery | None = None) -> bytes:
-        """The tenant's BotList answer, as JSON: every bot with its live status, or the page and filters `query`
-        asks for; no Docker call, and no query unless something changed (rendered straight to JSON, see
-        `BotViews.bot_list_json`)."""
+    async def list_bots_json(self, tenant_id: str | None, query: BotQuery | None = None) -> bytes:
+        """The tenant's BotList answer (every tenant's for None), as JSON: every bot with its live status, or the
+        page and filters `query` asks for; no Docker call, and no query unless something changed (rendered straight
+        to JSON, see `BotViews.bot_list_json`)."""
         now = _now()
         rows = await self._list_rows(tenant_id)
         if query is None or query.whole:
             return self._views.bot_list_json(rows, now)
         return self._views.bot_page_json(rows, query, now)
 
-    async def _list_rows(self, tenant_id: str) -> Sequence[Any]:
+    async def _list_rows(self, tenant_id: str | None) -> Sequence[Any]:
         """The tenant's status rows, re-read only after a commit through this process or LIST_CACHE_SECONDS
         (a bound on how long a write by another replica can go unseen)."""
         cached = self._list_cache.get(tenant_id)

@@ -79,6 +79,7 @@ class BotViews:
         usage = self._stats.usage(info.id) if info is not None and running else None
         return {
             "id": bot.id,
+            "tenantId": bot.tenant_id,
             "name": bot.name,
             "description": bot.description,
             "image": bot.image,
