@@ -87,6 +87,7 @@ async def test_a_key_made_in_the_console_works_its_secret_is_shown_once_and_revo
             assert stored["expiresAt"].startswith(expires)
             listed = await console.get("/ui/keys")
             assert "deployer" in listed.text and stored["prefix"] in listed.text and secret not in listed.text
+            assert f"by {owner.email}" in listed.text
 
             # what an attacker would try: no CSRF token, another site's form, another tenant's key
             forged = await _done(console, "/ui/keys", {"name": "sneaky", "scope": "admin"}, csrf=False)
@@ -157,6 +158,8 @@ async def test_invited_members_join_change_role_and_a_viewer_sees_the_refusal(
         assert flash_of(changed) == (False, f"{invitee.email} is now viewer.")
         roles = {m["email"]: m["role"] for m in (await owner.client.get("/members")).json()["members"]}
         assert roles == {owner.email: "owner", invitee.email: "viewer"}
+        audit = _words(await console.get("/ui/audit", action="PATCH"))
+        assert f"{owner.email} PATCH /members/{{user_id}} role user {invitee.email} 200" in audit
 
         # a viewer gets the API's refusal shown on a page, and nothing is made
         tried = await _done(invitee, "/ui/keys", {"name": "mine", "scope": "read"})

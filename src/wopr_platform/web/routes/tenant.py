@@ -61,13 +61,24 @@ async def _role(view: View) -> str | None:
     return me.tenants.get(tenant) if tenant else None
 
 
+async def _people(view: View) -> dict[str, str]:
+    """The tenant's members' emails by user id, to name people rather than ids (someone no longer a member stays
+    an id)."""
+    return {member["userId"]: member["email"] for member in (await view.get("/members"))["members"]}
+
+
 # --- API keys --------------------------------------------------------------------------------------------------------
 
 
 async def _keys(view: View, *, created: dict[str, Any] | None = None) -> Response:
     listed = await view.get("/keys")
     return await view.page(
-        "tenant_keys.html", status=201 if created else 200, keys=listed["keys"], scopes=SCOPES, created=created
+        "tenant_keys.html",
+        status=201 if created else 200,
+        keys=listed["keys"],
+        people=await _people(view),
+        scopes=SCOPES,
+        created=created,
     )
 
 
@@ -183,7 +194,7 @@ async def audit_page(view: View) -> Response:
     raw = params.get("limit", "")
     limit = max(1, min(AUDIT_MAX, int(raw))) if raw.isdigit() else AUDIT_PAGE
     events: list[dict[str, Any]] = []
-    actors: dict[str, str] = {}
+    people: dict[str, str] = {}
     following = None
     error = None
     try:
@@ -194,15 +205,14 @@ async def audit_page(view: View) -> Response:
         error = err.error  # a filter the API does not take: the form stays, to correct it
     else:
         events = found["events"]
-        # who, by email: the tenant's members (an actor who is not one any more stays as the API names it)
-        members = (await view.get("/members"))["members"]
-        actors = {f"user:{m['userId']}": m["email"] for m in members}
+        people = await _people(view)
         if found.get("nextBefore"):
             following = "?" + urlencode({**kept, "limit": limit, "before": found["nextBefore"]})
     return await view.page(
         "tenant_audit.html",
         events=events,
-        actors=actors,
+        people=people,
+        actors={f"user:{user_id}": address for user_id, address in people.items()},
         chosen=chosen,
         filtered=bool(kept),
         following=following,
