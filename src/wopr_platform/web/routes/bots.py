@@ -1,5 +1,6 @@
 """The bots page: the tenant's bots at a glance (state, health, image, uptime, resource use), filtered and paged by
-the API, each row refreshed live from the platform's event stream."""
+the API, each row refreshed live from the platform's event stream. A platform admin may list another tenant's bots
+or every tenant's (`tenant=*`): that view is not live (a row's refresh reads the bot as the tenant acted for)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,9 @@ def _limit(raw: str | None) -> int:
 @page
 async def bots(view: View) -> Response:
     params = view.request.query_params
-    chosen = {name: params.get(name, "").strip() for name in FILTERS}
+    me = await view.me()
+    names = (*FILTERS, "tenant") if me.platform_admin else FILTERS  # a platform admin may look across tenants
+    chosen = {name: params.get(name, "").strip() for name in names}
     limit = _limit(params.get("limit"))
     found = await view.get("/fleet/bots", limit=limit, after=params.get("after"), **chosen)
     kept = {name: value for name, value in chosen.items() if value}
@@ -39,6 +42,7 @@ async def bots(view: View) -> Response:
         counts=found.get("counts") or {},
         chosen=chosen,
         filtered=bool(kept),
+        across=bool(chosen.get("tenant")),
         following=following,
         limit=limit,
         states=STATES,
