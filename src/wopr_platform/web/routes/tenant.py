@@ -48,8 +48,8 @@ def _form_list(view: View, name: str) -> list[str]:
 
 
 def _utc(moment: str) -> str:
-    """A `datetime-local` value (no offset) as the UTC instant the form's label says it is."""
-    return moment if moment.endswith("Z") or "+" in moment else f"{moment}Z"
+    """A `datetime-local` value (it has no offset) as the UTC instant the form's label says it is."""
+    return f"{moment}Z"
 
 
 async def _role(view: View) -> str | None:
