@@ -244,6 +244,9 @@ async def test_the_account_page_sets_up_the_second_factor_and_changes_the_passwo
             "/ui/login", data={"email": console.email, "password": NEW_PASSWORD, "code": _code(secret, 1)}
         )
         assert signed.status_code == 303 and signed.headers["location"] == "/ui/bots"
+        off = await _done(console, "/ui/account/totp/off", {"password": NEW_PASSWORD})
+        assert flash_of(off) == (False, "The second factor is off; the recovery codes no longer work.")
+        assert (await console.get("/auth/me")).json()["totp"] is False
 
         everywhere = await _done(console, "/ui/account/sign-out-everywhere")
         assert flash_of(everywhere) == (False, "Signed out on every device.")
