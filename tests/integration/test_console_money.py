@@ -182,6 +182,7 @@ async def test_the_billing_page_shows_grants_pages_of_transactions_and_sets_spen
     limits = (await owner.http.get("/billing/limits")).json()
     assert (limits["dailyCap"], limits["monthlyCap"]) == (2_500_000, None)
     assert 'name="dailyCap" inputmode="decimal" value="2.5"' in await owner.page("/ui/billing")
+    assert "The AI gateway is off on this platform" in await owner.page("/ui/gateway")
     await owner.close()
 
 

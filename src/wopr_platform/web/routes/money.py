@@ -167,7 +167,12 @@ async def set_limits(view: View) -> Response:
 async def gateway(view: View) -> Response:
     params = view.request.query_params
     chosen = {name: params.get(name, "").strip() for name in GATEWAY_FILTERS}
-    usage, models = await asyncio.gather(view.get("/gateway/usage", **chosen), view.get("/gateway/models"))
+    try:
+        usage, models = await asyncio.gather(view.get("/gateway/usage", **chosen), view.get("/gateway/models"))
+    except Refused as err:
+        if err.code != "gateway_off":
+            raise
+        return await view.page("money_gateway.html", off=True)
     try:
         keys = (await view.get("/gateway/keys"))["keys"]
     except Refused as err:
@@ -181,6 +186,7 @@ async def gateway(view: View) -> Response:
         keys=keys,
         chosen=chosen,
         filtered=any(chosen.values()),
+        off=False,
     )
 
 
