@@ -86,7 +86,7 @@ async def test_a_platform_nobody_signed_up_to_says_how_to_get_in_and_then_no_mor
     caplog.set_level(logging.INFO, logger="wopr_platform.app.asgi")
     platform = await make_platform()
     [welcome] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("welcome:")]
-    assert f"POST {platform.url}/auth/signup" in welcome and f"{platform.url}/docs" in welcome
+    assert f"{platform.url}/ui/signup" in welcome and f"{platform.url}/docs" in welcome
     assert "the first to sign up becomes the platform's admin" in welcome
     assert "FLEET_API_TOKEN as the operator's key" in welcome
     async with httpx.AsyncClient(trust_env=False) as anonymous:

@@ -13,6 +13,7 @@ from playwright.async_api import expect
 from tests.browser import Chromium, Watched, chromium
 from tests.conftest import STUB_IMAGE, Platform
 from tests.integration.accounts_support import PASSWORD, email
+from tests.integration.test_client_cli import BOOT_LINE
 
 pytestmark = pytest.mark.slow
 
@@ -124,4 +125,35 @@ async def test_the_console_is_usable_by_keyboard_and_at_phone_width(browser: Chr
     await page.get_by_label("Name starts with").press("Enter")
     await expect(page).to_have_url(re.compile(r"namePrefix=small"))
     await expect(page.get_by_role("link", name="small-screen")).to_be_visible()
+    watched.assert_clean()
+
+
+async def test_a_bot_is_made_from_a_template_watched_until_healthy_read_and_stopped(
+    browser: Chromium, platform: Platform
+) -> None:
+    watched = await browser.open(platform.url)
+    page = watched.page
+    await sign_up_and_in(watched, "maker")
+    await page.get_by_role("link", name="Templates").click()
+    await expect(page.get_by_role("heading", name="Templates")).to_be_visible()
+    await watched.screenshot("templates")
+    await page.goto("/ui/bots/new")
+    await page.get_by_label("Template").select_option("whatsapp-opencode")
+    await page.get_by_role("button", name="Choose this template").click()
+    await page.get_by_label("Name", exact=False).fill("from-template")
+    await page.get_by_label("Image").fill(STUB_IMAGE)
+    await page.get_by_label("OPENCODE_API_KEY").fill("sk-never-shown")
+    await watched.screenshot("bot-new")
+    await page.get_by_role("button", name="Create the bot").click()
+
+    await expect(page.get_by_role("heading", name="from-template")).to_be_visible()
+    status = page.get_by_label("Live status")
+    await expect(status.locator(".h")).to_have_text("healthy", timeout=30_000)
+    await expect(page.locator("#logs")).to_contain_text(BOOT_LINE, timeout=15_000)
+    assert "sk-never-shown" not in await page.content()
+    await watched.screenshot("bot")
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    await page.get_by_role("button", name="Stop").click()
+    await expect(status.locator(".st")).not_to_have_text("running", timeout=30_000)
     watched.assert_clean()

@@ -70,15 +70,20 @@ class PlatformAPI(FastAPI):
         return self.openapi_schema
 
 
+def address(settings: Settings) -> str:
+    """Where a person on this machine reaches the platform."""
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    return f"http://{host}:{settings.port}"
+
+
 def welcome(settings: Settings) -> str:
     """What a newcomer needs on a platform nobody has signed up to yet: where it answers and how to get in."""
-    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
-    url = f"http://{host}:{settings.port}"
+    url = address(settings)
     token = "or use FLEET_API_TOKEN as the operator's key" if settings.fleet_api_token else "FLEET_API_TOKEN is unset"
     return (
-        f"welcome: the API answers at {url} (its reference: {url}/docs). Nobody has signed up yet: the first to "
-        f"sign up becomes the platform's admin (POST {url}/auth/signup with an email and a password, then "
-        f"`wopr login --url {url} --email <it>`); {token}"
+        f"welcome: open the console at {url}{CONSOLE_PREFIX}/signup and sign up: nobody has yet, and the first to "
+        f"sign up becomes the platform's admin. The API answers at {url} (its reference: {url}/docs; "
+        f"`wopr login --url {url} --email <it>` for the command line); {token}"
     )
 
 
@@ -121,7 +126,10 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         gc.freeze()
         # Young collections stay frequent; full passes (which scan every live object) become rarer.
         gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 100)
-        log.info("wopr-platform started", extra={"version": __version__, "port": settings.port})
+        log.info(
+            "wopr-platform started",
+            extra={"version": __version__, "port": settings.port, "console": f"{address(settings)}{CONSOLE_PREFIX}/"},
+        )
         if not await platform.services.accounts.has_users():
             log.info(welcome(settings))
         try:
