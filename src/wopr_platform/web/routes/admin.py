@@ -68,6 +68,7 @@ async def rollouts(view: View) -> Response:
     return await view.page(
         "admin_rollouts.html",
         rollouts=[{**rollout, "progress": _progress(rollout)} for rollout in listed["rollouts"]],
+        shown=ROLLOUTS_SHOWN,
     )
 
 
