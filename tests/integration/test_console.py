@@ -6,11 +6,13 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.conftest import STUB_IMAGE, Platform
-from tests.integration.accounts_support import PASSWORD, sign_up
+from tests.conftest import STUB_IMAGE, Platform, PlatformFactory
+from tests.fixtures.smtp import MailServer
+from tests.integration.accounts_support import PASSWORD, email, sign_up
 from tests.integration.console_support import console_sign_in, flash_of, new_console_user
 
 pytestmark = pytest.mark.slow
+NEW_PASSWORD = "a brand new password for reset"
 
 
 async def test_signing_in_leads_only_to_a_console_page_and_a_foreign_form_is_refused(platform: Platform) -> None:
@@ -131,3 +133,54 @@ async def test_a_page_shows_the_apis_refusal_and_a_bot_of_another_tenant_is_not_
         assert bad.status_code == 400 and "state" in bad.text
     finally:
         await console.close()
+
+
+async def test_the_mailed_links_lead_to_the_consoles_pages(make_platform: PlatformFactory, smtp: MailServer) -> None:
+    platform = await make_platform(FLEET_RATE_LIMIT=0, PLATFORM_URL="https://app.wopr.test", **smtp.settings())
+    owner = await new_console_user(platform, "owner")
+    newcomer = email("newcomer")
+    async with httpx.AsyncClient(base_url=platform.url, trust_env=False) as browser:
+        try:
+            # a password reset: asked for, mailed, set on the console's page, used to sign in
+            asked = await browser.post("/ui/forgot", data={"email": owner.email})
+            assert flash_of(await browser.get(asked.headers["location"])) == (
+                False,
+                "If the address has an account, a link to set a new password is on its way.",
+            )
+            [mail] = await smtp.wait_for(owner.email)
+            link = f"https://app.wopr.test/ui/reset-password?token={mail.token()}"
+            assert link in mail.text
+            page = await browser.get(link.removeprefix("https://app.wopr.test"))
+            assert page.status_code == 200 and f'value="{mail.token()}"' in page.text
+            short = await browser.post("/ui/reset-password", data={"token": mail.token(), "password": "short"})
+            assert short.status_code == 400 and "newPassword" in short.text
+            done = await browser.post("/ui/reset-password", data={"token": mail.token(), "password": NEW_PASSWORD})
+            assert done.status_code == 303
+            again = await browser.post("/ui/reset-password", data={"token": mail.token(), "password": NEW_PASSWORD})
+            assert again.status_code == 400  # the link works once
+            await (await console_sign_in(platform, owner.email, NEW_PASSWORD)).close()
+
+            # an invitation to someone with no account: the link, sign-in's offer to sign up with it, membership
+            owner = await console_sign_in(platform, owner.email, NEW_PASSWORD)
+            invited = await owner.post("/ui/invitations", {"email": newcomer, "role": "viewer"})
+            assert invited.status_code == 303
+            [invitation] = await smtp.wait_for(newcomer)
+            accept = f"/ui/invitations/accept?token={invitation.token()}"
+            assert f"https://app.wopr.test{accept}" in invitation.text
+            leads = await browser.get(accept)
+            login = await browser.get(leads.headers["location"])
+            offer = f'/ui/signup?invitation={invitation.token()}"'
+            assert offer in login.text
+            signup = await browser.get(f"/ui/signup?invitation={invitation.token()}")
+            assert "Name of your team" not in signup.text
+            made = await browser.post(
+                "/ui/signup", data={"email": newcomer, "password": PASSWORD, "invitation": invitation.token()}
+            )
+            assert made.status_code == 303
+            joined = await console_sign_in(platform, newcomer)
+            me = (await joined.get("/auth/me")).json()
+            tenant = next(iter((await owner.get("/auth/me")).json()["tenants"]))["tenantId"]
+            assert [(m["tenantId"], m["role"]) for m in me["tenants"]] == [(tenant, "viewer")]
+            await joined.close()
+        finally:
+            await owner.close()

@@ -119,7 +119,7 @@ async def test_an_invited_user_accepts_once_and_is_a_member_with_the_invited_rol
     # the tenant by its name (a sign-up names it after its owner's email)
     assert mail.message["Subject"] == f"You are invited to {owner.email} on WOPR"
     assert f"tenant {owner.email} on WOPR as viewer" in mail.text and "within 7 days" in mail.text
-    assert f"https://app.wopr.test/invitation?token={token}" in mail.text
+    assert f"https://app.wopr.test/ui/invitations/accept?token={token}" in mail.text
     assert token not in answer.text
     [stored] = await _stored(inviting)  # only the SHA-256 of the token is stored
     assert stored.token_hash == digest(token) and token not in str(stored.__dict__)

@@ -41,7 +41,7 @@ async def test_a_mailed_token_sets_the_password_once_and_ends_every_session(
         assert asked.status_code == 202, asked.text
         [mail] = await smtp.wait_for(user.email)
         assert mail.message["From"] == "platform@wopr.test"
-        assert f"https://app.wopr.test/reset-password?token={mail.token()}" in mail.text
+        assert f"https://app.wopr.test/ui/reset-password?token={mail.token()}" in mail.text
         token = mail.token()
         # only the SHA-256 of the token is stored
         async with mailing.app.state.services.database.read() as session:

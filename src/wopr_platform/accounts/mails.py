@@ -18,7 +18,7 @@ def _duration(ttl: timedelta) -> str:
 
 
 def password_reset(platform_url: str, token: str, ttl: timedelta) -> tuple[str, str]:
-    link = f"{platform_url}/reset-password?token={quote(token)}"
+    link = f"{platform_url}/ui/reset-password?token={quote(token)}"  # the web console's page
     return (
         "Set a new WOPR password",
         "Someone asked to set a new password for the WOPR account of this address.\n\n"
@@ -28,7 +28,7 @@ def password_reset(platform_url: str, token: str, ttl: timedelta) -> tuple[str, 
 
 
 def invitation(platform_url: str, token: str, tenant: str, role: str, ttl: timedelta) -> tuple[str, str]:
-    link = f"{platform_url}/invitation?token={quote(token)}"
+    link = f"{platform_url}/ui/invitations/accept?token={quote(token)}"  # the web console's page
     return (
         f"You are invited to {tenant} on WOPR",
         f"You are invited to join the tenant {tenant} on WOPR as {role}.\n\n"

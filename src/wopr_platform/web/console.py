@@ -281,7 +281,7 @@ def action(back: str | Callable[[Request], str]) -> Callable[[Handler], Callable
             try:
                 return await handler(view)
             except Refused as err:
-                if err.status == 401:
+                if signed_out(err):
                     return view.to_sign_in()
                 target = back(request) if callable(back) else back
                 return view.redirect(target, message=refusal_text(err), error=True)
@@ -291,8 +291,13 @@ def action(back: str | Callable[[Request], str]) -> Callable[[Handler], Callable
     return wrap
 
 
+def signed_out(err: Refused) -> bool:
+    """The refusal says the session is gone (not, e.g., a wrong password entered again to confirm a change)."""
+    return err.status == 401 and err.code in (None, "session_expired")
+
+
 async def refused(view: View, err: Refused) -> Response:
-    if err.status == 401:
+    if signed_out(err):
         return view.to_sign_in()
     if view.tenant and (err.code == "tenant_not_found" or err.details.get("header") == "X-Tenant-Id"):
         response = view.redirect(f"{PREFIX}/bots", message="that tenant is not yours any more", error=True)

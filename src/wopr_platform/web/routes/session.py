@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qs, urlsplit
+
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -27,9 +29,18 @@ def _next(view: View) -> str:
     return f"{PREFIX}/bots"
 
 
+def _invitation(target: str) -> str:
+    """The token of the invitation a sign-in leads to, so that a newcomer can sign up with it instead."""
+    parts = urlsplit(target)
+    if parts.path != f"{PREFIX}/invitations/accept":
+        return ""
+    return parse_qs(parts.query).get("token", [""])[0]
+
+
 async def sign_in_page(request: Request) -> Response:
     view = View(console_of(request), request)
-    return await view.page("login.html", next=_next(view), email="", second_factor=False)
+    target = _next(view)
+    return await view.page("login.html", next=target, email="", second_factor=False, invitation=_invitation(target))
 
 
 async def sign_in(request: Request) -> Response:
@@ -68,7 +79,7 @@ async def sign_in(request: Request) -> Response:
 
 async def sign_up_page(request: Request) -> Response:
     view = View(console_of(request), request)
-    return await view.page("signup.html", email="")
+    return await view.page("signup.html", email="", invitation=request.query_params.get("invitation", ""))
 
 
 async def sign_up(request: Request) -> Response:
@@ -80,10 +91,52 @@ async def sign_up(request: Request) -> Response:
     body: dict[str, str] = {"email": email, "password": view.field("password")}
     if name := view.field("tenantName"):
         body["tenantName"] = name
+    if invitation := view.field("invitation"):
+        body["invitation"] = invitation
     answer = await view.console.upstream.call(view.credentials, "POST", "/auth/signup", body=body)
     if not answer.ok:
-        return await view.page("signup.html", status=answer.status, email=email, error=refusal_text(Refused.of(answer)))
+        error = refusal_text(Refused.of(answer))
+        return await view.page("signup.html", status=answer.status, email=email, invitation=invitation, error=error)
     return view.redirect(f"{PREFIX}/login", message="Account ready: sign in with it.")
+
+
+async def forgot_page(request: Request) -> Response:
+    view = View(console_of(request), request)
+    return await view.page("forgot.html")
+
+
+async def forgot(request: Request) -> Response:
+    """Ask for a reset link by mail; the answer is the same whether or not the address has an account."""
+    view = View(console_of(request), request)
+    if not view.same_origin():
+        return HTMLResponse("cross-site form posts are refused", status_code=403)
+    view.form = await request.form()
+    body = {"email": view.field("email")}
+    answer = await view.console.upstream.call(view.credentials, "POST", "/auth/password-reset", body=body)
+    if not answer.ok:
+        return await view.page("forgot.html", status=answer.status, error=refusal_text(Refused.of(answer)))
+    return view.redirect(
+        f"{PREFIX}/login", message="If the address has an account, a link to set a new password is on its way."
+    )
+
+
+async def reset_page(request: Request) -> Response:
+    view = View(console_of(request), request)
+    return await view.page("reset.html", token=request.query_params.get("token", ""))
+
+
+async def reset(request: Request) -> Response:
+    """Set a new password with the mailed link's token (the token is the credential)."""
+    view = View(console_of(request), request)
+    if not view.same_origin():
+        return HTMLResponse("cross-site form posts are refused", status_code=403)
+    view.form = await request.form()
+    token = view.field("token")
+    body = {"token": token, "newPassword": view.field("password")}
+    answer = await view.console.upstream.call(view.credentials, "POST", "/auth/password-reset/confirm", body=body)
+    if not answer.ok:
+        return await view.page("reset.html", status=answer.status, token=token, error=refusal_text(Refused.of(answer)))
+    return view.redirect(f"{PREFIX}/login", message="Your password is set: sign in with it.")
 
 
 @action(back=f"{PREFIX}/bots")
@@ -128,6 +181,10 @@ routes = [
     Route("/login", sign_in, methods=["POST"]),
     Route("/signup", sign_up_page, methods=["GET"]),
     Route("/signup", sign_up, methods=["POST"]),
+    Route("/forgot", forgot_page, methods=["GET"]),
+    Route("/forgot", forgot, methods=["POST"]),
+    Route("/reset-password", reset_page, methods=["GET"]),
+    Route("/reset-password", reset, methods=["POST"]),
     Route("/logout", sign_out, methods=["POST"]),
     Route("/tenant", switch_tenant, methods=["POST"]),
 ]
