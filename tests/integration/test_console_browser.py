@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 from playwright.async_api import expect
 
@@ -156,4 +157,24 @@ async def test_a_bot_is_made_from_a_template_watched_until_healthy_read_and_stop
     page.once("dialog", lambda dialog: dialog.accept())
     await page.get_by_role("button", name="Stop").click()
     await expect(status.locator(".st")).not_to_have_text("running", timeout=30_000)
+    watched.assert_clean()
+
+
+async def test_an_api_key_is_made_shown_once_and_works(browser: Chromium, platform: Platform) -> None:
+    watched = await browser.open(platform.url)
+    page = watched.page
+    await sign_up_and_in(watched, "keys")
+    await page.get_by_role("link", name="API keys").click()
+    await page.get_by_label("Name", exact=True).fill("deploy-bot")
+    await page.get_by_label("read", exact=True).check()
+    await watched.screenshot("keys")
+    await page.get_by_role("button", name="Create the key").click()
+    secret = (await page.locator(".secret").inner_text()).strip()
+    assert secret.startswith("wopr_")
+    async with httpx.AsyncClient(base_url=platform.url, trust_env=False) as client:
+        answer = await client.get("/fleet/bots", headers={"Authorization": f"Bearer {secret}"})
+        assert answer.status_code == 200, answer.text
+    await page.goto("/ui/keys")
+    await expect(page.get_by_role("cell", name="deploy-bot", exact=True)).to_be_visible()
+    assert secret not in await page.content()
     watched.assert_clean()
