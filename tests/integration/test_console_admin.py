@@ -16,7 +16,7 @@ from tests.fixtures.registry import Registry
 from tests.integration.test_console_money import BILLING, balance, hidden, signed_in
 from tests.integration.test_updates import rollouts, update_settings, wait_status
 
-pytestmark = pytest.mark.database  # the ledger's idempotency keys, rollouts and users as stored
+pytestmark = pytest.mark.slow
 
 
 async def test_a_platform_admin_grants_credits_once_and_sets_a_tenants_quota(make_platform: PlatformFactory) -> None:

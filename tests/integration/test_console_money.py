@@ -19,7 +19,7 @@ from tests.fixtures.stripe import SECRET_KEY, LocalStripe
 from tests.integration.accounts_support import PASSWORD, sign_up
 from tests.integration.test_gateway import PROMPT, start_gateway
 
-pytestmark = pytest.mark.database  # the ledger's idempotency keys and cursors
+pytestmark = pytest.mark.slow
 
 DOLLAR = 1_000_000
 WEBHOOK_SECRET = "whsec_" + uuid.uuid4().hex

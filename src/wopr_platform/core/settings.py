@@ -586,7 +586,7 @@ class Settings(BaseSettings):
     @property
     def buy_url(self) -> str:
         """Where a tenant without credits is sent to buy them."""
-        return self.billing_buy_url or f"{self.platform_url.rstrip('/')}/billing"
+        return self.billing_buy_url or f"{self.platform_url.rstrip('/')}/ui/billing"
 
     @property
     def database_url(self) -> str:

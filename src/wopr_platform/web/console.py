@@ -16,7 +16,7 @@ import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
@@ -119,9 +119,22 @@ class View:
         """GET an API route's JSON (`Refused` when the API says no)."""
         return await self.console.upstream.json(self.credentials, "GET", path, query=query)
 
-    async def send(self, method: str, path: str, body: Any = None, **query: str | int | None) -> Any:
-        """A state-changing call, with the form's CSRF token."""
-        return await self.console.upstream.json(self._with_form_csrf(), method, path, query=query, body=body)
+    async def send(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        tenant: str | None = None,
+        **query: str | int | None,
+    ) -> Any:
+        """A state-changing call, with the form's CSRF token (for `tenant`, else the tenant acted for; `headers`
+        are the call's own, e.g. an `Idempotency-Key`)."""
+        credentials = self._with_form_csrf()
+        if tenant is not None:
+            credentials = replace(credentials, tenant=tenant)
+        return await self.console.upstream.json(credentials, method, path, query=query, body=body, headers=headers)
 
     async def text(self, path: str, **query: str | int | None) -> str:
         answer = await self.console.upstream.call(self.credentials, "GET", path, query=query)
@@ -132,8 +145,7 @@ class View:
     def _with_form_csrf(self) -> Credentials:
         given = self.form.get("csrf") if self.form is not None else None
         token = given if isinstance(given, str) else self.request.headers.get("x-csrf-token")
-        c = self.credentials
-        return Credentials(c.cookie, token, c.tenant, c.client, c.scheme, c.host)
+        return replace(self.credentials, csrf=token)
 
     async def me(self) -> Me:
         if self._me is None:

@@ -92,17 +92,23 @@ class Upstream:
         *,
         query: Mapping[str, str | int | None] | None = None,
         body: Any = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Answer:
+        """One call; `headers` adds the call's own (e.g. an `Idempotency-Key`) to those of the credentials."""
         payload = orjson.dumps(body) if body is not None else b""
-        headers: list[tuple[bytes, bytes]] = [(b"host", credentials.host.encode("latin-1")), (b"accept", JSON)]
+        sent_headers: list[tuple[bytes, bytes]] = [
+            (b"host", credentials.host.encode("latin-1")),
+            (b"accept", JSON),
+            *((name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in (headers or {}).items()),
+        ]
         if credentials.cookie:
-            headers.append((b"cookie", credentials.cookie.encode("latin-1")))
+            sent_headers.append((b"cookie", credentials.cookie.encode("latin-1")))
         if credentials.csrf and method not in ("GET", "HEAD"):
-            headers.append((b"x-csrf-token", credentials.csrf.encode("latin-1")))
+            sent_headers.append((b"x-csrf-token", credentials.csrf.encode("latin-1")))
         if credentials.tenant:
-            headers.append((b"x-tenant-id", credentials.tenant.encode("latin-1")))
+            sent_headers.append((b"x-tenant-id", credentials.tenant.encode("latin-1")))
         if body is not None:
-            headers += [(b"content-type", JSON), (b"content-length", str(len(payload)).encode())]
+            sent_headers += [(b"content-type", JSON), (b"content-length", str(len(payload)).encode())]
         kept = {key: str(value) for key, value in (query or {}).items() if value is not None and value != ""}
         scope: Scope = {
             "type": "http",
@@ -114,7 +120,7 @@ class Upstream:
             "raw_path": path.encode(),
             "root_path": "",
             "query_string": urlencode(kept).encode(),
-            "headers": headers,
+            "headers": sent_headers,
             "client": credentials.client,
             "server": (credentials.host, 0),
         }
@@ -149,9 +155,10 @@ class Upstream:
         *,
         query: Mapping[str, str | int | None] | None = None,
         body: Any = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Any:
         """The answer's JSON, or `Refused` when the API said no."""
-        answer = await self.call(credentials, method, path, query=query, body=body)
+        answer = await self.call(credentials, method, path, query=query, body=body, headers=headers)
         if not answer.ok:
             raise Refused.of(answer)
         return answer.json()

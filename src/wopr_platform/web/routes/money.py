@@ -18,10 +18,9 @@ from typing import Any
 
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from wopr_platform.web.console import PREFIX, View, action, page
-from wopr_platform.web.upstream import Answer, Refused, Upstream
+from wopr_platform.web.upstream import Answer, Refused
 
 BILLING = f"{PREFIX}/billing"
 MICROS = 1_000_000  # ledger units per unit of the currency
@@ -60,18 +59,6 @@ def units(amount: int | None) -> str:
     return "" if amount is None else format(Decimal(amount) / MICROS, "f")
 
 
-class _WithKey:
-    """The API app, called with an `Idempotency-Key` header added (`View.send` sends no headers of its own)."""
-
-    def __init__(self, api: ASGIApp, key: str) -> None:
-        self._api = api
-        self._key = key
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = [*scope["headers"], (b"idempotency-key", self._key.encode("latin-1"))]
-        await self._api({**scope, "headers": headers}, receive, send)
-
-
 async def post_keyed(view: View, path: str, body: dict[str, Any], *, tenant: str | None = None) -> Answer:
     """POST a call that moves money with the form's idempotency key and CSRF token (for `tenant`, else the one
     acted for); `Refused` when the API says no. A missing or malformed key is the API's to refuse."""
@@ -79,10 +66,8 @@ async def post_keyed(view: View, path: str, body: dict[str, Any], *, tenant: str
     if not key.isascii():
         raise Refused(400, "the form's idempotency key is malformed", {"field": "key"})
     credentials = replace(view.credentials, csrf=view.field("csrf") or None, tenant=tenant or view.credentials.tenant)
-    upstream = view.console.upstream
-    if key:
-        upstream = Upstream(_WithKey(upstream._api, key))
-    answer = await upstream.call(credentials, "POST", path, body=body)
+    headers = {"Idempotency-Key": key} if key else None
+    answer = await view.console.upstream.call(credentials, "POST", path, body=body, headers=headers)
     if not answer.ok:
         raise Refused.of(answer)
     return answer
