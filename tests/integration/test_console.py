@@ -184,3 +184,15 @@ async def test_the_mailed_links_lead_to_the_consoles_pages(make_platform: Platfo
             await joined.close()
         finally:
             await owner.close()
+
+
+async def test_a_console_page_costs_one_request_of_the_rate_limit(make_platform: PlatformFactory) -> None:
+    platform = await make_platform(FLEET_RATE_LIMIT=6, FLEET_RATE_WINDOW=600)
+    address = await sign_up(platform, "counted")  # the API's own request: one of the six
+    console = await console_sign_in(platform, address)  # two: the console's sign-in (its call to the API is not)
+    try:
+        # each page reads who is signed in and the bots through the API: those calls are not counted again
+        assert [(await console.get("/ui/bots")).status_code for _ in range(4)] == [200] * 4
+        assert (await console.get("/ui/bots")).status_code == 429
+    finally:
+        await console.close()

@@ -16,6 +16,9 @@ log = logging.getLogger(__name__)
 
 # Probes must never be throttled (an orchestrator restarting a "dead" platform would be worse than the load).
 EXEMPT_PREFIX = "/health"
+# The web console's own calls to the API, made in this process for a page that was itself counted (the console
+# sets this scope key; a client cannot: it sends headers, not scope entries): a page costs one request, not three.
+CONSOLE_CALL = "wopr.console_call"
 
 
 def _digest(token: str) -> bytes:
@@ -27,7 +30,8 @@ class RateLimit:
 
     A request with the configured bearer token counts against that token's bucket (keyed by a hash of the token,
     never the token itself); any other request (no token, a wrong one) counts against its client address, so
-    guessing tokens is throttled too. `/health` and what lies under it are never limited.
+    guessing tokens is throttled too. `/health` and what lies under it are never limited, nor the console's calls
+    for a page it serves (the page was counted).
     """
 
     def __init__(self, app: ASGIApp, *, limit: int, window: float, token: str | None) -> None:
@@ -36,7 +40,12 @@ class RateLimit:
         self._token = _digest(token) if token else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self._buckets is None or scope["type"] != "http" or str(scope["path"]).startswith(EXEMPT_PREFIX):
+        if (
+            self._buckets is None
+            or scope["type"] != "http"
+            or str(scope["path"]).startswith(EXEMPT_PREFIX)
+            or scope.get(CONSOLE_CALL)
+        ):
             await self._app(scope, receive, send)
             return
         key = self._key(scope)

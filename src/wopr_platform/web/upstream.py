@@ -17,6 +17,9 @@ import orjson
 from starlette.types import ASGIApp, Message, Scope
 
 JSON = b"application/json"
+# marks a call as the console's, for a page or action that was itself counted by the API's rate limit (the API's
+# `api.ratelimit.CONSOLE_CALL`; a client cannot set it: it sends headers, not scope entries)
+CONSOLE_CALL = "wopr.console_call"
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +126,7 @@ class Upstream:
             "headers": sent_headers,
             "client": credentials.client,
             "server": (credentials.host, 0),
+            CONSOLE_CALL: True,
         }
         sent = False
         status = 500
