@@ -138,9 +138,7 @@ class View:
 
     async def text(self, path: str, **query: str | int | None) -> str:
         answer = await self.console.upstream.call(self.credentials, "GET", path, query=query)
-        if not answer.ok:
-            raise Refused.of(answer)
-        return answer.body.decode("utf-8", "replace")
+        return answer.checked().body.decode("utf-8", "replace")
 
     def _with_form_csrf(self) -> Credentials:
         given = self.form.get("csrf") if self.form is not None else None

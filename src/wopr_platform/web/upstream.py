@@ -41,6 +41,12 @@ class Answer:
         """The `Set-Cookie` values of the answer (the session the API opened or closed)."""
         return [value.decode("latin-1") for name, value in self.headers if name == b"set-cookie"]
 
+    def checked(self) -> Answer:
+        """This answer, when the API said yes; `Refused` when it said no."""
+        if not self.ok:
+            raise Refused.of(self)
+        return self
+
 
 class Refused(Exception):
     """The API refused a call: its status, message and details, to be shown to the person."""
@@ -163,6 +169,4 @@ class Upstream:
     ) -> Any:
         """The answer's JSON, or `Refused` when the API said no."""
         answer = await self.call(credentials, method, path, query=query, body=body, headers=headers)
-        if not answer.ok:
-            raise Refused.of(answer)
-        return answer.json()
+        return answer.checked().json()

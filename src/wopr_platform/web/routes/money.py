@@ -67,10 +67,7 @@ async def post_keyed(view: View, path: str, body: dict[str, Any], *, tenant: str
         raise Refused(400, "the form's idempotency key is malformed", {"field": "key"})
     credentials = replace(view.credentials, csrf=view.field("csrf") or None, tenant=tenant or view.credentials.tenant)
     headers = {"Idempotency-Key": key} if key else None
-    answer = await view.console.upstream.call(credentials, "POST", path, body=body, headers=headers)
-    if not answer.ok:
-        raise Refused.of(answer)
-    return answer
+    return (await view.console.upstream.call(credentials, "POST", path, body=body, headers=headers)).checked()
 
 
 async def _manages(view: View) -> bool:
