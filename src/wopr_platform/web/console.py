@@ -26,7 +26,7 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from wopr_platform.web.upstream import Credentials, Refused, Upstream
+from wopr_platform.web.upstream import Answer, Credentials, Refused, Upstream
 
 log = logging.getLogger(__name__)
 
@@ -228,6 +228,42 @@ class View:
             return None
         return {"error": bool(value.get("error")), "text": value["text"]}
 
+    # --- the browser's cookies -----------------------------------------------------------------------------------
+
+    def keep_session(self, response: Response, answer: Answer) -> None:
+        """Hand the browser the session the API's `answer` opened: the API's cookie as the API set it, and the
+        session's CSRF token (the answer's `csrfToken`) in the console's own cookie, for the forms."""
+        for cookie in answer.cookies():
+            response.raw_headers.append((b"set-cookie", cookie.encode("latin-1")))
+        response.set_cookie(
+            CSRF_COOKIE,
+            answer.json()["csrfToken"],
+            max_age=self.console.session_max_age,
+            path="/",
+            httponly=True,
+            samesite="lax",
+            secure=self.console.secure,
+        )
+
+    def forget_session(self, response: Response) -> None:
+        """The browser forgets the session (ended by the API): its cookie, its CSRF token and the tenant chosen."""
+        for name in (SESSION_COOKIE, CSRF_COOKIE, TENANT_COOKIE):
+            response.delete_cookie(name, path="/")
+
+    def choose_tenant(self, response: Response, tenant: str | None) -> None:
+        """The tenant the browser acts for from now on (None: no choice, the console picks as for a new session)."""
+        if tenant is None:
+            response.delete_cookie(TENANT_COOKIE, path="/")
+            return
+        response.set_cookie(
+            TENANT_COOKIE,
+            tenant,
+            max_age=self.console.session_max_age,
+            path="/",
+            samesite="lax",
+            secure=self.console.secure,
+        )
+
     def to_sign_in(self) -> Response:
         target = self.request.url.path
         if self.request.url.query:
@@ -311,7 +347,7 @@ async def refused(view: View, err: Refused) -> Response:
         return view.to_sign_in()
     if view.tenant and (err.code == "tenant_not_found" or err.details.get("header") == "X-Tenant-Id"):
         response = view.redirect(f"{PREFIX}/bots", message="that tenant is not yours any more", error=True)
-        response.delete_cookie(TENANT_COOKIE, path="/")
+        view.choose_tenant(response, None)
         return response
     return await view.page("error.html", status=err.status, error=refusal_text(err), code=err.status)
 

@@ -8,16 +8,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from wopr_platform.web.console import (
-    CSRF_COOKIE,
-    PREFIX,
-    SESSION_COOKIE,
-    TENANT_COOKIE,
-    View,
-    action,
-    console_of,
-    refusal_text,
-)
+from wopr_platform.web.console import PREFIX, View, action, console_of, refusal_text
 from wopr_platform.web.upstream import Refused
 
 
@@ -60,20 +51,9 @@ async def sign_in(request: Request) -> Response:
         return await view.page(
             "login.html", status=err.status, next=_next(view), email=email, second_factor=second, error=message
         )
-    session = answer.json()
     response = RedirectResponse(_next(view), status_code=303)
-    for cookie in answer.cookies():  # the API's session cookie, as the API set it
-        response.raw_headers.append((b"set-cookie", cookie.encode("latin-1")))
-    response.set_cookie(
-        CSRF_COOKIE,
-        session["csrfToken"],
-        max_age=view.console.session_max_age,
-        path="/",
-        httponly=True,
-        samesite="lax",
-        secure=view.console.secure,
-    )
-    response.delete_cookie(TENANT_COOKIE, path="/")
+    view.keep_session(response, answer)
+    view.choose_tenant(response, None)
     return response
 
 
@@ -147,8 +127,7 @@ async def sign_out(view: View) -> Response:
         if err.status != 401:
             raise
     response = view.redirect(f"{PREFIX}/login", message="Signed out.")
-    for name in (SESSION_COOKIE, CSRF_COOKIE, TENANT_COOKIE):
-        response.delete_cookie(name, path="/")
+    view.forget_session(response)
     return response
 
 
@@ -160,14 +139,7 @@ async def switch_tenant(view: View) -> Response:
     if chosen not in me.tenants and not me.platform_admin:
         return view.redirect(f"{PREFIX}/bots", message="that tenant is not yours", error=True)
     response = view.redirect(f"{PREFIX}/bots", message=f"Acting for {chosen}.")
-    response.set_cookie(
-        TENANT_COOKIE,
-        chosen,
-        max_age=view.console.session_max_age,
-        path="/",
-        samesite="lax",
-        secure=view.console.secure,
-    )
+    view.choose_tenant(response, chosen)
     return response
 
 

@@ -17,15 +17,7 @@ from urllib.parse import urlencode
 from starlette.responses import Response
 from starlette.routing import Route
 
-from wopr_platform.web.console import (
-    CSRF_COOKIE,
-    PREFIX,
-    SESSION_COOKIE,
-    TENANT_COOKIE,
-    View,
-    action,
-    page,
-)
+from wopr_platform.web.console import PREFIX, SESSION_COOKIE, View, action, page
 from wopr_platform.web.upstream import Answer, Refused
 
 KEYS = f"{PREFIX}/keys"
@@ -172,14 +164,7 @@ async def accept(view: View) -> Response:
     joined = await view.send("POST", "/invitations/accept", {"token": view.field("token")})
     tenant = joined["tenantId"]
     response = view.redirect(f"{PREFIX}/bots", message=f"You joined {tenant} as {joined['role']}; acting for it now.")
-    response.set_cookie(
-        TENANT_COOKIE,
-        tenant,
-        max_age=view.console.session_max_age,
-        path="/",
-        samesite="lax",
-        secure=view.console.secure,
-    )
+    view.choose_tenant(response, tenant)
     return response
 
 
@@ -250,10 +235,9 @@ async def _reentered(view: View, method: str, path: str, body: dict[str, Any]) -
     raise err
 
 
-def _adopt(view: View, answer: Answer) -> str:
-    """Act, for the rest of this request, with the new session the API opened (the old one has ended); its CSRF
+def _adopt(view: View, answer: Answer) -> None:
+    """Act, for the rest of this request, with the new session the API opened (the old one has ended) and its CSRF
     token."""
-    csrf: str = answer.json()["csrfToken"]
     for header in answer.cookies():
         jar: SimpleCookie = SimpleCookie()
         try:
@@ -262,24 +246,7 @@ def _adopt(view: View, answer: Answer) -> str:
             continue
         if SESSION_COOKIE in jar:
             view.credentials = replace(view.credentials, cookie=f"{SESSION_COOKIE}={jar[SESSION_COOKIE].value}")
-    view.credentials = replace(view.credentials, csrf=csrf)
-    return csrf
-
-
-def _keep(view: View, response: Response, answer: Answer, csrf: str) -> Response:
-    """Hand the browser the new session: the API's cookie as the API set it, and its CSRF token for the forms."""
-    for cookie in answer.cookies():
-        response.raw_headers.append((b"set-cookie", cookie.encode("latin-1")))
-    response.set_cookie(
-        CSRF_COOKIE,
-        csrf,
-        max_age=view.console.session_max_age,
-        path="/",
-        httponly=True,
-        samesite="lax",
-        secure=view.console.secure,
-    )
-    return response
+    view.credentials = replace(view.credentials, csrf=answer.json()["csrfToken"])
 
 
 async def _account(view: View, *, codes: list[str] | None = None) -> Response:
@@ -298,9 +265,10 @@ async def change_password(view: View) -> Response:
         return view.redirect(ACCOUNT, message="the new password and its repetition differ", error=True)
     body = {"currentPassword": view.field("currentPassword"), "newPassword": new}
     answer = await _reentered(view, "POST", "/auth/password", body)
-    csrf = _adopt(view, answer)
+    _adopt(view, answer)
     done = view.redirect(ACCOUNT, message="Password changed; every other session has ended.")
-    return _keep(view, done, answer, csrf)
+    view.keep_session(done, answer)
+    return done
 
 
 @action(back=ACCOUNT)
@@ -320,9 +288,10 @@ async def confirm_totp(view: View) -> Response:
             raise
         secret, uri = view.field("secret"), view.field("uri")  # the pending secret, still to be confirmed
         return await view.page("account_totp.html", status=err.status, secret=secret, uri=uri, error=err.error)
-    csrf = _adopt(view, answer)
+    _adopt(view, answer)
     shown = await _account(view, codes=answer.json()["recoveryCodes"])
-    return _keep(view, shown, answer, csrf)
+    view.keep_session(shown, answer)
+    return shown
 
 
 @action(back=ACCOUNT)
@@ -341,8 +310,7 @@ async def new_recovery_codes(view: View) -> Response:
 async def sign_out_everywhere(view: View) -> Response:
     await view.send("POST", "/auth/logout-everywhere")
     response = view.redirect(f"{PREFIX}/login", message="Signed out on every device.")
-    for name in (SESSION_COOKIE, CSRF_COOKIE, TENANT_COOKIE):
-        response.delete_cookie(name, path="/")
+    view.forget_session(response)
     return response
 
 
