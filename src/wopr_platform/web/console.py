@@ -38,6 +38,8 @@ FLASH_COOKIE = "wopr_flash"  # the outcome of the last action, shown once by the
 FLASH_MAX = 600
 
 Handler = Callable[["View"], Awaitable[Response]]
+Endpoint = Callable[[Request], Awaitable[Response]]
+Refusal = Callable[["View", Refused], Awaitable[Response]]  # what a form's post answers when the API says no
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,7 +296,7 @@ def console_of(request: Request) -> Console:
     return console
 
 
-def page(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+def page(handler: Handler) -> Endpoint:
     """A page: signed in (or sent to sign in), and a refusal of the API shown as a page that says why."""
 
     @functools.wraps(handler)
@@ -311,30 +313,50 @@ def page(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     return endpoint
 
 
-def action(back: str | Callable[[Request], str]) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
+def action(back: str | Callable[[Request], str]) -> Callable[[Handler], Endpoint]:
     """A form post: same origin, signed in; a refusal goes back to `back` (a path, or made from the request) with
     the API's reason shown there."""
 
-    def wrap(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-        @functools.wraps(handler)
-        async def endpoint(request: Request) -> Response:
-            view = View(console_of(request), request)
-            if not view.same_origin():
-                return HTMLResponse("cross-site form posts are refused", status_code=403)
-            if not view.signed_in:
-                return view.to_sign_in()
-            view.form = await request.form()
-            try:
-                return await handler(view)
-            except Refused as err:
-                if signed_out(err):
-                    return view.to_sign_in()
-                target = back(request) if callable(back) else back
-                return view.redirect(target, message=refusal_text(err), error=True)
+    async def went_back(view: View, err: Refused) -> Response:
+        if signed_out(err):
+            return view.to_sign_in()
+        target = back(view.request) if callable(back) else back
+        return view.redirect(target, message=refusal_text(err), error=True)
 
-        return endpoint
+    def wrap(handler: Handler) -> Endpoint:
+        return _form_post(handler, went_back, signed_in=True)
 
     return wrap
+
+
+def public_action(again: Refusal) -> Callable[[Handler], Endpoint]:
+    """A form post of a page for someone not signed in (signing in or up, a forgotten password): same origin; a
+    refusal shows the form's page again (`again`) with the API's reason."""
+
+    def wrap(handler: Handler) -> Endpoint:
+        return _form_post(handler, again, signed_in=False)
+
+    return wrap
+
+
+def _form_post(handler: Handler, refusal: Refusal, *, signed_in: bool) -> Endpoint:
+    """A form post from one of the console's own pages (another site's is refused), by someone signed in if
+    `signed_in`; `refusal` answers when the API says no."""
+
+    @functools.wraps(handler)
+    async def endpoint(request: Request) -> Response:
+        view = View(console_of(request), request)
+        if not view.same_origin():
+            return HTMLResponse("cross-site form posts are refused", status_code=403)
+        if signed_in and not view.signed_in:
+            return view.to_sign_in()
+        view.form = await request.form()
+        try:
+            return await handler(view)
+        except Refused as err:
+            return await refusal(view, err)
+
+    return endpoint
 
 
 def signed_out(err: Refused) -> bool:

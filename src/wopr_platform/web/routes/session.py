@@ -5,11 +5,11 @@ from __future__ import annotations
 from urllib.parse import parse_qs, urlsplit
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from wopr_platform.web.console import PREFIX, View, action, console_of, refusal_text
-from wopr_platform.web.upstream import Refused
+from wopr_platform.web.console import PREFIX, Refusal, View, action, console_of, public_action, refusal_text
+from wopr_platform.web.upstream import Answer, Refused
 
 
 def _next(view: View) -> str:
@@ -28,29 +28,47 @@ def _invitation(target: str) -> str:
     return parse_qs(parts.query).get("token", [""])[0]
 
 
+async def _ask(view: View, path: str, body: dict[str, str]) -> Answer:
+    """A public form's call to the API, with what the browser presented (no session is needed)."""
+    return (await view.console.upstream.call(view.credentials, "POST", path, body=body)).checked()
+
+
+def _again(template: str, *kept: str) -> Refusal:
+    """A public form's page shown again with the API's reason, keeping the `kept` fields as they were sent."""
+
+    async def again(view: View, err: Refused) -> Response:
+        kept_values = {name: view.field(name) for name in kept}
+        return await view.page(template, status=err.status, error=refusal_text(err), **kept_values)
+
+    return again
+
+
+async def _sign_in_again(view: View, err: Refused) -> Response:
+    """The sign-in form again, asking for the second factor when the API wants it."""
+    second = err.code in ("totp_required", "totp_invalid") or bool(view.field("code"))
+    message = "enter the code of your authenticator app" if err.code == "totp_required" else refusal_text(err)
+    return await view.page(
+        "login.html",
+        status=err.status,
+        next=_next(view),
+        email=view.field("email"),
+        second_factor=second,
+        error=message,
+    )
+
+
 async def sign_in_page(request: Request) -> Response:
     view = View(console_of(request), request)
     target = _next(view)
     return await view.page("login.html", next=target, email="", second_factor=False, invitation=_invitation(target))
 
 
-async def sign_in(request: Request) -> Response:
-    view = View(console_of(request), request)
-    if not view.same_origin():
-        return HTMLResponse("cross-site form posts are refused", status_code=403)
-    view.form = await request.form()
-    email = view.field("email")
-    body: dict[str, str] = {"email": email, "password": view.field("password")}
+@public_action(again=_sign_in_again)
+async def sign_in(view: View) -> Response:
+    body: dict[str, str] = {"email": view.field("email"), "password": view.field("password")}
     if code := view.field("code"):
         body["code" if code.isdigit() else "recoveryCode"] = code
-    answer = await view.console.upstream.call(view.credentials, "POST", "/auth/login", body=body)
-    if not answer.ok:
-        err = Refused.of(answer)
-        second = err.code in ("totp_required", "totp_invalid") or bool(view.field("code"))
-        message = "enter the code of your authenticator app" if err.code == "totp_required" else refusal_text(err)
-        return await view.page(
-            "login.html", status=err.status, next=_next(view), email=email, second_factor=second, error=message
-        )
+    answer = await _ask(view, "/auth/login", body)
     response = RedirectResponse(_next(view), status_code=303)
     view.keep_session(response, answer)
     view.choose_tenant(response, None)
@@ -62,21 +80,14 @@ async def sign_up_page(request: Request) -> Response:
     return await view.page("signup.html", email="", invitation=request.query_params.get("invitation", ""))
 
 
-async def sign_up(request: Request) -> Response:
-    view = View(console_of(request), request)
-    if not view.same_origin():
-        return HTMLResponse("cross-site form posts are refused", status_code=403)
-    view.form = await request.form()
-    email = view.field("email")
-    body: dict[str, str] = {"email": email, "password": view.field("password")}
+@public_action(again=_again("signup.html", "email", "invitation"))
+async def sign_up(view: View) -> Response:
+    body: dict[str, str] = {"email": view.field("email"), "password": view.field("password")}
     if name := view.field("tenantName"):
         body["tenantName"] = name
     if invitation := view.field("invitation"):
         body["invitation"] = invitation
-    answer = await view.console.upstream.call(view.credentials, "POST", "/auth/signup", body=body)
-    if not answer.ok:
-        error = refusal_text(Refused.of(answer))
-        return await view.page("signup.html", status=answer.status, email=email, invitation=invitation, error=error)
+    await _ask(view, "/auth/signup", body)
     return view.redirect(f"{PREFIX}/login", message="Account ready: sign in with it.")
 
 
@@ -85,16 +96,10 @@ async def forgot_page(request: Request) -> Response:
     return await view.page("forgot.html")
 
 
-async def forgot(request: Request) -> Response:
+@public_action(again=_again("forgot.html"))
+async def forgot(view: View) -> Response:
     """Ask for a reset link by mail; the answer is the same whether or not the address has an account."""
-    view = View(console_of(request), request)
-    if not view.same_origin():
-        return HTMLResponse("cross-site form posts are refused", status_code=403)
-    view.form = await request.form()
-    body = {"email": view.field("email")}
-    answer = await view.console.upstream.call(view.credentials, "POST", "/auth/password-reset", body=body)
-    if not answer.ok:
-        return await view.page("forgot.html", status=answer.status, error=refusal_text(Refused.of(answer)))
+    await _ask(view, "/auth/password-reset", {"email": view.field("email")})
     return view.redirect(
         f"{PREFIX}/login", message="If the address has an account, a link to set a new password is on its way."
     )
@@ -105,17 +110,12 @@ async def reset_page(request: Request) -> Response:
     return await view.page("reset.html", token=request.query_params.get("token", ""))
 
 
-async def reset(request: Request) -> Response:
+@public_action(again=_again("reset.html", "token"))
+async def reset(view: View) -> Response:
     """Set a new password with the mailed link's token (the token is the credential)."""
-    view = View(console_of(request), request)
-    if not view.same_origin():
-        return HTMLResponse("cross-site form posts are refused", status_code=403)
-    view.form = await request.form()
-    token = view.field("token")
-    body = {"token": token, "newPassword": view.field("password")}
-    answer = await view.console.upstream.call(view.credentials, "POST", "/auth/password-reset/confirm", body=body)
-    if not answer.ok:
-        return await view.page("reset.html", status=answer.status, token=token, error=refusal_text(Refused.of(answer)))
+    await _ask(
+        view, "/auth/password-reset/confirm", {"token": view.field("token"), "newPassword": view.field("password")}
+    )
     return view.redirect(f"{PREFIX}/login", message="Your password is set: sign in with it.")
 
 
