@@ -136,7 +136,9 @@ async def main(args: argparse.Namespace) -> int:
     harness.build_stub_image()
     facts = await harness.machine_facts()
     result: dict[str, Any] = {}
-    async with harness.running_platform(FLEET_STATS_INTERVAL=10, FLEET_RESYNC_INTERVAL=3600) as platform:
+    async with harness.running_platform(
+        FLEET_STATS_INTERVAL=10, FLEET_RESYNC_INTERVAL=3600, FLEET_RATE_LIMIT=0
+    ) as platform:
         harness.log(f"creating {args.running} running and {args.stopped} stopped bots")
         failures = await create_bots(platform, args)
         if failures:
