@@ -34,6 +34,8 @@ from wopr_platform.updates.clock import Clock
 
 ROOT = Path(__file__).resolve().parent.parent
 STUB_IMAGE = "localhost/wopr-stub:latest"
+# what the project's stub bot writes at each start, then its count (stub/rootfs/usr/local/bin/stub-entrypoint)
+BOOT_LINE = "stub: boot #"
 # several replicas share one database only on PostgreSQL: such tests run in the PostgreSQL phase of scripts/test
 ON_POSTGRES = os.environ.get("WOPR_TEST_DATABASE", "sqlite") == "postgres"
 several_replicas = pytest.mark.skipif(not ON_POSTGRES, reason="several replicas share a database only on PostgreSQL")

@@ -20,6 +20,7 @@ import pytest
 from aiobotocore.session import get_session
 
 from tests.conftest import TEST_PLATFORM_SECRET, Platform, PlatformFactory
+from tests.integration.engine_support import run_in
 from tests.integration.test_tenants import as_tenant
 from wopr_platform.backups.archive import Manifest, pack
 from wopr_platform.billing.runtime import RuntimeBilling
@@ -53,17 +54,6 @@ async def store_settings(request: pytest.FixtureRequest, s3_server: str) -> dict
 
 
 # --- helpers --------------------------------------------------------------------------------------------
-
-
-async def run_in(docker: aiodocker.Docker, container_id: str, script: str) -> str:
-    """Run a shell script in the bot's container (as the engine's exec does) and return what it printed."""
-    container = docker.containers.container(container_id)
-    execution = await container.exec(["sh", "-c", script], stdout=True, stderr=True)
-    output = b""
-    async with execution.start(detach=False) as stream:
-        while (message := await stream.read_out()) is not None:
-            output += message.data
-    return output.decode()
 
 
 async def write_note(docker: aiodocker.Docker, platform: Platform, bot_id: str, text: str) -> None:

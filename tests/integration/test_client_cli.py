@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import STUB_IMAGE, TOKEN, Platform, PlatformFactory
+from tests.conftest import BOOT_LINE, STUB_IMAGE, TOKEN, Platform, PlatformFactory
 from tests.integration.accounts_support import PASSWORD, new_key, new_user, sign_up
 from tests.ports import free_port
 
@@ -24,8 +24,6 @@ pytestmark = pytest.mark.slow
 
 WOPR = str(Path(sys.executable).parent / "wopr")
 DOLLAR = 1_000_000
-# what the project's stub bot writes at each start, then its count (stub/rootfs/usr/local/bin/stub-entrypoint)
-BOOT_LINE = "stub: boot #"
 
 
 @dataclass

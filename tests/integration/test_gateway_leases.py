@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from tests.conftest import PlatformFactory, several_replicas
 from tests.fixtures.fake_provider import FakeProvider
-from tests.integration.test_gateway import (
+from tests.integration.gateway_support import (
     DOLLAR,
     PROMPT,
     STREAMED,

@@ -16,6 +16,7 @@ import pytest
 from tests.conftest import STUB_IMAGE, Platform, PlatformFactory, bot_address, bot_container, both_backends
 from tests.figures import figure, scrape
 from tests.fixtures.registry import Registry
+from tests.integration.updates_support import image_status, rollouts, update_settings, wait_status
 
 pytestmark = pytest.mark.slow
 
@@ -33,44 +34,10 @@ class MovableClock:
         self._offset = moment - datetime.now(UTC)
 
 
-def update_settings(registry: Registry) -> dict[str, Any]:
-    return {
-        "FLEET_IMAGE_ALLOWLIST": f"localhost/wopr-stub,{registry.host}/",
-        "FLEET_UPDATE_INTERVAL_CANARY": 1,
-        "FLEET_UPDATE_INTERVAL_STAGING": 1,
-        "FLEET_UPDATE_INTERVAL_STABLE": 1,
-        "FLEET_UPDATE_JITTER": 0,
-        "FLEET_UPDATE_HEALTH_TIMEOUT": 6,
-    }
-
-
-async def image_status(platform: Platform, bot_id: str) -> dict[str, Any]:
-    response = await platform.client.get(f"/fleet/bots/{bot_id}/image-status")
-    assert response.status_code == 200, response.text
-    return dict(response.json())
-
-
-async def wait_status(platform: Platform, bot_id: str, timeout: float = 30.0, **expected: Any) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        status = await image_status(platform, bot_id)
-        if all(status.get(key) == value for key, value in expected.items()):
-            return status
-        if time.monotonic() > deadline:
-            raise AssertionError(f"image status of {bot_id} never reached {expected}; last {status}")
-        await asyncio.sleep(0.2)
-
-
 async def history(platform: Platform, bot_id: str) -> list[dict[str, Any]]:
     response = await platform.client.get(f"/fleet/bots/{bot_id}/updates")
     assert response.status_code == 200, response.text
     return list(response.json()["updates"])
-
-
-async def rollouts(platform: Platform) -> list[dict[str, Any]]:
-    response = await platform.client.get("/fleet/rollouts")
-    assert response.status_code == 200, response.text
-    return list(response.json()["rollouts"])
 
 
 async def finished_rollouts(platform: Platform, count: int, timeout: float = 60.0) -> list[dict[str, Any]]:
