@@ -14,6 +14,7 @@ from tests.conftest import Platform
 from tests.integration.accounts_support import PASSWORD, sign_up
 
 CSRF_FIELD = re.compile(r'name="csrf" value="([^"]*)"')
+HIDDEN_FIELD = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)"')
 FLASH = re.compile(r'<p class="flash( error)?"[^>]*>(.*?)</p>', re.DOTALL)
 
 
@@ -27,6 +28,12 @@ class Console:
     async def get(self, path: str, **params: Any) -> httpx.Response:
         return await self.client.get(path, params=params or None)
 
+    async def page(self, path: str, status: int = 200) -> str:
+        """A page's HTML, which must come with `status`."""
+        response = await self.get(path)
+        assert response.status_code == status, (path, response.status_code, response.text[-2000:])
+        return response.text
+
     async def csrf(self, path: str = "/ui/bots") -> str:
         """The CSRF token a page of the console puts in its forms."""
         found = CSRF_FIELD.search((await self.get(path)).text)
@@ -36,10 +43,11 @@ class Console:
     async def post(
         self, path: str, data: dict[str, str] | None = None, *, csrf: bool = True, origin: str | None = None
     ) -> httpx.Response:
-        """Post a form as one of the console's pages would (its CSRF token included unless `csrf=False`); the
-        answer is not followed (an action answers 303 and the page it names shows its outcome)."""
+        """Post a form as one of the console's pages would: its CSRF token included unless `csrf=False` or the form
+        carries one already (read with `hidden_fields`). The answer is not followed (an action answers 303 and the
+        page it names shows its outcome)."""
         form = dict(data or {})
-        if csrf:
+        if csrf and "csrf" not in form:
             form["csrf"] = await self.csrf()
         headers = {"Origin": origin} if origin is not None else {}
         return await self.client.post(path, data=form, headers=headers)
@@ -49,8 +57,34 @@ class Console:
         assert answer.status_code == 303, f"{answer.status_code}: {answer.text[:500]}"
         return await self.get(answer.headers["location"])
 
+    async def act(
+        self, path: str, data: dict[str, str] | None = None, *, csrf: bool = True, status: int = 200
+    ) -> httpx.Response:
+        """Post a form and open the page its redirect names (where the outcome is shown), which must come with
+        `status`."""
+        shown = await self.follow(await self.post(path, data, csrf=csrf))
+        assert shown.status_code == status, (shown.url.path, shown.status_code, shown.text[-2000:])
+        return shown
+
+    async def flash(self) -> str:
+        """The text of the message the last action left, as the next page shows it ("" when there is none)."""
+        shown = flash_of(await self.get("/ui/bots"))
+        return shown[1] if shown else ""
+
+    async def own_tenant(self) -> str:
+        """The id of the tenant the person was made with (their first)."""
+        me = (await self.get("/auth/me")).json()
+        return str(me["tenants"][0]["tenantId"])
+
     async def close(self) -> None:
         await self.client.aclose()
+
+
+def hidden_fields(page: str, action: str) -> dict[str, str]:
+    """The hidden fields (the CSRF token, an idempotency key, ...) of the page's form that posts to `action`."""
+    start = page.index(f'action="{action}"')
+    form = page[start : page.index("</form>", start)]
+    return {name: html.unescape(value) for name, value in HIDDEN_FIELD.findall(form)}
 
 
 def flash_of(page: httpx.Response) -> tuple[bool, str] | None:

@@ -13,21 +13,23 @@ import pytest
 
 from tests.conftest import PlatformFactory
 from tests.fixtures.registry import Registry
-from tests.integration.test_console_money import BILLING, balance, hidden, signed_in
-from tests.integration.test_updates import rollouts, update_settings, wait_status
+from tests.integration.billing_support import BILLING, balance
+from tests.integration.console_support import hidden_fields, new_console_user
+from tests.integration.updates_support import rollouts, update_settings, wait_status
 
 pytestmark = pytest.mark.slow
 
 
 async def test_a_platform_admin_grants_credits_once_and_sets_a_tenants_quota(make_platform: PlatformFactory) -> None:
     platform = await make_platform(**BILLING)
-    root, _ = await signed_in(platform, "root")  # the first to sign up: the platform's admin
-    customer, tenant = await signed_in(platform, "customer")
+    root = await new_console_user(platform, "root")  # the first to sign up: the platform's admin
+    customer = await new_console_user(platform, "customer")
+    tenant = await customer.own_tenant()
     listed = await root.page("/ui/admin/tenants")
     assert f'href="/ui/admin/tenants/{tenant}"' in listed
 
     page = await root.page(f"/ui/admin/tenants/{tenant}")
-    form = hidden(page, f"/ui/admin/tenants/{tenant}/grants")
+    form = hidden_fields(page, f"/ui/admin/tenants/{tenant}/grants")
     # the same form sent twice (a double click): one grant
     for expected in ("Credits granted.", "nothing given"):
         sent = await root.post(f"/ui/admin/tenants/{tenant}/grants", {**form, "amount": "12.5", "memo": "welcome"})
@@ -40,12 +42,12 @@ async def test_a_platform_admin_grants_credits_once_and_sets_a_tenants_quota(mak
     assert "12,500,000" in await customer.page("/ui/billing")  # and the tenant sees it
 
     # what changes nothing: no CSRF token, another site's form, the tenant itself posting the admin's form
-    fresh = hidden(await root.page(f"/ui/admin/tenants/{tenant}"), f"/ui/admin/tenants/{tenant}/grants")
-    no_csrf = await root.post(f"/ui/admin/tenants/{tenant}/grants", {"key": fresh["key"], "amount": "5"})
+    fresh = hidden_fields(await root.page(f"/ui/admin/tenants/{tenant}"), f"/ui/admin/tenants/{tenant}/grants")
+    no_csrf = await root.post(f"/ui/admin/tenants/{tenant}/grants", {"key": fresh["key"], "amount": "5"}, csrf=False)
     assert no_csrf.status_code == 303 and "X-CSRF-Token" in await root.flash()
-    foreign = await root.post(f"/ui/admin/tenants/{tenant}/grants", {**fresh, "amount": "5"}, Origin="https://x.test")
+    foreign = await root.post(f"/ui/admin/tenants/{tenant}/grants", {**fresh, "amount": "5"}, origin="https://x.test")
     assert foreign.status_code == 403
-    own = hidden(await customer.page("/ui/billing"), "/ui/billing/limits")
+    own = hidden_fields(await customer.page("/ui/billing"), "/ui/billing/limits")
     forged = await customer.post(f"/ui/admin/tenants/{tenant}/grants", {**own, "key": fresh["key"], "amount": "5"})
     assert forged.status_code == 303 and "platform admin" in await customer.flash()
     bad = await root.post(f"/ui/admin/tenants/{tenant}/grants", {**fresh, "amount": "-5"})
@@ -75,27 +77,28 @@ async def test_only_a_platform_admin_sees_and_changes_users_and_others_get_a_ref
     make_platform: PlatformFactory,
 ) -> None:
     platform = await make_platform()
-    root, _ = await signed_in(platform, "root")
-    other, tenant = await signed_in(platform, "other")
+    root = await new_console_user(platform, "root")
+    other = await new_console_user(platform, "other")
+    tenant = await other.own_tenant()
     for path in ("/ui/admin/users", "/ui/rollouts", "/ui/admin/tenants", f"/ui/admin/tenants/{tenant}"):
         refused = await other.page(path, status=403)
         assert "That did not work" in refused and "platform admin" in refused, path
-    me = (await other.http.get("/auth/me")).json()
-    csrf = hidden(await other.page("/ui/billing"), "/ui/billing/limits")["csrf"]
+    me = (await other.get("/auth/me")).json()
+    csrf = hidden_fields(await other.page("/ui/billing"), "/ui/billing/limits")["csrf"]
     forged = await other.post(f"/ui/admin/users/{me['id']}/platform-admin", {"csrf": csrf, "platformAdmin": "true"})
     assert forged.status_code == 303 and "platform admin" in await other.flash()
-    assert (await other.http.get("/auth/me")).json()["platformAdmin"] is False
+    assert (await other.get("/auth/me")).json()["platformAdmin"] is False
 
     page = await root.page("/ui/admin/users")
     assert me["email"] in page and "(you)" in page
-    form = hidden(page, f"/ui/admin/users/{me['id']}/platform-admin")
+    form = hidden_fields(page, f"/ui/admin/users/{me['id']}/platform-admin")
     made = await root.post(f"/ui/admin/users/{me['id']}/platform-admin", {**form, "platformAdmin": "true"})
     assert made.status_code == 303 and await root.flash() == f"{me['email']} is now a platform admin."
-    assert (await other.http.get("/auth/me")).json()["platformAdmin"] is True
+    assert (await other.get("/auth/me")).json()["platformAdmin"] is True
     assert "Rollouts" in await other.page("/ui/rollouts")
     unmade = await root.post(f"/ui/admin/users/{me['id']}/platform-admin", {**form, "platformAdmin": "false"})
     assert unmade.status_code == 303 and "no longer" in await root.flash()
-    assert (await other.http.get("/auth/me")).json()["platformAdmin"] is False
+    assert (await other.get("/auth/me")).json()["platformAdmin"] is False
     await root.close()
     await other.close()
 
@@ -107,7 +110,7 @@ async def test_the_rollouts_pages_follow_a_rollouts_waves_until_it_is_over(
     repo = "wopr-" + uuid.uuid4().hex[:8]
     await registry.push(repo, "latest", message="v1")
     platform = await make_platform(**update_settings(registry))
-    root, _ = await signed_in(platform, "root")
+    root = await new_console_user(platform, "root")
     assert "No rollout yet." in await root.page("/ui/rollouts")
     image = f"{registry.host}/{repo}:latest"
     bots = [

@@ -10,47 +10,19 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import aiodocker
-import httpx
 import pytest
 
-from tests.conftest import STUB_IMAGE, Platform, PlatformFactory, bot_container
-from tests.integration.accounts_support import PASSWORD, sign_up
-from tests.integration.test_backups import run_in
-from tests.integration.test_client_cli import BOOT_LINE
+from tests.conftest import BOOT_LINE, STUB_IMAGE, Platform, PlatformFactory, bot_container
+from tests.integration.accounts_support import sign_up
+from tests.integration.console_support import Console, new_console_user
+from tests.integration.engine_support import run_in
 
 pytestmark = pytest.mark.slow
 
 TEMPLATE = "stable-discord"
-CSRF_RE = re.compile(r'name="csrf" value="([^"]+)"')
-
-
-@dataclass
-class Console:
-    """A signed-in person's browser on the console: its cookies, and the CSRF token its pages carry."""
-
-    client: httpx.AsyncClient
-    csrf: str
-    tenant: str
-
-    async def page(self, path: str, status: int = 200) -> str:
-        response = await self.client.get(path)
-        assert response.status_code == status, (path, response.status_code, response.text[-2000:])
-        return response.text
-
-    async def post(self, path: str, fields: dict[str, str], *, csrf: bool = True, **headers: str) -> httpx.Response:
-        data = {"csrf": self.csrf, **fields} if csrf else fields
-        return await self.client.post(path, data=data, headers=headers)
-
-    async def act(self, path: str, fields: dict[str, str] | None = None, status: int = 200) -> tuple[str, str]:
-        """Post a form as its page does and follow the answer's redirect: (where it went, what that page says)."""
-        response = await self.post(path, fields or {})
-        assert response.status_code == 303, (path, response.status_code, response.text[-2000:])
-        target = response.headers["location"]
-        return target, await self.page(target, status)
 
 
 @pytest.fixture
@@ -67,22 +39,14 @@ async def consoles(platform: Platform) -> AsyncIterator[list[Console]]:
     opened: list[Console] = []
     yield opened
     for console in opened:
-        await console.client.aclose()
+        await console.close()
 
 
-async def signed_in(platform: Platform, consoles: list[Console], who: str) -> Console:
-    """A new user, signed in through the console's own sign-in form."""
-    address = await sign_up(platform, who)
-    client = httpx.AsyncClient(base_url=platform.url, trust_env=False, timeout=60)
-    response = await client.post("/ui/login", data={"email": address, "password": PASSWORD, "next": "/ui/bots"})
-    assert response.status_code == 303, response.text
-    me = (await client.get("/auth/me")).json()
-    page = (await client.get("/ui/bots")).text
-    found = CSRF_RE.search(page)
-    assert found is not None, page
-    console = Console(client, found.group(1), me["tenants"][0]["tenantId"])
+async def signed_in(platform: Platform, consoles: list[Console], who: str) -> tuple[Console, str]:
+    """A new user signed in through the console's own sign-in form (closed after the test), and their tenant."""
+    console = await new_console_user(platform, who)
     consoles.append(console)
-    return console
+    return console, await console.own_tenant()
 
 
 def secrets() -> dict[str, str]:
@@ -119,10 +83,10 @@ async def made_from_template(console: Console, values: dict[str, str], name: str
     """A bot made through the console's form from the template (on the stub image); its id."""
     fields = {"template": TEMPLATE, "name": name or "bot-" + uuid.uuid4().hex[:6], "image": STUB_IMAGE}
     fields |= {f"var.{key}": value for key, value in values.items()}
-    target, shown = await console.act("/ui/bots", fields)
-    found = re.fullmatch(r"/ui/bots/([0-9a-f-]{36})", target)
-    assert found is not None, target
-    assert f"Bot {fields['name']} created from {TEMPLATE}." in shown
+    shown = await console.act("/ui/bots", fields)
+    found = re.fullmatch(r"/ui/bots/([0-9a-f-]{36})", shown.url.path)
+    assert found is not None, shown.url
+    assert f"Bot {fields['name']} created from {TEMPLATE}." in shown.text
     return found.group(1)
 
 
@@ -147,7 +111,7 @@ async def logs_with(console: Console, bot_id: str, line: str, timeout: float = 2
 async def test_a_bot_from_a_template_is_made_in_the_console_and_its_page_never_shows_a_secret(
     platform: Platform, consoles: list[Console]
 ) -> None:
-    console = await signed_in(platform, consoles, "maker")
+    console, tenant = await signed_in(platform, consoles, "maker")
     values = secrets()
 
     listed = await console.page("/ui/templates")
@@ -168,10 +132,10 @@ async def test_a_bot_from_a_template_is_made_in_the_console_and_its_page_never_s
     foreign = await console.post("/ui/bots", base | {"name": "foreign", "image": "docker.io/library/busybox:latest"})
     assert foreign.status_code == 400
     assert "image is not in the allowlist (image)" in foreign.text
-    assert await bots_of(platform, console.tenant) == []
+    assert await bots_of(platform, tenant) == []
 
     bot_id = await made_from_template(console, values, name="from-console")
-    bot = await settled(platform, console.tenant, bot_id, state="running")
+    bot = await settled(platform, tenant, bot_id, state="running")
     assert bot["template"] == {"name": TEMPLATE, "version": 1}
     assert set(values) <= set(bot["secretEnv"])
 
@@ -191,51 +155,51 @@ async def test_a_bot_from_a_template_is_made_in_the_console_and_its_page_never_s
 
 
 async def test_start_stop_restart_and_delete_act_on_the_bot(platform: Platform, consoles: list[Console]) -> None:
-    console = await signed_in(platform, consoles, "power")
+    console, tenant = await signed_in(platform, consoles, "power")
     bot_id = await made_from_template(console, secrets())
     page = f"/ui/bots/{bot_id}"
-    await settled(platform, console.tenant, bot_id, state="running")
+    await settled(platform, tenant, bot_id, state="running")
 
-    target, shown = await console.act(f"{page}/stop")
-    assert target == page and "Bot stopped." in shown
-    stopped = await bot_of(platform, console.tenant, bot_id)
+    stopping = await console.act(f"{page}/stop")
+    assert stopping.url.path == page and "Bot stopped." in stopping.text
+    stopped = await bot_of(platform, tenant, bot_id)
     assert stopped["desiredState"] == "stopped" and stopped["state"] != "running"
     assert "(wanted" not in await console.page(f"{page}/status")
 
-    _, shown = await console.act(f"{page}/start")
+    shown = (await console.act(f"{page}/start")).text
     assert "Bot started." in shown
-    started = await settled(platform, console.tenant, bot_id, state="running")
+    started = await settled(platform, tenant, bot_id, state="running")
     assert started["desiredState"] == "running"
 
-    _, shown = await console.act(f"{page}/restart")
+    shown = (await console.act(f"{page}/restart")).text
     assert "Bot restarted." in shown
-    restarted = await settled(platform, console.tenant, bot_id, state="running")
+    restarted = await settled(platform, tenant, bot_id, state="running")
     assert restarted["startedAt"] != started["startedAt"]
 
-    target, shown = await console.act(f"{page}/delete")
-    assert target == "/ui/bots" and "Bot deleted" in shown
-    assert await bots_of(platform, console.tenant) == []
+    deleted = await console.act(f"{page}/delete")
+    assert deleted.url.path == "/ui/bots" and "Bot deleted" in deleted.text
+    assert await bots_of(platform, tenant) == []
     await console.page(page, status=404)
 
 
 async def test_a_changed_environment_keeps_the_secrets_not_given_and_never_shows_one(
     platform: Platform, consoles: list[Console], docker: aiodocker.Docker
 ) -> None:
-    console = await signed_in(platform, consoles, "env")
+    console, tenant = await signed_in(platform, consoles, "env")
     values = secrets()
     bot_id = await made_from_template(console, values)
-    before = await settled(platform, console.tenant, bot_id, state="running")
+    before = await settled(platform, tenant, bot_id, state="running")
     plain = "\n".join(f"{k}={v}" for k, v in before["env"].items() if k not in before["secretEnv"])
     page = f"/ui/bots/{bot_id}"
 
     # an image outside the allowlist is refused with the API's reason, and nothing changes
-    _, shown = await console.act(f"{page}/settings", {"image": "docker.io/library/busybox:latest", "env": plain})
+    shown = (await console.act(f"{page}/settings", {"image": "docker.io/library/busybox:latest", "env": plain})).text
     assert '<p class="flash error">image is not in the allowlist (image)</p>' in shown
-    assert (await bot_of(platform, console.tenant, bot_id))["image"] == STUB_IMAGE
+    assert (await bot_of(platform, tenant, bot_id))["image"] == STUB_IMAGE
 
     new_client_id = "client-" + uuid.uuid4().hex
     extra = "extra-" + uuid.uuid4().hex
-    _, shown = await console.act(
+    changed = await console.act(
         f"{page}/settings",
         {
             "image": STUB_IMAGE,
@@ -246,8 +210,9 @@ async def test_a_changed_environment_keeps_the_secrets_not_given_and_never_shows
             "secrets": f"EXTRA_TOKEN={extra}",
         },
     )
+    shown = changed.text
     assert "environment changed" in shown
-    after = await settled(platform, console.tenant, bot_id, state="running")
+    after = await settled(platform, tenant, bot_id, state="running")
     assert after["env"]["GREETING"] == "hello there"
     assert set(after["secretEnv"]) == set(values) | {"EXTRA_TOKEN"}
     env = dict(item.split("=", 1) for item in (await bot_container(docker, after["containerId"]))["Config"]["Env"])
@@ -260,13 +225,13 @@ async def test_a_changed_environment_keeps_the_secrets_not_given_and_never_shows
     lines = re.search(r'<textarea id="b-env" name="env"[^>]*>(.*?)</textarea>', shown, re.S)
     assert lines is not None and "GREETING=hello there" in lines.group(1)
     as_shown = {"image": STUB_IMAGE, "env": html.unescape(lines.group(1))}
-    _, shown = await console.act(f"{page}/settings", as_shown | {"drop.EXTRA_TOKEN": "1"})
-    dropped = await bot_of(platform, console.tenant, bot_id)
+    shown = (await console.act(f"{page}/settings", as_shown | {"drop.EXTRA_TOKEN": "1"})).text
+    dropped = await bot_of(platform, tenant, bot_id)
     assert "EXTRA_TOKEN" not in dropped["env"] and "EXTRA_TOKEN" not in dropped["secretEnv"]
     assert {k: v for k, v in dropped["env"].items() if k != "EXTRA_TOKEN"} == {
         k: v for k, v in after["env"].items() if k != "EXTRA_TOKEN"
     }
-    _, unchanged = await console.act(f"{page}/settings", as_shown)
+    unchanged = (await console.act(f"{page}/settings", as_shown)).text
     assert "Nothing to change." in unchanged
 
     everything = {**values, "DISCORD_CLIENT_ID (new)": new_client_id, "EXTRA_TOKEN": extra}
@@ -275,10 +240,10 @@ async def test_a_changed_environment_keeps_the_secrets_not_given_and_never_shows
 
 
 async def test_another_tenants_bot_and_forged_posts_change_nothing(platform: Platform, consoles: list[Console]) -> None:
-    owner = await signed_in(platform, consoles, "owner")
-    other = await signed_in(platform, consoles, "other")
+    owner, tenant = await signed_in(platform, consoles, "owner")
+    other, _ = await signed_in(platform, consoles, "other")
     bot_id = await made_from_template(owner, secrets())
-    await settled(platform, owner.tenant, bot_id, state="running")
+    await settled(platform, tenant, bot_id, state="running")
     page = f"/ui/bots/{bot_id}"
     await logs_with(owner, bot_id, BOOT_LINE)
 
@@ -286,8 +251,8 @@ async def test_another_tenants_bot_and_forged_posts_change_nothing(platform: Pla
     await other.page(page, status=404)
     assert BOOT_LINE not in await other.page(f"{page}/logs")
     for verb in ("stop", "delete"):
-        target, shown = await other.act(f"{page}/{verb}", status=404)
-        assert target == page and 'class="flash error"' in shown
+        refused = await other.act(f"{page}/{verb}", status=404)
+        assert refused.url.path == page and 'class="flash error"' in refused.text
     refused = await other.post(f"{page}/settings", {"image": STUB_IMAGE, "env": "A=1"})
     assert refused.status_code == 303
 
@@ -298,7 +263,7 @@ async def test_another_tenants_bot_and_forged_posts_change_nothing(platform: Pla
     foreign = await owner.post(f"{page}/delete", {}, origin="https://evil.example")
     assert foreign.status_code == 403
 
-    bot = await bot_of(platform, owner.tenant, bot_id)
+    bot = await bot_of(platform, tenant, bot_id)
     assert bot["state"] == "running" and bot["desiredState"] == "running"
     assert "A" not in bot["env"]
 
@@ -306,31 +271,30 @@ async def test_another_tenants_bot_and_forged_posts_change_nothing(platform: Pla
 async def test_backups_are_taken_and_restored_and_the_image_updated_from_the_bots_page(
     platform: Platform, consoles: list[Console], docker: aiodocker.Docker
 ) -> None:
-    console = await signed_in(platform, consoles, "backups")
+    console, tenant = await signed_in(platform, consoles, "backups")
     bot_id = await made_from_template(console, secrets())
-    bot = await settled(platform, console.tenant, bot_id, state="running")
+    bot = await settled(platform, tenant, bot_id, state="running")
     page = f"/ui/bots/{bot_id}"
     await run_in(docker, bot["containerId"], "echo before > /data/note")
 
     shown = await console.page(page)
     assert "No backup of this bot yet." in shown
     assert 'hx-indicator="#backup-busy"' in shown and 'id="backup-busy" class="busy"' in shown
-    _, shown = await console.act(f"{page}/backups")
-    backups = (
-        await platform.client.get("/backups", params={"botId": bot_id}, headers={"X-Tenant-Id": console.tenant})
-    ).json()["backups"]
+    shown = (await console.act(f"{page}/backups")).text
+    listed = await platform.client.get("/backups", params={"botId": bot_id}, headers={"X-Tenant-Id": tenant})
+    backups = listed.json()["backups"]
     assert [b["state"] for b in backups] == ["ready"]
     made = backups[0]["id"]
     assert f"Backup {made} made" in shown
     assert f'action="{page}/backups/{made}/restore"' in shown
 
     await run_in(docker, bot["containerId"], "echo after > /data/note")
-    _, shown = await console.act(f"{page}/backups/{made}/restore")
+    shown = (await console.act(f"{page}/backups/{made}/restore")).text
     assert f"Backup {made} restored." in shown
-    restored = await settled(platform, console.tenant, bot_id, state="running")
+    restored = await settled(platform, tenant, bot_id, state="running")
     assert (await run_in(docker, restored["containerId"], "cat /data/note")).strip() == "before"
 
     # the image part, and "update now": a locally built image has no registry digest to update from (the API says so)
     assert 'aria-label="Image updates"' in shown and "No update yet." in shown
-    _, shown = await console.act(f"{page}/update")
+    shown = (await console.act(f"{page}/update")).text
     assert '<p class="flash error">this bot runs a locally built image with no registry digest' in shown

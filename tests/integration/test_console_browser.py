@@ -12,9 +12,8 @@ import pytest
 from playwright.async_api import expect
 
 from tests.browser import Chromium, Watched, chromium
-from tests.conftest import STUB_IMAGE, Platform
+from tests.conftest import BOOT_LINE, STUB_IMAGE, Platform
 from tests.integration.accounts_support import PASSWORD, email
-from tests.integration.test_client_cli import BOOT_LINE
 
 pytestmark = pytest.mark.slow
 

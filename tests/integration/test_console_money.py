@@ -13,76 +13,17 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Platform, PlatformFactory
+from tests.conftest import PlatformFactory
 from tests.fixtures.fake_provider import FakeProvider
 from tests.fixtures.stripe import SECRET_KEY, LocalStripe
-from tests.integration.accounts_support import PASSWORD, sign_up
-from tests.integration.test_gateway import PROMPT, start_gateway
+from tests.integration.accounts_support import sign_up
+from tests.integration.billing_support import BILLING, DOLLAR, balance, grant
+from tests.integration.console_support import hidden_fields, new_console_user
+from tests.integration.gateway_support import PROMPT, start_gateway
 
 pytestmark = pytest.mark.slow
 
-DOLLAR = 1_000_000
 WEBHOOK_SECRET = "whsec_" + uuid.uuid4().hex
-BILLING = {"BILLING_ENABLED": True, "BILLING_MIN_BALANCE": DOLLAR}
-HIDDEN = re.compile(r'name="(csrf|key)" value="([^"]*)"')
-
-
-class Console:
-    """A browser on the console: a client keeping the cookies the console and the API set."""
-
-    def __init__(self, platform: Platform) -> None:
-        self.http = httpx.AsyncClient(base_url=platform.url, trust_env=False, timeout=60)
-
-    async def sign_in(self, address: str) -> None:
-        response = await self.http.post("/ui/login", data={"email": address, "password": PASSWORD})
-        assert response.status_code == 303, response.text
-
-    async def page(self, path: str, status: int = 200) -> str:
-        response = await self.http.get(path)
-        assert response.status_code == status, response.text
-        return response.text
-
-    async def post(self, path: str, form: dict[str, str], **headers: str) -> httpx.Response:
-        return await self.http.post(path, data=form, headers=headers)
-
-    async def flash(self) -> str:
-        """The message the last action left for the next page."""
-        found = re.search(r'<p class="flash( error)?">([^<]*)</p>', await self.page("/ui/bots"))
-        return found.group(2) if found else ""
-
-    async def close(self) -> None:
-        await self.http.aclose()
-
-
-def hidden(html: str, action: str) -> dict[str, str]:
-    """The hidden fields (CSRF token, idempotency key) of the form posting to `action`."""
-    start = html.index(f'action="{action}"')
-    form = html[start : html.index("</form>", start)]
-    return dict(HIDDEN.findall(form))
-
-
-async def signed_in(platform: Platform, who: str) -> tuple[Console, str]:
-    """A new user signed in to the console, and their own tenant."""
-    address = await sign_up(platform, who)
-    console = Console(platform)
-    await console.sign_in(address)
-    me = (await console.http.get("/auth/me")).json()
-    return console, str(me["tenants"][0]["tenantId"])
-
-
-async def grant(platform: Platform, tenant: str, amount: int, memo: str) -> None:
-    response = await platform.client.post(
-        f"/tenants/{tenant}/credits/grants",
-        json={"amount": amount, "memo": memo},
-        headers={"Idempotency-Key": "g-" + uuid.uuid4().hex},
-    )
-    assert response.status_code == 201, response.text
-
-
-async def balance(platform: Platform, tenant: str) -> int:
-    response = await platform.client.get(f"/tenants/{tenant}/credits")
-    assert response.status_code == 200, response.text
-    return int(response.json()["balance"])
 
 
 def intents_of(localstripe: LocalStripe, tenant: str) -> list[dict[str, Any]]:
@@ -108,11 +49,12 @@ async def test_buying_credits_starts_one_payment_per_form_and_the_paid_credits_s
     )
     localstripe.deliver_to(f"{platform.url}/billing/webhook", WEBHOOK_SECRET)
     await sign_up(platform, "root")  # the first to sign up is the platform's admin: the buyer is an owner only
-    buyer, tenant = await signed_in(platform, "buyer")
+    buyer = await new_console_user(platform, "buyer")
+    tenant = await buyer.own_tenant()
     page = await buyer.page("/ui/billing")
     assert "Buy credits" in page and "No transactions" in page
-    form = hidden(page, "/ui/billing/checkout")
-    assert form["key"] != hidden(await buyer.page("/ui/billing"), "/ui/billing/checkout")["key"]  # fresh each time
+    form = hidden_fields(page, "/ui/billing/checkout")
+    assert form["key"] != hidden_fields(await buyer.page("/ui/billing"), "/ui/billing/checkout")["key"]  # fresh
 
     # a double submit of one form: one payment, the same answer twice
     answers = [await buyer.post("/ui/billing/checkout", {**form, "amount": "25"}) for _ in range(2)]
@@ -126,14 +68,14 @@ async def test_buying_credits_starts_one_payment_per_form_and_the_paid_credits_s
     assert localstripe.api("GET", f"payment_intents/{intent}")["amount"] == 2500
 
     # refused before any payment starts: not a whole amount, no CSRF token, another site's form
-    fresh = hidden(await buyer.page("/ui/billing"), "/ui/billing/checkout")
+    fresh = hidden_fields(await buyer.page("/ui/billing"), "/ui/billing/checkout")
     not_whole = await buyer.post("/ui/billing/checkout", {**fresh, "amount": "2.5"})
     assert (not_whole.status_code, not_whole.headers["location"]) == (303, "/ui/billing")
     assert "whole number" in await buyer.flash()
-    no_csrf = await buyer.post("/ui/billing/checkout", {"key": fresh["key"], "amount": "10"})
+    no_csrf = await buyer.post("/ui/billing/checkout", {"key": fresh["key"], "amount": "10"}, csrf=False)
     assert no_csrf.status_code == 303
     assert "X-CSRF-Token" in await buyer.flash()
-    foreign = await buyer.post("/ui/billing/checkout", {**fresh, "amount": "10"}, Origin="https://evil.example")
+    foreign = await buyer.post("/ui/billing/checkout", {**fresh, "amount": "10"}, origin="https://evil.example")
     assert foreign.status_code == 403
     assert len(intents_of(localstripe, tenant)) == 1
 
@@ -156,7 +98,8 @@ async def test_the_billing_page_shows_grants_pages_of_transactions_and_sets_spen
 ) -> None:
     platform = await make_platform(**BILLING)
     await sign_up(platform, "root")
-    owner, tenant = await signed_in(platform, "owner")
+    owner = await new_console_user(platform, "owner")
+    tenant = await owner.own_tenant()
     await grant(platform, tenant, 7 * DOLLAR, "the first grant")
     for n in range(50):
         await grant(platform, tenant, 1, f"grant {n}")
@@ -170,16 +113,16 @@ async def test_the_billing_page_shows_grants_pages_of_transactions_and_sets_spen
     assert 'rel="next"' not in page
 
     # caps in currency units, exactly; an amount that is no amount changes nothing
-    form = hidden(page, "/ui/billing/limits")
+    form = hidden_fields(page, "/ui/billing/limits")
     saved = await owner.post("/ui/billing/limits", {**form, "dailyCap": "2.5", "monthlyCap": ""})
     assert saved.status_code == 303, saved.text
     assert await owner.flash() == "Spending limits saved."
-    limits = (await owner.http.get("/billing/limits")).json()
+    limits = (await owner.get("/billing/limits")).json()
     assert (limits["dailyCap"], limits["monthlyCap"]) == (2_500_000, None)
     bad = await owner.post("/ui/billing/limits", {**form, "dailyCap": "0.0000001", "monthlyCap": "9"})
     assert bad.status_code == 303
     assert "dailyCap" in await owner.flash()
-    limits = (await owner.http.get("/billing/limits")).json()
+    limits = (await owner.get("/billing/limits")).json()
     assert (limits["dailyCap"], limits["monthlyCap"]) == (2_500_000, None)
     assert 'name="dailyCap" inputmode="decimal" value="2.5"' in await owner.page("/ui/billing")
     assert "The AI gateway is off on this platform" in await owner.page("/ui/gateway")
@@ -193,10 +136,11 @@ async def test_the_ai_usage_page_shows_the_tenants_calls_models_and_keys(
     gateway = await start_gateway(make_platform, fake_provider)
     platform = gateway.platform
     await sign_up(platform, "root")
-    owner, tenant = await signed_in(platform, "ai")
+    owner = await new_console_user(platform, "ai")
+    tenant = await owner.own_tenant()
     await grant(platform, tenant, 10 * DOLLAR, "for the gateway")
-    csrf = hidden(await owner.page("/ui/billing"), "/ui/billing/limits")["csrf"]
-    made = await owner.http.post("/gateway/keys", json={"name": "my-script"}, headers={"X-CSRF-Token": csrf})
+    csrf = hidden_fields(await owner.page("/ui/billing"), "/ui/billing/limits")["csrf"]
+    made = await owner.client.post("/gateway/keys", json={"name": "my-script"}, headers={"X-CSRF-Token": csrf})
     assert made.status_code == 201, made.text
     async with httpx.AsyncClient(
         base_url=gateway.url, headers={"Authorization": f"Bearer {made.json()['key']}"}, trust_env=False
@@ -205,10 +149,10 @@ async def test_the_ai_usage_page_shows_the_tenants_calls_models_and_keys(
             called = await http.post("/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": PROMPT})
             assert called.status_code == 200, called.text
     deadline = time.monotonic() + 10
-    while not (await owner.http.get("/gateway/usage")).json()["usage"]:
+    while not (await owner.get("/gateway/usage")).json()["usage"]:
         assert time.monotonic() < deadline
         await asyncio.sleep(0.05)
-    usage = (await owner.http.get("/gateway/usage")).json()
+    usage = (await owner.get("/gateway/usage")).json()
 
     page = await owner.page("/ui/gateway")
     assert "my-script" in page and "claude-3-5-haiku-latest" in page  # its keys, the models offered

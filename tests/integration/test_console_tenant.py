@@ -17,14 +17,13 @@ import pytest
 from tests.conftest import Platform, PlatformFactory
 from tests.fixtures.smtp import MailServer
 from tests.integration.accounts_support import PASSWORD, key_client, new_key, new_user, sign_in, sign_up
-from tests.integration.console_support import Console, console_sign_in, flash_of
+from tests.integration.console_support import CSRF_FIELD, console_sign_in, flash_of
 from wopr_platform.core.access import SCOPES
 from wopr_platform.web.console import CSRF_COOKIE, SESSION_COOKIE
 from wopr_platform.web.routes.tenant import SCOPES as CONSOLE_SCOPES
 
 pytestmark = pytest.mark.slow
 
-CSRF_FIELD = re.compile(r'name="csrf" value="([^"]*)"')
 SECRET = re.compile(r'<p class="secret">([^<]+)</p>')
 LISTED_CODE = re.compile(r"<li>([A-Za-z0-9-]+)</li>")
 OLDER = re.compile(r'href="(/ui/audit\?[^"]+)" rel="next"')
@@ -36,13 +35,6 @@ async def _accounts(make_platform: PlatformFactory, **settings: object) -> Platf
     platform = await make_platform(FLEET_RATE_LIMIT=0, **settings)
     await sign_up(platform, "root")
     return platform
-
-
-async def _done(
-    console: Console, path: str, data: dict[str, str] | None = None, *, csrf: bool = True
-) -> httpx.Response:
-    """Post a form and open the page its redirect leads to (where the outcome is shown)."""
-    return await console.follow(await console.post(path, data, csrf=csrf))
 
 
 def _words(answer: httpx.Response) -> str:
@@ -90,18 +82,18 @@ async def test_a_key_made_in_the_console_works_its_secret_is_shown_once_and_revo
             assert f"by {owner.email}" in listed.text
 
             # what an attacker would try: no CSRF token, another site's form, another tenant's key
-            forged = await _done(console, "/ui/keys", {"name": "sneaky", "scope": "admin"}, csrf=False)
+            forged = await console.act("/ui/keys", {"name": "sneaky", "scope": "admin"}, csrf=False)
             assert (shown_flash := flash_of(forged)) is not None and shown_flash[0] and "X-CSRF-Token" in shown_flash[1]
             foreign = await console.post(f"/ui/keys/{stored['id']}/revoke", origin="https://evil.example")
             assert foreign.status_code == 403
             theirs = await new_key(other, ["read"])
-            assert flash_of(await _done(console, f"/ui/keys/{theirs['id']}/revoke")) == (True, "key not found")
+            assert flash_of(await console.act(f"/ui/keys/{theirs['id']}/revoke")) == (True, "key not found")
             async with key_client(platform, theirs["secret"]) as their_bearer:
                 assert (await their_bearer.get("/fleet/bots")).status_code == 200
             assert [k["name"] for k in (await owner.client.get("/keys")).json()["keys"]] == ["deployer"]
             assert (await bearer.get("/fleet/bots")).status_code == 200
 
-            revoked = await _done(console, f"/ui/keys/{stored['id']}/revoke")
+            revoked = await console.act(f"/ui/keys/{stored['id']}/revoke")
             assert flash_of(revoked) == (False, "Key revoked: the API refuses it from now on.")
             assert (await bearer.get("/fleet/bots")).status_code == 401
         assert "No API keys yet" in revoked.text
@@ -140,21 +132,21 @@ async def test_invited_members_join_change_role_and_a_viewer_sees_the_refusal(
     invitee = await console_sign_in(platform, await sign_up(platform, "invitee"))
     stranger = await new_user(platform, "stranger", _tenant("elsewhere"))
     try:
-        sent = await _done(console, "/ui/invitations", {"email": invitee.email, "role": "member"})
+        sent = await console.act("/ui/invitations", {"email": invitee.email, "role": "member"})
         assert flash_of(sent) == (False, f"Invitation mailed to {invitee.email}, as member.")
         assert invitee.email in sent.text and "Send the invitation" in sent.text
         (mail,) = await smtp.wait_for(invitee.email)
 
         offer = await invitee.get("/ui/invitations/accept", token=mail.token())
         assert offer.status_code == 200 and "Join the tenant" in offer.text
-        joined = await _done(invitee, "/ui/invitations/accept", {"token": mail.token()})
+        joined = await invitee.act("/ui/invitations/accept", {"token": mail.token()})
         assert flash_of(joined) == (False, f"You joined {tenant} as member; acting for it now.")
         members = {m["email"]: m for m in (await owner.client.get("/members")).json()["members"]}
         assert members[invitee.email]["role"] == "member"
         assert (await owner.client.get("/invitations")).json()["invitations"] == []
         invitee_id = members[invitee.email]["userId"]
 
-        changed = await _done(console, f"/ui/members/{invitee_id}/role", {"role": "viewer"})
+        changed = await console.act(f"/ui/members/{invitee_id}/role", {"role": "viewer"})
         assert flash_of(changed) == (False, f"{invitee.email} is now viewer.")
         roles = {m["email"]: m["role"] for m in (await owner.client.get("/members")).json()["members"]}
         assert roles == {owner.email: "owner", invitee.email: "viewer"}
@@ -162,26 +154,26 @@ async def test_invited_members_join_change_role_and_a_viewer_sees_the_refusal(
         assert f"{owner.email} PATCH /members/{{user_id}} role user {invitee.email} 200" in audit
 
         # a viewer gets the API's refusal shown on a page, and nothing is made
-        tried = await _done(invitee, "/ui/keys", {"name": "mine", "scope": "read"})
-        assert tried.status_code == 403 and flash_of(tried) == (True, "this needs the 'admin' scope")
+        tried = await invitee.act("/ui/keys", {"name": "mine", "scope": "read"}, status=403)
+        assert flash_of(tried) == (True, "this needs the 'admin' scope")
         assert (await owner.client.get("/keys")).json()["keys"] == []
         seen = await invitee.get("/ui/members")
         assert owner.email in seen.text and "Send the invitation" not in seen.text and "Change role" not in seen.text
 
         # someone of another tenant is not found here, and stays as they were
-        missed = await _done(console, f"/ui/members/{stranger.id}/role", {"role": "viewer"})
+        missed = await console.act(f"/ui/members/{stranger.id}/role", {"role": "viewer"})
         assert flash_of(missed) == (True, "member not found")
         again = await sign_in(platform, stranger.email)
         assert again.tenants == stranger.tenants
         await again.close()
 
         # an invitation revoked; a member removed
-        await _done(console, "/ui/invitations", {"email": "later@example.test", "role": "admin"})
+        await console.act("/ui/invitations", {"email": "later@example.test", "role": "admin"})
         (invitation,) = (await owner.client.get("/invitations")).json()["invitations"]
-        revoked = await _done(console, f"/ui/invitations/{invitation['id']}/revoke")
+        revoked = await console.act(f"/ui/invitations/{invitation['id']}/revoke")
         assert flash_of(revoked) == (False, "Invitation revoked: its link no longer works.")
         assert (await owner.client.get("/invitations")).json()["invitations"] == []
-        removed = await _done(console, f"/ui/members/{invitee_id}/remove")
+        removed = await console.act(f"/ui/members/{invitee_id}/remove")
         assert flash_of(removed) == (False, "Member removed; the keys they made for this tenant are revoked.")
         assert [m["email"] for m in (await owner.client.get("/members")).json()["members"]] == [owner.email]
     finally:
@@ -200,7 +192,7 @@ async def test_the_account_page_sets_up_the_second_factor_and_changes_the_passwo
     console = await console_sign_in(platform, await sign_up(platform, "person"))
     try:
         assert "Second factor off" in _words(await console.get("/ui/account"))
-        wrong = await _done(console, "/ui/account/totp", {"password": "not the password"})
+        wrong = await console.act("/ui/account/totp", {"password": "not the password"})
         assert flash_of(wrong) == (True, "the password is wrong")  # shown there, still signed in
 
         begun = await console.post("/ui/account/totp", {"password": PASSWORD})
@@ -227,8 +219,7 @@ async def test_the_account_page_sets_up_the_second_factor_and_changes_the_passwo
         fresh = LISTED_CODE.findall((await console.post("/ui/account/recovery-codes", {"password": PASSWORD})).text)
         assert len(fresh) == len(codes) and not set(fresh) & set(codes)
 
-        changed = await _done(
-            console,
+        changed = await console.act(
             "/ui/account/password",
             {"currentPassword": PASSWORD, "newPassword": NEW_PASSWORD, "repeatPassword": NEW_PASSWORD},
         )
@@ -244,11 +235,11 @@ async def test_the_account_page_sets_up_the_second_factor_and_changes_the_passwo
             "/ui/login", data={"email": console.email, "password": NEW_PASSWORD, "code": _code(secret, 1)}
         )
         assert signed.status_code == 303 and signed.headers["location"] == "/ui/bots"
-        off = await _done(console, "/ui/account/totp/off", {"password": NEW_PASSWORD})
+        off = await console.act("/ui/account/totp/off", {"password": NEW_PASSWORD})
         assert flash_of(off) == (False, "The second factor is off; the recovery codes no longer work.")
         assert (await console.get("/auth/me")).json()["totp"] is False
 
-        everywhere = await _done(console, "/ui/account/sign-out-everywhere")
+        everywhere = await console.act("/ui/account/sign-out-everywhere")
         assert flash_of(everywhere) == (False, "Signed out on every device.")
         gone = await console.get("/ui/account")
         assert gone.status_code == 303 and gone.headers["location"].startswith("/ui/login")
