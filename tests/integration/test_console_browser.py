@@ -4,7 +4,10 @@ and a screenshot of each main page for review (tests/browser.py says where)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
+import uuid
 from collections.abc import AsyncIterator
 
 import httpx
@@ -12,10 +15,13 @@ import pytest
 from playwright.async_api import expect
 
 from tests.browser import Chromium, Watched, chromium
-from tests.conftest import BOOT_LINE, STUB_IMAGE, Platform
+from tests.conftest import BOOT_LINE, STUB_IMAGE, Platform, PlatformFactory
+from tests.fixtures.registry import Registry
 from tests.integration.accounts_support import PASSWORD, email
+from tests.integration.updates_support import rollouts, update_settings, wait_status
 
 pytestmark = pytest.mark.slow
+STATE, HEALTH = 1, 2  # columns of the bots table
 
 
 @pytest.fixture
@@ -89,13 +95,13 @@ async def test_the_bots_page_follows_the_fleet_live(browser: Chromium, platform:
     bot_id = made.json()["id"]
     row = page.locator(f"#b-{bot_id}")
     await expect(row).to_contain_text("live-one")
-    await expect(row.locator(".h")).to_have_text("healthy", timeout=30_000)
-    await expect(row.locator(".st")).to_have_text("running")
+    await expect(row.locator("td").nth(HEALTH)).to_have_text("healthy", timeout=30_000)
+    await expect(row.locator("td").nth(STATE)).to_have_text("running")
     await watched.screenshot("bots")
 
     stopped = await platform.client.post(f"/fleet/bots/{bot_id}/stop", headers={"X-Tenant-Id": tenant})
     assert stopped.status_code == 200, stopped.text
-    await expect(row.locator(".st")).not_to_have_text("running", timeout=30_000)
+    await expect(row.locator("td").nth(STATE)).not_to_have_text("running", timeout=30_000)
     removed = await platform.client.delete(f"/fleet/bots/{bot_id}", headers={"X-Tenant-Id": tenant})
     assert removed.status_code == 204, removed.text
     await expect(row).to_have_count(0)
@@ -176,4 +182,72 @@ async def test_an_api_key_is_made_shown_once_and_works(browser: Chromium, platfo
     await page.goto("/ui/keys")
     await expect(page.get_by_role("cell", name="deploy-bot", exact=True)).to_be_visible()
     assert secret not in await page.content()
+    watched.assert_clean()
+
+
+async def test_a_rollout_is_followed_wave_by_wave_until_it_halts(
+    browser: Chromium, make_platform: PlatformFactory, registry: Registry
+) -> None:
+    repo = "wopr-" + uuid.uuid4().hex[:8]
+    await registry.push(repo, "latest", message="v1")
+    platform = await make_platform(**update_settings(registry))
+    watched = await browser.open(platform.url)
+    page = watched.page
+    await sign_up_and_in(watched, "operator")  # the first person: the platform's admin
+    image = f"{registry.host}/{repo}:latest"
+    bots = [
+        (await platform.create_bot(image=image, updatePolicy="on-push", releaseChannel=channel))["id"]
+        for channel in ("stable", "canary")
+    ]
+    for bot_id in bots:
+        await wait_status(platform, bot_id, updateAvailable=False, watched=True)
+
+    # a new digest that never turns healthy: the canary's wave is rolled back and the rollout halts
+    await registry.push(repo, "latest", message="v2", healthy=False)
+    deadline = time.monotonic() + 30
+    while not await rollouts(platform):
+        assert time.monotonic() < deadline, "no rollout began"
+        await asyncio.sleep(0.1)
+    await page.get_by_role("link", name="Rollouts").click()
+    await page.locator("a[href^='/ui/rollouts/']").first.click()
+    await expect(page.locator("progress")).to_be_visible()
+    await watched.screenshot("rollout-running")
+    # the page follows it by itself until it is over
+    await expect(page.locator("tr.wave")).to_have_count(2)
+    await expect(page.get_by_text("halted").first).to_be_visible(timeout=60_000)
+    await expect(page.locator("progress")).to_have_count(0)
+    await expect(page.locator("tr.wave.done")).to_have_count(1)
+    await expect(page.locator("tr.wave.cancelled")).to_have_count(1)
+    await watched.screenshot("rollout-halted")
+    watched.assert_clean()
+
+
+async def test_every_page_of_the_console_renders_cleanly(browser: Chromium, platform: Platform) -> None:
+    """A platform admin walks every page of the navigation (and the account page); each is saved for review."""
+    watched = await browser.open(platform.url)
+    page = watched.page
+    await sign_up_and_in(watched, "tour")
+    await platform.create_bot(name="tour-bot")
+    for name, heading in (
+        ("Routes", "Routes"),
+        ("Members", "Members"),
+        ("Billing", "Billing"),
+        ("AI usage", None),
+        ("Audit log", "Audit log"),
+        ("Admin", None),
+    ):
+        await page.get_by_role("navigation", name="Main").get_by_role("link", name=name, exact=True).click()
+        await expect(page.locator("h1").first).to_be_visible()
+        if heading is not None:
+            await expect(page.locator("h1").first).to_contain_text(heading)
+        await watched.screenshot(name)
+    await page.goto("/ui/admin/users")
+    await watched.screenshot("admin-users")
+    await page.get_by_role("link", name=re.compile(r"@example\.test$")).first.click()
+    await expect(page.locator("h1").first).to_be_visible()
+    await watched.screenshot("account")
+    # the whole platform's tenant, chosen in the switcher, shows the operator's bots
+    await page.get_by_label("Tenant").select_option("default")
+    await page.get_by_role("button", name="Switch").click()
+    await expect(page.get_by_role("link", name="tour-bot")).to_be_visible()
     watched.assert_clean()
