@@ -15,7 +15,7 @@ from tests.conftest import PlatformFactory
 from tests.fixtures.registry import Registry
 from tests.integration.billing_support import BILLING, balance
 from tests.integration.console_support import hidden_fields, new_console_user
-from tests.integration.updates_support import rollouts, update_settings, wait_status
+from tests.integration.updates_support import halting_rollout, rollout_bots, update_settings
 
 pytestmark = pytest.mark.slow
 
@@ -112,21 +112,10 @@ async def test_the_rollouts_pages_follow_a_rollouts_waves_until_it_is_over(
     platform = await make_platform(**update_settings(registry))
     root = await new_console_user(platform, "root")
     assert "No rollout yet." in await root.page("/ui/rollouts")
-    image = f"{registry.host}/{repo}:latest"
-    bots = [
-        (await platform.create_bot(image=image, updatePolicy="on-push", releaseChannel=channel))["id"]
-        for channel in ("stable", "canary")
-    ]
-    for bot_id in bots:
-        await wait_status(platform, bot_id, updateAvailable=False, watched=True)
+    bots = await rollout_bots(platform, registry, repo)
 
     # a digest that never turns healthy: its first wave (the canary) is rolled back and the rollout halts
-    await registry.push(repo, "latest", message="v2", healthy=False)
-    deadline = time.monotonic() + 30
-    while not (found := await rollouts(platform)):
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.1)
-    rollout_id = found[0]["id"]
+    rollout_id = (await halting_rollout(platform, registry, repo))["id"]
     listed = await root.page("/ui/rollouts")
     assert f'href="/ui/rollouts/{rollout_id}"' in listed and "None is started from here" in listed
     running = await root.page(f"/ui/rollouts/{rollout_id}")

@@ -4,9 +4,7 @@ and a screenshot of each main page for review (tests/browser.py says where)."""
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -18,7 +16,7 @@ from tests.browser import Chromium, Watched, chromium
 from tests.conftest import BOOT_LINE, STUB_IMAGE, Platform, PlatformFactory
 from tests.fixtures.registry import Registry
 from tests.integration.accounts_support import PASSWORD, email
-from tests.integration.updates_support import rollouts, update_settings, wait_status
+from tests.integration.updates_support import halting_rollout, rollout_bots, update_settings
 
 pytestmark = pytest.mark.slow
 STATE, HEALTH = 1, 2  # columns of the bots table
@@ -194,20 +192,10 @@ async def test_a_rollout_is_followed_wave_by_wave_until_it_halts(
     watched = await browser.open(platform.url)
     page = watched.page
     await sign_up_and_in(watched, "operator")  # the first person: the platform's admin
-    image = f"{registry.host}/{repo}:latest"
-    bots = [
-        (await platform.create_bot(image=image, updatePolicy="on-push", releaseChannel=channel))["id"]
-        for channel in ("stable", "canary")
-    ]
-    for bot_id in bots:
-        await wait_status(platform, bot_id, updateAvailable=False, watched=True)
+    await rollout_bots(platform, registry, repo)
 
     # a new digest that never turns healthy: the canary's wave is rolled back and the rollout halts
-    await registry.push(repo, "latest", message="v2", healthy=False)
-    deadline = time.monotonic() + 30
-    while not await rollouts(platform):
-        assert time.monotonic() < deadline, "no rollout began"
-        await asyncio.sleep(0.1)
+    await halting_rollout(platform, registry, repo)
     await page.get_by_role("link", name="Rollouts").click()
     await page.locator("a[href^='/ui/rollouts/']").first.click()
     await expect(page.locator("progress")).to_be_visible()

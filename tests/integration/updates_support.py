@@ -43,3 +43,26 @@ async def rollouts(platform: Platform) -> list[dict[str, Any]]:
     response = await platform.client.get("/fleet/rollouts")
     assert response.status_code == 200, response.text
     return list(response.json()["rollouts"])
+
+
+async def rollout_bots(platform: Platform, registry: Registry, repo: str) -> list[str]:
+    """A stable bot and a canary bot that update on a push of `repo`'s latest tag, once the updater watches them."""
+    image = f"{registry.host}/{repo}:latest"
+    bots = [
+        (await platform.create_bot(image=image, updatePolicy="on-push", releaseChannel=channel))["id"]
+        for channel in ("stable", "canary")
+    ]
+    for bot_id in bots:
+        await wait_status(platform, bot_id, updateAvailable=False, watched=True)
+    return bots
+
+
+async def halting_rollout(platform: Platform, registry: Registry, repo: str) -> dict[str, Any]:
+    """Push a digest of `repo` that never turns healthy: the rollout it starts, once begun (its first wave, the
+    canary's, is rolled back and the rollout halts)."""
+    await registry.push(repo, "latest", message="v2", healthy=False)
+    deadline = time.monotonic() + 30
+    while not (found := await rollouts(platform)):
+        assert time.monotonic() < deadline, "no rollout began"
+        await asyncio.sleep(0.1)
+    return found[0]
