@@ -17,7 +17,6 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
@@ -26,6 +25,7 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from wopr_platform.web import formats, rows
 from wopr_platform.web.upstream import Answer, Credentials, Refused, Upstream
 
 log = logging.getLogger(__name__)
@@ -71,11 +71,13 @@ def environment() -> Environment:
         lstrip_blocks=True,
         auto_reload=False,
     )
-    env.filters["when"] = when
-    env.filters["ago"] = ago
-    env.filters["credits"] = credits
-    env.filters["size"] = size
+    env.filters["when"] = formats.when
+    env.filters["ago"] = formats.ago
+    env.filters["credits"] = formats.credits
+    env.filters["size"] = formats.size
     env.globals["PREFIX"] = PREFIX
+    env.globals["bot_row"] = rows.bot_row
+    env.globals["bot_rows"] = rows.bot_rows
     return env
 
 
@@ -372,53 +374,3 @@ async def refused(view: View, err: Refused) -> Response:
         view.choose_tenant(response, None)
         return response
     return await view.page("error.html", status=err.status, error=refusal_text(err), code=err.status)
-
-
-# --- template filters ------------------------------------------------------------------------------------------------
-
-
-def _parse(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
-def when(value: Any) -> str:
-    """An instant as people read it (UTC, to the second)."""
-    moment = _parse(value)
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if moment else "—"
-
-
-def ago(value: Any) -> str:
-    """How long ago an instant was (for uptimes and ages)."""
-    moment = _parse(value)
-    if moment is None:
-        return "—"
-    seconds = int((datetime.now(UTC) - moment).total_seconds())
-    if seconds < 0:
-        return "just now"
-    for unit, size_ in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size_:
-            return f"{seconds // size_}{unit}"
-    return f"{seconds}s"
-
-
-def credits(value: Any) -> str:
-    """An amount in the ledger's integer units (millicredits are not shown: integers only)."""
-    return f"{value:,}" if isinstance(value, int) else "—"
-
-
-def size(value: Any) -> str:
-    if not isinstance(value, int | float):
-        return "—"
-    amount = float(value)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if amount < 1024:
-            return f"{amount:.0f} {unit}" if unit == "B" else f"{amount:.1f} {unit}"
-        amount /= 1024
-    return f"{amount:.1f} TiB"
