@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from wopr_platform.web.console import PREFIX
 from wopr_platform.web.rows import bot_row, bot_rows
 
 BOT = {
@@ -17,7 +18,7 @@ BOT = {
 
 
 def test_a_row_escapes_what_the_api_gave_and_shows_the_columns_in_order() -> None:
-    row = str(bot_row(BOT))
+    row = str(bot_row(BOT, prefix=PREFIX))
     assert "<script>" not in row and "&lt;script&gt;alert(1)&lt;/script&gt;" in row
     assert "ghcr.io/x/y:&#34;1&#34;" in row
     assert row == (
@@ -30,10 +31,10 @@ def test_a_row_escapes_what_the_api_gave_and_shows_the_columns_in_order() -> Non
 
 def test_a_stopped_bot_has_empty_cells_and_the_admins_view_names_the_tenant() -> None:
     stopped = {**BOT, "state": "exited", "health": None, "uptimeSeconds": None, "stats": None, "tenantId": "<b>"}
-    row = str(bot_row(stopped, across=True))
+    row = str(bot_row(stopped, across=True, prefix=PREFIX))
     assert row.startswith('<tr id="b-0b1e6f3c-1111-2222-3333-444455556666"><td>&lt;b&gt;</td>')
     assert row.endswith(
         '<td class="exited">exited</td><td class="none"></td><td>ghcr.io/x/y:&#34;1&#34;</td>'
         "<td></td><td></td><td></td></tr>"
     )
-    assert str(bot_rows([BOT, stopped])).count("<tr ") == 2
+    assert str(bot_rows([BOT, stopped], prefix=PREFIX)).count("<tr ") == 2

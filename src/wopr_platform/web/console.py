@@ -76,8 +76,8 @@ def environment() -> Environment:
     env.filters["credits"] = formats.credits
     env.filters["size"] = formats.size
     env.globals["PREFIX"] = PREFIX
-    env.globals["bot_row"] = rows.bot_row
-    env.globals["bot_rows"] = rows.bot_rows
+    env.globals["bot_row"] = functools.partial(rows.bot_row, prefix=PREFIX)
+    env.globals["bot_rows"] = functools.partial(rows.bot_rows, prefix=PREFIX)
     return env
 
 
@@ -119,9 +119,10 @@ class View:
 
     # --- the API -------------------------------------------------------------------------------------------------
 
-    async def get(self, path: str, **query: str | int | None) -> Any:
-        """GET an API route's JSON (`Refused` when the API says no)."""
-        return await self.console.upstream.json(self.credentials, "GET", path, query=query)
+    async def get(self, path: str, *, tenant: str | None = None, **query: str | int | None) -> Any:
+        """GET an API route's JSON, for `tenant` or else the tenant acted for (`Refused` when the API says no)."""
+        credentials = self.credentials if tenant is None else replace(self.credentials, tenant=tenant)
+        return await self.console.upstream.json(credentials, "GET", path, query=query)
 
     async def send(
         self,

@@ -11,11 +11,10 @@ from markupsafe import Markup, escape
 
 from wopr_platform.web.formats import duration
 
-PREFIX = "/ui"
 NO_USAGE = "<td></td><td></td>"
 
 
-def bot_row(bot: Mapping[str, Any], across: bool = False) -> Markup:
+def bot_row(bot: Mapping[str, Any], across: bool = False, *, prefix: str) -> Markup:
     """One `<tr id="b-<id>">`: (tenant,) name, state, health, image, uptime, CPU, memory. CSS colours the state and
     health cells by their class."""
     bot_id, state, health = escape(bot["id"]), escape(bot["state"]), escape(bot["health"] or "")
@@ -27,11 +26,11 @@ def bot_row(bot: Mapping[str, Any], across: bool = False) -> Markup:
     tenant = f"<td>{escape(bot.get('tenantId', ''))}</td>" if across else ""
     # every value from the API is escaped above or is a number formatted here
     return Markup(  # noqa: S704
-        f'<tr id="b-{bot_id}">{tenant}<td><a href="{PREFIX}/bots/{bot_id}">{escape(bot["name"])}</a></td>'
+        f'<tr id="b-{bot_id}">{tenant}<td><a href="{prefix}/bots/{bot_id}">{escape(bot["name"])}</a></td>'
         f'<td class="{state}">{state}</td><td class="{health or "none"}">{health}</td><td>{escape(bot["image"])}</td>'
         f"<td>{duration(up) if isinstance(up, int) else ''}</td>{usage}</tr>"
     )
 
 
-def bot_rows(bots: Iterable[Mapping[str, Any]], across: bool = False) -> Markup:
-    return Markup("\n").join(bot_row(bot, across) for bot in bots)
+def bot_rows(bots: Iterable[Mapping[str, Any]], across: bool = False, *, prefix: str) -> Markup:
+    return Markup("\n").join(bot_row(bot, across, prefix=prefix) for bot in bots)

@@ -9,7 +9,6 @@ Rollouts start by themselves (the image updater, when a followed image has a new
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 from typing import Any
 
 from starlette.requests import Request
@@ -18,7 +17,6 @@ from starlette.routing import Route
 
 from wopr_platform.web.console import PREFIX, View, action, page
 from wopr_platform.web.routes.money import fresh_key, micros, post_keyed
-from wopr_platform.web.upstream import Credentials
 
 PLATFORM_TENANT = "default"  # the tenant a platform admin acts for to act on the whole platform (the API's rule)
 TENANTS = f"{PREFIX}/admin/tenants"
@@ -28,23 +26,17 @@ ROLLOUTS_SHOWN = 50
 QUOTA_FIELDS = ("maxBots", "maxMemoryMb", "maxCpus")
 
 
-async def _credentials(view: View, *, form: bool = False) -> Credentials:
-    """The person's credentials, acting for the default tenant when they are a platform admin."""
-    me = await view.me()
-    credentials = view.credentials
-    if me.platform_admin:
-        credentials = replace(credentials, tenant=PLATFORM_TENANT)
-    if form:
-        credentials = replace(credentials, csrf=view.field("csrf") or None)
-    return credentials
+async def _acting_for(view: View) -> str | None:
+    """The default tenant for a platform admin (where the API's platform-wide routes are); else the one acted for."""
+    return PLATFORM_TENANT if (await view.me()).platform_admin else None
 
 
 async def _get(view: View, path: str, **query: str | int | None) -> Any:
-    return await view.console.upstream.json(await _credentials(view), "GET", path, query=query)
+    return await view.get(path, tenant=await _acting_for(view), **query)
 
 
 async def _send(view: View, method: str, path: str, body: Any) -> Any:
-    return await view.console.upstream.json(await _credentials(view, form=True), method, path, body=body)
+    return await view.send(method, path, body, tenant=await _acting_for(view))
 
 
 # --- rollouts ----------------------------------------------------------------------------------------------------
@@ -121,12 +113,11 @@ async def grant(view: View) -> Response:
     amount = micros(view.field("amount"))
     if amount is None:
         return view.redirect(back, message="the amount: a positive number with at most 6 decimals", error=True)
-    me = await view.me()
     answer = await post_keyed(
         view,
         f"/tenants/{view.request.path_params['tenant_id']}/credits/grants",
         {"amount": amount, "memo": view.field("memo")},
-        tenant=PLATFORM_TENANT if me.platform_admin else None,
+        tenant=await _acting_for(view),
     )
     if answer.status == 200:
         return view.redirect(back, message="That grant was made already (the same form sent again): nothing given.")
