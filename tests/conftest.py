@@ -120,6 +120,7 @@ DATABASE_TESTS = frozenset(
         "integration/test_runtime_charges",
         "integration/test_secrets",
         "integration/test_stripe",
+        "integration/test_stripe_checkout",
         "integration/test_suspension",
         "integration/test_templates",
         "integration/test_tenants",
@@ -537,6 +538,7 @@ async def make_platform(
         values: dict[str, Any] = {
             "PORT": port,
             "HOST": "127.0.0.1",
+            "PLATFORM_URL": f"http://127.0.0.1:{port}",  # where mails' links and Stripe's return lead
             "ENV": "test",
             "FLEET_API_TOKEN": TOKEN,
             "DATABASE_URL": database_url,

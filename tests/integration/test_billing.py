@@ -178,7 +178,7 @@ async def test_the_gate_refuses_create_and_start_below_the_minimum_and_leaves_no
         "code": "insufficient_credits",
         "balance": 0,
         "required": DOLLAR,
-        "buyUrl": "http://localhost:3100/ui/billing",
+        "buyUrl": f"{platform.url}/ui/billing",
     }
     assert (await platform.client.get("/fleet/bots")).json()["bots"] == []
     assert await _containers(docker, platform.settings.platform_id) == []

@@ -109,8 +109,11 @@ async def test_console_pages_are_served_under_a_strict_policy(platform: Platform
         page = await browser.get("/ui/login")
         policy = page.headers["content-security-policy"]
         assert "script-src 'self';" in policy and "style-src 'self';" in policy and "unsafe" not in policy
-        assert "frame-ancestors 'none'" in policy and "form-action 'self'" in policy
+        # forms post here, or lead (a redirect after a post) to Stripe's payment pages only
+        assert "frame-ancestors 'none'" in policy and "form-action 'self' https://checkout.stripe.com;" in policy
         assert page.headers["cache-control"] == "no-store" and page.headers["x-frame-options"] == "DENY"
+        # the console's own origin is told to the console (a plain form post's Origin), nothing to other sites
+        assert page.headers["referrer-policy"] == "same-origin"
         assert "<script>" not in page.text and " style=" not in page.text and " onclick=" not in page.text
 
         script = await browser.get("/ui/static/htmx.min.js")
@@ -120,7 +123,9 @@ async def test_console_pages_are_served_under_a_strict_policy(platform: Platform
         assert (await browser.get("/ui/static/../upstream.py")).status_code == 404
 
         # the API's answers keep their own policy
-        assert (await browser.get("/health")).headers["content-security-policy"].startswith("default-src 'none'")
+        health = await browser.get("/health")
+        assert health.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
+        assert health.headers["referrer-policy"] == "no-referrer"
 
 
 async def test_a_page_shows_the_apis_refusal_and_a_bot_of_another_tenant_is_not_found(platform: Platform) -> None:

@@ -14,12 +14,15 @@ from playwright.async_api import expect
 
 from tests.browser import Chromium, Watched, chromium
 from tests.conftest import BOOT_LINE, STUB_IMAGE, Platform, PlatformFactory
+from tests.fakes.stripe_checkout import FakeStripeCheckout
 from tests.fixtures.registry import Registry
+from tests.fixtures.stripe import SECRET_KEY
 from tests.integration.accounts_support import PASSWORD, email
 from tests.integration.updates_support import halting_rollout, rollout_bots, update_settings
 
 pytestmark = pytest.mark.slow
 STATE, HEALTH = 1, 2  # columns of the bots table
+WEBHOOK_SECRET = "whsec_" + uuid.uuid4().hex
 
 
 @pytest.fixture
@@ -180,6 +183,36 @@ async def test_an_api_key_is_made_shown_once_and_works(browser: Chromium, platfo
     await page.goto("/ui/keys")
     await expect(page.get_by_role("cell", name="deploy-bot", exact=True)).to_be_visible()
     assert secret not in await page.content()
+    watched.assert_clean()
+
+
+async def test_credits_are_bought_on_stripes_page_and_show_on_return(
+    browser: Chromium, make_platform: PlatformFactory, stripe_checkout: FakeStripeCheckout
+) -> None:
+    """The buy form leads to Stripe's hosted page (another site: the console's form policy names it) and back."""
+    platform = await make_platform(
+        BILLING_ENABLED=True,
+        STRIPE_SECRET_KEY=SECRET_KEY,
+        STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
+        STRIPE_API_BASE=stripe_checkout.url,
+        STRIPE_CHECKOUT_ORIGIN=stripe_checkout.url,
+    )
+    stripe_checkout.deliver_to(f"{platform.url}/billing/webhook", WEBHOOK_SECRET)
+    watched = await browser.open(platform.url)
+    page = watched.page
+    await sign_up_and_in(watched, "buyer")
+    await page.get_by_role("link", name="Billing").click()
+    await page.get_by_label("Amount in USD").fill("25")
+    await page.get_by_role("button", name="Buy credits").click()
+    await expect(page).to_have_url(re.compile(re.escape(stripe_checkout.url) + r"/pay/cs_test_\w+$"))
+    await expect(page.get_by_role("heading", name="Pay 25.00 USD")).to_be_visible()
+    await watched.screenshot("stripe-checkout-page")
+    await page.get_by_role("button", name="Pay 25.00 USD").click()
+    await expect(page).to_have_url(f"{platform.url}/ui/billing?checkout=paid")
+    await expect(page.get_by_text("Payment made.")).to_be_visible()
+    await expect(page.locator("td", has_text=re.compile(r"^purchase$"))).to_have_count(1)
+    await expect(page.locator(".facts dd").first).to_contain_text("25,000,000")
+    await watched.screenshot("billing-paid")
     watched.assert_clean()
 
 

@@ -23,13 +23,24 @@ DOCS_POLICY = (
     b"base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 # The web console's pages: their own scripts, styles and images only (no inline script or style, nothing from
-# elsewhere), calls and the event stream to this origin only, forms posted here only.
-CONSOLE_POLICY = (
-    b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-    b"form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
-)
+# elsewhere), calls and the event stream to this origin only, forms posted here only (and followed, when a post
+# answers with a redirect, to the sites the console names: Stripe's payment pages).
+
+
+def console_policy(form_targets: Collection[str] = ()) -> bytes:
+    targets = "".join(f" {origin}" for origin in form_targets)
+    return (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+        f"form-action 'self'{targets}; base-uri 'none'; frame-ancestors 'none'"
+    ).encode()
+
+
 # the console's scripts and styles may be kept by the browser, asked again each time (an unchanged file is a 304)
 REVALIDATE = (b"cache-control", b"no-cache")
+# The console's pages tell their own origin to the console and nothing to other sites: under `no-referrer` a
+# browser sends `Origin: null` with a plain (not scripted) form post, which the console's same-origin check must
+# refuse, as it would a sandboxed frame's.
+SAME_ORIGIN_REFERRER = (b"referrer-policy", b"same-origin")
 HSTS = b"max-age=31536000"
 FIXED = (
     (b"x-content-type-options", b"nosniff"),
@@ -54,6 +65,10 @@ def client_request_id_of(scope: Scope) -> str | None:
     return None
 
 
+def _replaced(headers: list[tuple[bytes, bytes]], header: tuple[bytes, bytes]) -> list[tuple[bytes, bytes]]:
+    return [header if name == header[0] else (name, value) for name, value in headers]
+
+
 class ResponseHeaders:
     """ASGI middleware: adds the security headers and `X-Request-ID` to every response start.
 
@@ -64,13 +79,23 @@ class ResponseHeaders:
     header means nothing, and sent by mistake it would lock browsers out of a host that has no certificate.
     """
 
-    def __init__(self, app: ASGIApp, *, https: bool, docs_paths: Collection[str], console: str | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        https: bool,
+        docs_paths: Collection[str],
+        console: str | None = None,
+        console_form_targets: Collection[str] = (),
+    ) -> None:
         self._app = app
+        self._console_policy = console_policy(console_form_targets)
         self._docs_paths = frozenset(docs_paths)
         self._console = f"{console}/" if console else None
         self._static = f"{console}/static/" if console else None
         self._common = [*FIXED, *([(b"strict-transport-security", HSTS)] if https else [])]
-        self._cached = [REVALIDATE if name == b"cache-control" else (name, value) for name, value in self._common]
+        self._pages = _replaced(self._common, SAME_ORIGIN_REFERRER)
+        self._cached = _replaced(self._pages, REVALIDATE)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -81,12 +106,13 @@ class ResponseHeaders:
         state["request_id"] = request_id
         state["client_request_id"] = client_request_id_of(scope)
         path: str = scope["path"]
-        policy = API_POLICY
+        policy, common = API_POLICY, self._common
         if path in self._docs_paths:
             policy = DOCS_POLICY
         elif self._console is not None and (path.startswith(self._console) or path == self._console[:-1]):
-            policy = CONSOLE_POLICY
-        common = self._cached if self._static is not None and path.startswith(self._static) else self._common
+            policy, common = self._console_policy, self._pages
+            if self._static is not None and path.startswith(self._static):
+                common = self._cached
         added = [*common, (b"content-security-policy", policy), (b"x-request-id", request_id.encode())]
 
         async def send_with_headers(message: Message) -> None:

@@ -82,6 +82,7 @@ ROUTES: dict[str, Need] = {
     "GET /billing/plan": "read",
     "PUT /tenants/{tenant_id}/plan": "platform_admin",
     "POST /billing/checkout": "admin",
+    "POST /billing/checkout/sessions": "admin",
     "POST /billing/webhook": "public",
     "GET /billing/ledger-check": "platform_admin",
     "GET /tenants/{tenant_id}/credits": "platform_admin",

@@ -61,7 +61,11 @@ class PlatformAPI(FastAPI):
         settings: Settings = self.state.settings
         docs = [path for path in (self.docs_url, self.redoc_url, self.swagger_ui_oauth2_redirect_url) if path]
         return ResponseHeaders(
-            super().build_middleware_stack(), https=settings.https, docs_paths=docs, console=CONSOLE_PREFIX
+            super().build_middleware_stack(),
+            https=settings.https,
+            docs_paths=docs,
+            console=CONSOLE_PREFIX,
+            console_form_targets=(settings.stripe_checkout_origin,),
         )
 
     def openapi(self) -> dict[str, Any]:
@@ -172,7 +176,13 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     app.include_router(billing_router)
     app.include_router(gateway_router)
     # the web console: pages for people, a client of the routes above (it calls them in this process)
-    app.mount(CONSOLE_PREFIX, create_console(app, secure=settings.https, session_max_age=settings.session_max_age))
+    console = create_console(
+        app,
+        secure=settings.https,
+        session_max_age=settings.session_max_age,
+        checkout_origin=settings.stripe_checkout_origin,
+    )
+    app.mount(CONSOLE_PREFIX, console)
     # outermost last: the client's address is settled first, then the timing, rate limits, the body limit,
     # ambiguity, audit
     app.add_middleware(AuditMiddleware, writer=audit)

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from wopr_platform.db.models import (
     BillingCheckout,
+    BillingCheckoutSession,
     BillingCursor,
     BillingCustomer,
     BillingLimits,
@@ -261,6 +262,32 @@ class CheckoutRepository:
             .values(
                 tenant_id=tenant_id, idempotency_key=key, payment_intent_id=intent_id, amount_cents=cents, created_at=at
             )
+            .on_conflict_do_nothing(index_elements=["tenant_id", "idempotency_key"])
+        )
+        stored = await self.get(tenant_id, key)
+        assert stored is not None
+        return stored
+
+
+class CheckoutSessionRepository:
+    """Hosted Checkout sessions opened for tenants, by the request's idempotency key."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def get(self, tenant_id: str, key: str) -> BillingCheckoutSession | None:
+        result = await self._session.execute(
+            select(BillingCheckoutSession).where(
+                BillingCheckoutSession.tenant_id == tenant_id, BillingCheckoutSession.idempotency_key == key
+            )
+        )
+        return result.scalar_one_or_none()
+
+    async def add(self, tenant_id: str, key: str, session_id: str, cents: int, at: datetime) -> BillingCheckoutSession:
+        """Store the session unless one with this key is stored already; the one stored wins."""
+        await self._session.execute(
+            _upsert(self._session)(BillingCheckoutSession)
+            .values(tenant_id=tenant_id, idempotency_key=key, session_id=session_id, amount_cents=cents, created_at=at)
             .on_conflict_do_nothing(index_elements=["tenant_id", "idempotency_key"])
         )
         stored = await self.get(tenant_id, key)

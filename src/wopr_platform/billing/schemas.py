@@ -167,6 +167,16 @@ class Checkout(_Out):
     currency: str
 
 
+class HostedCheckout(_Out):
+    session_id: str
+    url: str | None = Field(description="Stripe's page where the buyer pays; null once the session is over")
+    status: str = Field(description="open, complete or expired")
+    amount_cents: int
+    credits: int = Field(description="what the payment adds to the balance, in micro-dollars")
+    currency: str
+    expires_at: datetime
+
+
 class RefundOut(_Out):
     refund_id: str
     amount_cents: int

@@ -21,6 +21,7 @@ from wopr_platform.billing.ledger import (
 )
 from wopr_platform.billing.repository import (
     CheckoutRepository,
+    CheckoutSessionRepository,
     CustomerRepository,
     LedgerRepository,
     StandingRepository,
@@ -30,6 +31,7 @@ from wopr_platform.billing.schemas import (
     BotUsage,
     Checkout,
     DayUsage,
+    HostedCheckout,
     LedgerCheck,
     Mismatch,
     PlanList,
@@ -61,6 +63,7 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 MAX_PAGE = 200
+CREDITS_PRODUCT = "WOPR platform credits"  # what the buyer sees on Stripe's payment page
 
 
 def transaction(entry: LedgerEntry) -> Transaction:
@@ -226,15 +229,22 @@ class BillingService:
         async with self._db.unit() as session:
             return await CustomerRepository(session).add(tenant_id, made, self._now())
 
-    async def checkout(self, tenant_id: str, amount_cents: int, *, key: str) -> Checkout:
-        """Start buying credits: a payment intent the browser confirms with Stripe.js; the credits arrive with
-        Stripe's `payment_intent.succeeded` webhook. The same idempotency key answers the same payment intent."""
+    def _purchase(self, amount_cents: int) -> StripeApi:
+        """Stripe, for a purchase of `amount_cents` within the platform's bounds."""
         low, high = self._settings.billing_min_purchase_cents, self._settings.billing_max_purchase_cents
         if not low <= amount_cents <= high:
             raise ValidationFailed(
                 f"a purchase is {low} to {high} cents", details={"field": "amountCents", "min": low, "max": high}
             )
-        stripe = self._payments()
+        return self._payments()
+
+    def _metadata(self, tenant_id: str) -> dict[str, str]:
+        return {"tenant_id": tenant_id, "platform_id": self._settings.platform_id}
+
+    async def checkout(self, tenant_id: str, amount_cents: int, *, key: str) -> Checkout:
+        """Start buying credits: a payment intent the browser confirms with Stripe.js; the credits arrive with
+        Stripe's `payment_intent.succeeded` webhook. The same idempotency key answers the same payment intent."""
+        stripe = self._purchase(amount_cents)
         async with self._db.read() as session:
             known = await CheckoutRepository(session).get(tenant_id, key)
         if known is None:
@@ -243,7 +253,7 @@ class BillingService:
                 customer=customer,
                 amount_cents=amount_cents,
                 currency=self._settings.billing_currency,
-                metadata={"tenant_id": tenant_id, "platform_id": self._settings.platform_id},
+                metadata=self._metadata(tenant_id),
                 idempotency_key=f"{self._settings.platform_id}:checkout:{tenant_id}:{key}",
             )
             async with self._db.unit() as session:
@@ -258,6 +268,43 @@ class BillingService:
             amount_cents=amount_cents,
             credits=amount_cents * MICROS_PER_CENT,
             currency=self._settings.billing_currency,
+        )
+
+    async def hosted_checkout(self, tenant_id: str, amount_cents: int, *, key: str) -> HostedCheckout:
+        """Start buying credits on Stripe's own payment page: a Checkout session the buyer is sent to, who comes
+        back to the buy page after. The credits arrive with Stripe's `checkout.session.completed` webhook (or the
+        `payment_intent.succeeded` of the same payment: whichever comes first credits, the other finds the payment
+        posted). The same idempotency key answers the same session."""
+        stripe = self._purchase(amount_cents)
+        async with self._db.read() as session:
+            known = await CheckoutSessionRepository(session).get(tenant_id, key)
+        if known is None:
+            customer = await self.customer(tenant_id)
+            made = await stripe.create_checkout_session(
+                customer=customer,
+                amount_cents=amount_cents,
+                currency=self._settings.billing_currency,
+                product=CREDITS_PRODUCT,
+                reference=tenant_id,
+                metadata=self._metadata(tenant_id),
+                success_url=self._settings.checkout_return_url("paid"),
+                cancel_url=self._settings.checkout_return_url("canceled"),
+                idempotency_key=f"{self._settings.platform_id}:checkout-session:{tenant_id}:{key}",
+            )
+            async with self._db.unit() as session:
+                known = await CheckoutSessionRepository(session).add(tenant_id, key, made.id, amount_cents, self._now())
+        if known.amount_cents != amount_cents:
+            raise Conflict("the idempotency key was used for another amount", details={"field": "Idempotency-Key"})
+        hosted = await stripe.checkout_session(known.session_id)
+        log.info("hosted checkout started", extra={"tenant": tenant_id, "session": hosted.id, "cents": amount_cents})
+        return HostedCheckout(
+            session_id=hosted.id,
+            url=hosted.url,
+            status=hosted.status,
+            amount_cents=amount_cents,
+            credits=amount_cents * MICROS_PER_CENT,
+            currency=self._settings.billing_currency,
+            expires_at=datetime.fromtimestamp(hosted.expires_at, UTC),
         )
 
     async def refund(

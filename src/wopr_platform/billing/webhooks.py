@@ -110,21 +110,20 @@ class StripeWebhooks:
         ledger = Ledger(session)
         at = self._now()
         if kind == "payment_intent.succeeded":
-            tenant = await self._tenant_of_intent(session, obj)
-            cents = _cents(obj.get("amount_received") or obj.get("amount"))
+            tenant = await self._tenant_of(session, obj, "payment intent")
             self._check_currency(obj)
-            await ledger.post(
-                Posting(
-                    f"stripe:payment:{obj['id']}",
-                    "purchase",
-                    tenant,
-                    cents * MICROS_PER_CENT,
-                    PLATFORM_STRIPE,
-                    "stripe",
-                    f"payment {obj['id']}",
-                ),
-                at,
-            )
+            await ledger.post(_purchase(tenant, obj["id"], _cents(obj.get("amount_received") or obj.get("amount"))), at)
+        elif kind in ("checkout.session.completed", "checkout.session.async_payment_succeeded"):
+            # a hosted Checkout paid (a card at once; a bank debit later, with the second event); the payment's
+            # own `payment_intent.succeeded` posts the same reference, so whichever comes first credits
+            if obj.get("mode") != "payment" or obj.get("payment_status") != "paid":
+                return
+            intent = obj.get("payment_intent")
+            if not isinstance(intent, str):
+                raise NotApplicable("the paid checkout session names no payment intent")
+            tenant = await self._tenant_of(session, obj, "checkout session")
+            self._check_currency(obj)
+            await ledger.post(_purchase(tenant, intent, _cents(obj.get("amount_total"))), at)
         elif kind in ("refund.created", "refund.updated", "charge.refund.updated"):
             await self._refund(session, ledger, obj, at)
         elif kind == "charge.refunded":
@@ -177,13 +176,14 @@ class StripeWebhooks:
                     at,
                 )
 
-    async def _tenant_of_intent(self, session: Any, intent: dict[str, Any]) -> str:
-        """The tenant a payment intent is for: its metadata, which must agree with the customer it was made for."""
-        tenant = (intent.get("metadata") or {}).get("tenant_id")
-        customer = intent.get("customer")
+    async def _tenant_of(self, session: Any, obj: dict[str, Any], what: str) -> str:
+        """The tenant a payment intent or checkout session is for: its metadata, which must agree with the customer
+        it was made for."""
+        tenant = (obj.get("metadata") or {}).get("tenant_id")
+        customer = obj.get("customer")
         owner = await CustomerRepository(session).tenant_of(customer) if isinstance(customer, str) else None
         if not isinstance(tenant, str) or owner is None or owner != tenant:
-            raise NotApplicable("the payment intent is not one of a known tenant's (metadata and customer disagree)")
+            raise NotApplicable(f"the {what} is not one of a known tenant's (metadata and customer disagree)")
         return tenant
 
     async def _tenant_of_purchase(self, session: Any, intent_id: object) -> str:
@@ -198,6 +198,12 @@ class StripeWebhooks:
     def _check_currency(self, obj: dict[str, Any]) -> None:
         if str(obj.get("currency", self._currency)).lower() != self._currency:
             raise NotApplicable(f"the currency is {obj.get('currency')}, not {self._currency}")
+
+
+def _purchase(tenant: str, intent: str, cents: int) -> Posting:
+    """Credits bought: referenced by the payment intent, whichever of Stripe's events about it tells of it."""
+    reference, memo = f"stripe:payment:{intent}", f"payment {intent}"
+    return Posting(reference, "purchase", tenant, cents * MICROS_PER_CENT, PLATFORM_STRIPE, "stripe", memo)
 
 
 def _cents(value: object) -> int:

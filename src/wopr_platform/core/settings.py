@@ -212,6 +212,13 @@ class Settings(BaseSettings):
     stripe_secret_key: SecretStr | None = Field(None, validation_alias="STRIPE_SECRET_KEY")
     stripe_webhook_secret: SecretStr | None = Field(None, validation_alias="STRIPE_WEBHOOK_SECRET")
     stripe_api_base: str | None = Field(None, pattern=r"^https?://[^\s/]+/?$", validation_alias="STRIPE_API_BASE")
+    # where Stripe serves its hosted Checkout pages: the console sends a buyer there and nowhere else, and its
+    # pages' form policy allows that one site besides their own
+    stripe_checkout_origin: str = Field(
+        "https://checkout.stripe.com",
+        pattern=r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$",
+        validation_alias="STRIPE_CHECKOUT_ORIGIN",
+    )
     billing_currency: str = Field("usd", pattern=r"^[a-z]{3}$", validation_alias="BILLING_CURRENCY")
     # creating or starting a bot needs at least this balance (else 402), and a purchase is within these (cents)
     billing_min_balance: int = Field(1_000_000, ge=0, le=10**12, validation_alias="BILLING_MIN_BALANCE")
@@ -587,6 +594,11 @@ class Settings(BaseSettings):
     def buy_url(self) -> str:
         """Where a tenant without credits is sent to buy them."""
         return self.billing_buy_url or f"{self.platform_url.rstrip('/')}/ui/billing"
+
+    def checkout_return_url(self, outcome: str) -> str:
+        """Where a buyer comes back to from Stripe's hosted Checkout: the buy page, told how it went."""
+        base = self.buy_url
+        return f"{base}{'&' if '?' in base else '?'}checkout={outcome}"
 
     @property
     def database_url(self) -> str:

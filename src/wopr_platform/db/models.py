@@ -422,6 +422,18 @@ class BillingCheckout(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+class BillingCheckoutSession(Base):
+    """A Stripe-hosted payment page opened for a tenant, by the idempotency key of the request that opened it."""
+
+    __tablename__ = "billing_checkout_sessions"
+
+    tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    session_id: Mapped[str] = mapped_column(String(255))
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class StripeEvent(Base):
     """The webhook inbox: each Stripe event once, kept until it is applied (and after, as the record)."""
 

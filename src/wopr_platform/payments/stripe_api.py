@@ -1,4 +1,5 @@
-"""Stripe, through stripe-python's async client: customers, payment intents, refunds, webhook signatures.
+"""Stripe, through stripe-python's async client: customers, payment intents, hosted Checkout sessions, refunds,
+webhook signatures.
 
 Every call that creates something carries an idempotency key made by the caller from what it stands for, so a
 retried request never makes a second customer, payment or refund. The library's errors become the project's
@@ -24,6 +25,18 @@ class PaymentIntent:
     client_secret: str
     amount: int  # cents
     status: str
+
+
+@dataclass(frozen=True, slots=True)
+class CheckoutSession:
+    """A Stripe-hosted payment page: the customer pays at `url`, then returns to the platform."""
+
+    id: str
+    url: str | None  # None once the session is complete or expired
+    status: str  # open, complete, expired
+    payment_status: str  # unpaid, paid, no_payment_required
+    amount_total: int  # cents
+    expires_at: int  # Unix seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +98,50 @@ class StripeApi:
         intent = await self._call(self._client.v1.payment_intents.retrieve_async(intent_id))
         return PaymentIntent(str(intent.id), str(intent.client_secret), int(intent.amount), str(intent.status))
 
+    async def create_checkout_session(
+        self,
+        *,
+        customer: str,
+        amount_cents: int,
+        currency: str,
+        product: str,
+        reference: str,
+        metadata: dict[str, str],
+        success_url: str,
+        cancel_url: str,
+        idempotency_key: str,
+    ) -> CheckoutSession:
+        """A hosted payment page for one line of `amount_cents` (`reference`: ours for the buyer); the payment
+        intent it makes carries `metadata` too, so either of Stripe's events about the payment names the tenant."""
+        session = await self._call(
+            self._client.v1.checkout.sessions.create_async(
+                params={
+                    "mode": "payment",
+                    "customer": customer,
+                    "client_reference_id": reference,
+                    "line_items": [
+                        {
+                            "price_data": {
+                                "currency": currency,
+                                "unit_amount": amount_cents,
+                                "product_data": {"name": product},
+                            },
+                            "quantity": 1,
+                        }
+                    ],
+                    "metadata": metadata,
+                    "payment_intent_data": {"metadata": metadata},
+                    "success_url": success_url,
+                    "cancel_url": cancel_url,
+                },
+                options={"idempotency_key": idempotency_key},
+            )
+        )
+        return _checkout_session(session)
+
+    async def checkout_session(self, session_id: str) -> CheckoutSession:
+        return _checkout_session(await self._call(self._client.v1.checkout.sessions.retrieve_async(session_id)))
+
     async def refund(self, *, payment_intent: str, amount_cents: int, idempotency_key: str) -> Refund:
         refund = await self._call(
             self._client.v1.refunds.create_async(
@@ -131,3 +188,14 @@ class StripeApi:
         except stripe.StripeError as err:
             message = err.user_message or "Stripe refused the request"
             raise PaymentFailed(message, details={"stripeCode": err.code} if err.code else None) from err
+
+
+def _checkout_session(session: Any) -> CheckoutSession:
+    return CheckoutSession(
+        id=str(session.id),
+        url=str(session.url) if session.url else None,
+        status=str(session.status),
+        payment_status=str(session.payment_status),
+        amount_total=int(session.amount_total or 0),
+        expires_at=int(session.expires_at),
+    )

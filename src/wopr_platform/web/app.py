@@ -19,8 +19,9 @@ STATIC = Path(__file__).parent / "static"
 __all__ = ["PREFIX", "create_console"]
 
 
-def create_console(api: ASGIApp, *, secure: bool, session_max_age: int) -> Starlette:
-    """The console, calling `api` (the platform's whole app) for everything it shows and does."""
+def create_console(api: ASGIApp, *, secure: bool, session_max_age: int, checkout_origin: str) -> Starlette:
+    """The console, calling `api` (the platform's whole app) for everything it shows and does; a buyer of credits
+    is sent to Stripe's payment pages at `checkout_origin`."""
     app = Starlette(
         routes=[
             *session.routes,
@@ -33,5 +34,7 @@ def create_console(api: ASGIApp, *, secure: bool, session_max_age: int) -> Starl
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ]
     )
-    app.state.console = Console(Upstream(api), secure=secure, session_max_age=session_max_age)
+    app.state.console = Console(
+        Upstream(api), secure=secure, session_max_age=session_max_age, checkout_origin=checkout_origin
+    )
     return app

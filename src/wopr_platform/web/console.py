@@ -84,11 +84,12 @@ def environment() -> Environment:
 class Console:
     """The console's long-lived parts: the way to the API, the templates, how its cookies are set."""
 
-    def __init__(self, upstream: Upstream, *, secure: bool, session_max_age: int) -> None:
+    def __init__(self, upstream: Upstream, *, secure: bool, session_max_age: int, checkout_origin: str) -> None:
         self.upstream = upstream
         self.env = environment()
         self.secure = secure
         self.session_max_age = session_max_age
+        self.checkout_origin = checkout_origin  # the one other site a buyer is sent to: Stripe's payment pages
 
 
 class View:

@@ -21,6 +21,7 @@ from wopr_platform.billing.schemas import (
     CheckoutIn,
     CorrectionIn,
     GrantIn,
+    HostedCheckout,
     LedgerCheck,
     LimitsIn,
     PlanIn,
@@ -127,6 +128,15 @@ async def checkout(principal: Operator, body: CheckoutIn, key: IdempotencyKey, b
     """Start buying credits: a Stripe payment intent to confirm in the browser; the credits arrive when Stripe
     reports the payment (its webhook)."""
     return await billing.checkout(principal.tenant_id, body.amount_cents, key=key)
+
+
+@router.post("/billing/checkout/sessions", response_model=HostedCheckout, status_code=201)
+async def hosted_checkout(
+    principal: Operator, body: CheckoutIn, key: IdempotencyKey, billing: Billing
+) -> HostedCheckout:
+    """Start buying credits on Stripe's hosted payment page: send the buyer to `url`; Stripe brings them back to
+    the buy page, and the credits arrive when Stripe reports the payment (its webhook)."""
+    return await billing.hosted_checkout(principal.tenant_id, body.amount_cents, key=key)
 
 
 @router.post("/billing/webhook", response_model=WebhookReceived)

@@ -16,7 +16,7 @@ from dataclasses import replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from wopr_platform.web.console import PREFIX, View, action, page
@@ -30,6 +30,11 @@ USAGE_DAYS = 30
 MAX_USAGE_DAYS = 366
 MANAGERS = frozenset({"owner", "admin"})
 GATEWAY_FILTERS = ("since", "until", "botId")
+# what a buyer coming back from Stripe's payment page is told (the API's success and cancel addresses)
+CHECKOUT_OUTCOMES = {
+    "paid": "Payment made. The credits appear here as soon as Stripe confirms it, usually within seconds.",
+    "canceled": "The payment was canceled: nothing was charged.",
+}
 
 
 def fresh_key() -> str:
@@ -114,18 +119,26 @@ async def billing(view: View) -> Response:
         paged=after is not None,
         manages=await _manages(view),
         key=fresh_key(),
+        returned=CHECKOUT_OUTCOMES.get(params.get("checkout", "")),
     )
 
 
 @action(back=BILLING)
 async def checkout(view: View) -> Response:
-    """Start buying credits: the API opens a Stripe payment for the amount; the credits arrive when Stripe reports
-    it paid. The same form sent again answers the same payment."""
+    """Start buying credits: the API opens a Stripe-hosted payment page for the amount and the browser is sent
+    there; Stripe brings the buyer back to the billing page, and the credits arrive when Stripe reports the payment.
+    The same form sent again leads to the same payment page, never a second payment."""
     amount = whole_units(view.field("amount"))
     if amount is None:
         return view.redirect(BILLING, message="enter the amount to buy as a whole number", error=True)
-    answer = await post_keyed(view, "/billing/checkout", {"amountCents": amount * CENTS})
-    return await view.page("money_checkout.html", checkout=answer.json())
+    hosted = (await post_keyed(view, "/billing/checkout/sessions", {"amountCents": amount * CENTS})).json()
+    url = hosted.get("url")
+    if hosted.get("status") != "open" or not isinstance(url, str):
+        message = f"this form's payment is {hosted.get('status')}: buy again from a fresh form"
+        return view.redirect(BILLING, message=message, error=hosted.get("status") != "complete")
+    if not url.startswith(view.console.checkout_origin + "/"):
+        raise Refused(502, "the payment page is not Stripe's", {"url": url[:200]})
+    return RedirectResponse(url, status_code=303)
 
 
 @action(back=BILLING)
