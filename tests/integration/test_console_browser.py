@@ -40,6 +40,8 @@ async def sign_up_and_in(watched: Watched, who: str) -> str:
     await page.get_by_label("Password").fill(PASSWORD)
     await page.get_by_role("button", name="Create the account").click()
     await expect(page.get_by_text("Account ready: sign in with it.")).to_be_visible()
+    # htmx focuses the autofocus field once the swapped page settles: typing before that would land in it
+    await expect(page.get_by_label("Email")).to_be_focused()
     await page.get_by_label("Email").fill(address)
     await page.get_by_label("Password").fill(PASSWORD)
     await page.get_by_role("button", name="Sign in").click()
