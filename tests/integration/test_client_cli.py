@@ -14,9 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.conftest import BOOT_LINE, STUB_IMAGE, TOKEN, Platform, PlatformFactory
+from tests.fakes.stripe_checkout import FakeStripeCheckout
+from tests.fixtures.stripe import SECRET_KEY
 from tests.integration.accounts_support import PASSWORD, new_key, new_user, sign_up
 from tests.ports import free_port
 
@@ -322,6 +325,35 @@ async def test_billing_balance_and_transactions(cli: Cli, make_platform: Platfor
     assert "grant" in moves.out and "welcome" in moves.out and "5.00" in moves.out
     other = await cli("--tenant", "globex", "billing", "balance", "-o", "json")
     assert other.json()["tenantId"] == "globex" and other.json()["balance"] == 0
+
+
+async def test_billing_buy_prints_stripes_payment_page_once_per_key(
+    cli: Cli, make_platform: PlatformFactory, stripe_checkout: FakeStripeCheckout
+) -> None:
+    platform = await make_platform(
+        BILLING_ENABLED=True,
+        STRIPE_SECRET_KEY=SECRET_KEY,
+        STRIPE_WEBHOOK_SECRET="whsec_cli",
+        STRIPE_API_BASE=stripe_checkout.url,
+        STRIPE_CHECKOUT_ORIGIN=stripe_checkout.url,
+    )
+    stripe_checkout.deliver_to(f"{platform.url}/billing/webhook", "whsec_cli")
+    await _logged_in(cli, platform, TOKEN, "--tenant", "acme")
+    key = "cli-" + uuid.uuid4().hex
+    bought = await cli("billing", "buy", "25", "--key", key)
+    assert bought.code == 0, bought.err
+    [session] = stripe_checkout.sessions.values()
+    assert bought.out.splitlines() == ["pay 25.00 USD on Stripe's page, open in a browser:", session["url"]]
+    again = await cli("billing", "buy", "25", "--key", key, "-o", "json")
+    assert again.json()["sessionId"] == session["id"] and len(stripe_checkout.sessions) == 1
+    async with httpx.AsyncClient(trust_env=False) as browser:
+        assert (await browser.post(session["url"], data={"card": "4242424242424242"})).status_code == 303
+    assert (await cli("billing", "balance", "-o", "json")).json()["balance"] == 25 * DOLLAR
+    paid = await cli("billing", "buy", "25", "--key", key)
+    assert paid.code == 0 and "is complete: nothing more to pay" in paid.out, paid.out
+    assert (await cli("billing", "buy", "0")).code == 2  # refused before any call
+    other_amount = await cli("billing", "buy", "30", "--key", key)
+    assert other_amount.code != 0 and "another amount" in other_amount.err, other_amount.err
 
 
 async def test_a_key_of_one_tenant_cannot_reach_another_tenants_bot(cli: Cli, make_platform: PlatformFactory) -> None:

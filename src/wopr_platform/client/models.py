@@ -225,6 +225,15 @@ class Balance(_Answer):
     standing: Standing | None = None
 
 
+class HostedCheckout(_Answer):
+    session_id: str
+    url: str | None
+    status: str
+    amount_cents: int
+    credits: int
+    currency: str
+
+
 class Transaction(_Answer):
     id: str
     kind: str

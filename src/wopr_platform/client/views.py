@@ -273,6 +273,13 @@ def balance(answer: models.Balance) -> str:
     )
 
 
+def checkout(answer: models.HostedCheckout) -> str:
+    charge = f"{answer.amount_cents // 100}.{answer.amount_cents % 100:02d} {answer.currency.upper()}"
+    if answer.url is None:
+        return f"the payment of {charge} ({answer.session_id}) is {answer.status}: nothing more to pay"
+    return f"pay {charge} on Stripe's page, open in a browser:\n{answer.url}"
+
+
 def transactions(answer: models.TransactionPage) -> RenderableType:
     if not answer.transactions:
         return _empty("transactions")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Annotated
 
 import typer
@@ -19,6 +20,23 @@ def balance(ctx: typer.Context, output: OutputOption = Format.TABLE) -> None:
     with connect(ctx) as api:
         reply = api.get("/billing/balance")
     emit(reply, output, lambda: views.balance(reply.parsed(models.Balance)))
+
+
+@app.command("buy")
+def buy(
+    ctx: typer.Context,
+    amount: Annotated[int, typer.Argument(help="How much to buy, in whole units of the currency.", min=1)],
+    key: Annotated[
+        str | None,
+        typer.Option(help="Idempotency key: the same key answers the same payment page (default: a new one)."),
+    ] = None,
+    output: OutputOption = Format.TABLE,
+) -> None:
+    """Buy credits: prints the address of Stripe's payment page; the credits arrive once it is paid."""
+    headers = {"Idempotency-Key": key or f"cli-{secrets.token_urlsafe(18)}"}
+    with connect(ctx) as api:
+        reply = api.request("POST", "/billing/checkout/sessions", json={"amountCents": amount * 100}, headers=headers)
+    emit(reply, output, lambda: views.checkout(reply.parsed(models.HostedCheckout)))
 
 
 @app.command("transactions")
