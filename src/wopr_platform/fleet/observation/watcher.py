@@ -19,6 +19,10 @@ log = logging.getLogger(__name__)
 
 RECONNECT_MIN_SECONDS = 0.5
 RECONNECT_MAX_SECONDS = 10.0
+# A listing lacks what only an inspect tells (start time, exit code, env): containers known from one are inspected
+# in the background at this many a second, so a start-up with 10,000 containers is one listing, not 10,000 calls at
+# once. Until then such a container is what the listing says (state, address, labels, image).
+DETAIL_RATE = 100.0
 
 
 class EngineWatcher:
@@ -42,6 +46,7 @@ class EngineWatcher:
         self._events = events
         self._on_change = on_change
         self._resync_interval = resync_interval
+        self._detail_wanted = asyncio.Event()
         self.connected = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -68,12 +73,33 @@ class EngineWatcher:
             backoff = min(backoff * 2, RECONNECT_MAX_SECONDS)
 
     async def resync(self) -> None:
-        """Replace observed state by a full listing, then fill in detail where the listing lacks it."""
+        """Replace observed state by a full listing; the detail a listing lacks is filled in the background."""
         self._observed.replace_all(await self._engine.list_managed())
-        for container_id in self._observed.needing_detail():
-            await self._refresh(container_id)
+        self._detail_wanted.set()
         self._health.kick()
         self._on_change()
+
+    async def fill_details(self) -> int:
+        """Inspect the containers known only from a listing, at most DETAIL_RATE a second; returns how many."""
+        filled = 0
+        for container_id in self._observed.needing_detail():
+            started = time.monotonic()
+            known = self._observed.get(container_id)
+            if known is None or known.detailed:
+                continue  # gone, or detailed by an event meanwhile
+            await self._refresh(container_id)
+            filled += 1
+            await asyncio.sleep(max(0.0, 1 / DETAIL_RATE - (time.monotonic() - started)))
+        return filled
+
+    async def _fill_details_when_wanted(self) -> None:
+        while True:
+            await self._detail_wanted.wait()
+            self._detail_wanted.clear()
+            filled = await self.fill_details()
+            if filled:
+                log.info("container details filled in", extra={"containers": filled})
+                self._on_change()
 
     async def _follow(self, stop: asyncio.Event) -> None:
         since = time.time() - 1
@@ -81,8 +107,9 @@ class EngineWatcher:
         self.connected.set()
         consumer = asyncio.create_task(self._consume(since))
         resyncer = asyncio.create_task(self._resync_periodically())
+        filler = asyncio.create_task(self._fill_details_when_wanted())
         stopper = asyncio.create_task(stop.wait())
-        tasks: tuple[asyncio.Task[object], ...] = (consumer, resyncer, stopper)
+        tasks: tuple[asyncio.Task[object], ...] = (consumer, resyncer, filler, stopper)
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
