@@ -18,14 +18,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -44,44 +42,6 @@ from wopr_platform.db.unit import Database
 
 SECTION = "billing"
 TARGET_SECONDS = 10.0
-
-
-def _pg_bin(name: str) -> str:
-    found = shutil.which(name)
-    if found:
-        return found
-    for candidate in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True):
-        return str(candidate)
-    raise SystemExit(f"PostgreSQL's {name} is not installed (apt-get install postgresql)")
-
-
-def _as_postgres(args: list[str]) -> list[str]:
-    return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else args
-
-
-@contextlib.contextmanager
-def postgres_server() -> Iterator[int]:
-    """A throwaway PostgreSQL server; yields its port."""
-    base = Path(tempfile.mkdtemp(prefix="wopr-bench-pg-"))
-    if os.geteuid() == 0:
-        shutil.chown(base, "postgres", "postgres")
-    port = harness.free_port()
-    data = base / "data"
-    subprocess.run(
-        _as_postgres([_pg_bin("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"]),
-        check=True,
-        capture_output=True,
-    )
-    options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
-    start = [_pg_bin("pg_ctl"), "-D", str(data), "-l", str(base / "log"), "-o", options, "-w", "start"]
-    subprocess.run(_as_postgres(start), check=True, capture_output=True)
-    try:
-        yield port
-    finally:
-        subprocess.run(
-            _as_postgres([_pg_bin("pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]), capture_output=True
-        )
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @contextlib.asynccontextmanager
@@ -171,7 +131,7 @@ async def main(args: argparse.Namespace) -> int:
     rows = []
     debit_rows = []
     met = True
-    with postgres_server() as port:
+    with harness.postgres_server() as port:
         for kind in ("SQLite", "PostgreSQL"):
             harness.log(f"{kind}: charging one hour of {args.bots} bots")
             charge = await hourly_charge(kind, port, args.bots)

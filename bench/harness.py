@@ -422,6 +422,141 @@ async def running_platform(*, front_door: bool = True, **overrides: Any) -> Asyn
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
+# --- the platform as a process of its own -----------------------------------------------------------------
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def platform_env(platform_id: str, folder: Path, database_url: str, docker_host: str, **extra: str) -> dict[str, str]:
+    """The environment of a platform process for a benchmark: its own id, data dir, database and engine, no tenant
+    routing, no quotas, no rate limit (a benchmark's clients are one caller making thousands of calls)."""
+    return {
+        **os.environ,
+        "PORT": str(free_port()),
+        "HOST": "127.0.0.1",
+        "ENV": "production",
+        "LOG_LEVEL": "warning",
+        "FLEET_API_TOKEN": TOKEN,
+        "WOPR_DATA_DIR": str(folder),
+        "DATABASE_URL": database_url,
+        "DOCKER_HOST": docker_host,
+        "WOPR_PLATFORM_ID": platform_id,
+        "FLEET_IMAGE_ALLOWLIST": "localhost/wopr-stub",
+        "PROXY_ENABLED": "false",
+        "FLEET_TENANT_SUBNET_PREFIX": "24",
+        "FLEET_TENANT_MAX_BOTS": "0",
+        "FLEET_TENANT_MAX_MEMORY_MB": "0",
+        "FLEET_TENANT_MAX_CPUS": "0",
+        "FLEET_RATE_LIMIT": "0",
+        "PLATFORM_SECRET": "bench-secret-" + "x" * 32,
+        **extra,
+    }
+
+
+@asynccontextmanager
+async def database_url(kind: str, folder: Path) -> AsyncIterator[str]:
+    """A fresh database for a platform process: a SQLite file in `folder`, or a throwaway PostgreSQL server."""
+    if kind == "sqlite":
+        yield f"sqlite+aiosqlite:///{folder / 'platform.db'}"
+        return
+    import asyncpg
+
+    with postgres_server() as port:
+        admin = await asyncpg.connect(host="127.0.0.1", port=port, user="postgres", database="postgres")
+        await admin.execute('CREATE DATABASE "bench"')
+        await admin.close()
+        yield f"postgresql+asyncpg://postgres@127.0.0.1:{port}/bench"
+
+
+class PlatformProcess:
+    """The platform as a process of its own, so its CPU and memory are its alone."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = env
+        self.log_path = log_path
+        self.proc: asyncio.subprocess.Process | None = None
+        self.url = f"http://127.0.0.1:{env['PORT']}"
+
+    async def start(self) -> float:
+        """Start it; returns the seconds until `GET /health` answers."""
+        started = time.perf_counter()
+        with self.log_path.open("ab") as out:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "wopr_platform", "serve", env=self.env, stdout=out, stderr=out
+            )
+        async with httpx.AsyncClient(base_url=self.url, trust_env=False, timeout=5) as client:
+            while True:
+                if self.proc.returncode is not None:
+                    raise RuntimeError(f"the platform exited ({self.proc.returncode}); see {self.log_path}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get("/health")).status_code == 200:
+                        return time.perf_counter() - started
+                await asyncio.sleep(0.02)
+
+    async def stop(self) -> None:
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(self.proc.wait(), timeout=60)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+
+    def cpu_seconds(self) -> float:
+        assert self.proc is not None
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime, stime
+
+    def rss_mb(self) -> float:
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+
+# --- PostgreSQL ----------------------------------------------------------------------------------------------
+
+
+def _pg_bin(name: str) -> str:
+    found = shutil.which(name)
+    if found:
+        return found
+    for candidate in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True):
+        return str(candidate)
+    raise SystemExit(f"PostgreSQL's {name} is not installed (apt-get install postgresql)")
+
+
+def _as_postgres(args: list[str]) -> list[str]:
+    return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else args
+
+
+@contextlib.contextmanager
+def postgres_server() -> Iterator[int]:
+    """A throwaway PostgreSQL server; yields its port."""
+    base = Path(tempfile.mkdtemp(prefix="wopr-bench-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(base, "postgres", "postgres")
+    port = free_port()
+    data = base / "data"
+    subprocess.run(
+        _as_postgres([_pg_bin("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"]),
+        check=True,
+        capture_output=True,
+    )
+    options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+    start = [_pg_bin("pg_ctl"), "-D", str(data), "-l", str(base / "log"), "-o", options, "-w", "start"]
+    subprocess.run(_as_postgres(start), check=True, capture_output=True)
+    try:
+        yield port
+    finally:
+        subprocess.run(
+            _as_postgres([_pg_bin("pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]), capture_output=True
+        )
+        shutil.rmtree(base, ignore_errors=True)
+
+
 # --- statistics ---------------------------------------------------------------------------------------------
 
 
