@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from datetime import UTC, datetime
 
@@ -51,8 +50,8 @@ async def test_news_of_a_bot_being_created_is_held_until_its_creation_is_announc
         ContainerInfo("c1", "bot", "b1", "t", "running", "img", "sha", None, datetime.now(UTC), ip_address="10.0.0.2")
     )
     monitor.hold_news("b1")  # as a create does before it builds the container
-    for info in monitor._due(time.monotonic()):
-        await monitor._probe(info, asyncio.Semaphore(1))
+    for state in monitor._due(time.monotonic()):
+        await monitor._probe(state)
     assert monitor.status(observed.containers()[0]) == "healthy"
     bus.publish("created", "b1", "t")
     monitor.release_news("b1")

@@ -257,6 +257,7 @@ async def build(
             retries=settings.health_retries,
             start_period=settings.health_start_period,
         ),
+        max_backoff=settings.health_max_backoff,
     )
     stats = StatsCollector(docker, observed, interval=settings.stats_interval)
     crash = CrashPoints(settings.crash_at if settings.env == "test" else None)

@@ -82,6 +82,8 @@ class Settings(BaseSettings):
     health_timeout: float = Field(2.0, gt=0, le=60, validation_alias="FLEET_HEALTH_TIMEOUT")
     health_retries: int = Field(3, ge=1, le=100, validation_alias="FLEET_HEALTH_RETRIES")
     health_start_period: float = Field(30.0, ge=0, le=3600, validation_alias="FLEET_HEALTH_START_PERIOD")
+    # a bot healthy for long is probed up to this many times less often (1: always at FLEET_HEALTH_INTERVAL)
+    health_max_backoff: int = Field(6, ge=1, le=60, validation_alias="FLEET_HEALTH_MAX_BACKOFF")
     reconcile_interval: float = Field(10.0, gt=0, le=3600, validation_alias="FLEET_RECONCILE_INTERVAL")
     orphan_grace: float = Field(300.0, ge=0, le=86400, validation_alias="FLEET_ORPHAN_GRACE")
     crash_at: str | None = Field(None, validation_alias="WOPR_CRASH_AT")
