@@ -259,7 +259,7 @@ async def build(
         ),
         max_backoff=settings.health_max_backoff,
     )
-    stats = StatsCollector(docker, observed, interval=settings.stats_interval)
+    stats = StatsCollector(docker, observed, interval=settings.stats_interval, rate=settings.stats_rate)
     crash = CrashPoints(settings.crash_at if settings.env == "test" else None)
     locks = BotLocks()
     journal = Journal(database)

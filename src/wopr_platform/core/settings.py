@@ -88,6 +88,8 @@ class Settings(BaseSettings):
     orphan_grace: float = Field(300.0, ge=0, le=86400, validation_alias="FLEET_ORPHAN_GRACE")
     crash_at: str | None = Field(None, validation_alias="WOPR_CRASH_AT")
     stats_interval: float = Field(10.0, gt=0, le=3600, validation_alias="FLEET_STATS_INTERVAL")
+    # at most this many stats samples a second in all: a large fleet is sampled less often than the interval
+    stats_rate: float = Field(20.0, gt=0, le=1000, validation_alias="FLEET_STATS_RATE")
     resync_interval: float = Field(30.0, gt=0, le=3600, validation_alias="FLEET_RESYNC_INTERVAL")
     # resource limits of each bot container (see fleet/limits.py): the bounds of a bot's own `resources`,
     # then the defaults of a bot without them (each within its bound; checked in that order)
