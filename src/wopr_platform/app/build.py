@@ -10,7 +10,7 @@ import logging
 import os
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -70,8 +70,6 @@ from wopr_platform.gateway.leases import CreditLeases
 from wopr_platform.instance.client import InstanceClient
 from wopr_platform.mail.smtp import Mailer, SmtpConfig
 from wopr_platform.objectstore.local import LocalStore
-from wopr_platform.objectstore.s3 import S3Store
-from wopr_platform.payments.stripe_api import StripeApi
 from wopr_platform.providers.client import Providers
 from wopr_platform.proxy.sync import ProxySync
 from wopr_platform.registry.client import RegistryClient
@@ -84,6 +82,10 @@ from wopr_platform.updates.rollouts import RolloutRules, RolloutScheduler
 from wopr_platform.updates.service import UpdateService
 from wopr_platform.updates.updater import Updater
 from wopr_platform.updates.watcher import ImageWatcher
+
+if TYPE_CHECKING:  # imported where used: the Stripe and S3 clients weigh ~20 MB a platform without them need not
+    from wopr_platform.objectstore.s3 import S3Store
+    from wopr_platform.payments.stripe_api import StripeApi
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +134,8 @@ class Platform:
 def backup_store(settings: Settings) -> LocalStore | S3Store:
     """Where backup archives are kept: a local directory (by default in the data dir) or an S3 bucket."""
     if settings.backup_store == "s3":
+        from wopr_platform.objectstore.s3 import S3Store
+
         assert settings.backup_s3_bucket is not None  # checked by check_settings
         return S3Store(
             bucket=settings.backup_s3_bucket,
@@ -175,6 +179,8 @@ def stripe_api(settings: Settings) -> StripeApi | None:
         return None
     if settings.stripe_webhook_secret is None:
         log.warning("no STRIPE_WEBHOOK_SECRET: Stripe's webhooks are refused, so purchases are not credited")
+    from wopr_platform.payments.stripe_api import StripeApi
+
     return StripeApi(
         secret_key=settings.stripe_secret_key.get_secret_value(),
         webhook_secret=(
@@ -542,7 +548,7 @@ async def build(
         *((stripe,) if stripe is not None else ()),
         instances,
         *((caddy,) if caddy is not None else ()),
-        *((store,) if isinstance(store, S3Store) else ()),
+        *((store,) if not isinstance(store, LocalStore) else ()),
         registry,
         docker,
     )

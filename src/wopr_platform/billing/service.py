@@ -7,6 +7,7 @@ import base64
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from wopr_platform.billing.caps import SpendingCaps
 from wopr_platform.billing.ledger import (
@@ -57,7 +58,9 @@ from wopr_platform.db.models import LedgerEntry
 from wopr_platform.db.unit import Database
 from wopr_platform.fleet.quotas.service import Quotas
 from wopr_platform.fleet.schemas import QuotaOverrides
-from wopr_platform.payments.stripe_api import StripeApi
+
+if TYPE_CHECKING:
+    from wopr_platform.payments.stripe_api import StripeApi
 
 log = logging.getLogger(__name__)
 

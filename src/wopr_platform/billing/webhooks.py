@@ -13,7 +13,7 @@ import json
 import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wopr_platform.billing.ledger import MICROS_PER_CENT, PLATFORM_STRIPE, Ledger, Posting
 from wopr_platform.billing.repository import CustomerRepository, InboxRepository, LedgerRepository
@@ -22,7 +22,9 @@ from wopr_platform.billing.service import refund_posting
 from wopr_platform.core.errors import PaymentsUnavailable
 from wopr_platform.core.faults import CrashPoints
 from wopr_platform.db.unit import Database
-from wopr_platform.payments.stripe_api import StripeApi
+
+if TYPE_CHECKING:
+    from wopr_platform.payments.stripe_api import StripeApi
 
 log = logging.getLogger(__name__)
 
