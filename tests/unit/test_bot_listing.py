@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from wopr_platform.core.errors import ValidationFailed
-from wopr_platform.fleet.lifecycle.listing import BotQuery, LiveStatus, cursor_of, page
+from wopr_platform.fleet.lifecycle.listing import BotQuery, Census, LiveStatus, cursor_of, page
 
 START = datetime(2026, 12, 1, tzinfo=UTC)
 
@@ -43,7 +43,7 @@ def _live(row: Row) -> LiveStatus:
 def _all_pages(rows: list[Row], query: BotQuery) -> list[list[str]]:
     pages, after = [], None
     while True:
-        found = page(rows, dataclasses.replace(query, after=after), _live)
+        found = page(rows, dataclasses.replace(query, after=after), Census.of(rows, _live))
         pages.append([row.id for row in found.rows])
         if found.next_after is None:
             return pages
@@ -56,16 +56,16 @@ def test_pages_hold_every_bot_once_in_order_and_the_last_says_so() -> None:
         ["id-04", "id-05", "id-06", "id-07"],
         ["id-08", "id-09"],
     ]
-    exact = page(ROWS, BotQuery(limit=10), _live)
+    exact = page(ROWS, BotQuery(limit=10), Census.of(ROWS, _live))
     assert len(exact.rows) == 10 and exact.next_after is None  # no empty page after a full last one
     assert exact.counts == {"running": 5, "stopped": 5}
 
 
 def test_a_cursor_goes_on_after_its_bot_was_removed() -> None:
-    first = page(ROWS, BotQuery(limit=3), _live)
+    first = page(ROWS, BotQuery(limit=3), Census.of(ROWS, _live))
     assert [r.id for r in first.rows] == ["id-00", "id-01", "id-02"]
     without = [row for row in ROWS if row.id != "id-02"]  # the page's last bot is gone before the next read
-    assert [r.id for r in page(without, BotQuery(limit=3, after=first.next_after), _live).rows] == [
+    assert [r.id for r in page(without, BotQuery(limit=3, after=first.next_after), Census.of(without, _live)).rows] == [
         "id-03",
         "id-04",
         "id-05",
@@ -74,7 +74,7 @@ def test_a_cursor_goes_on_after_its_bot_was_removed() -> None:
 
 def test_filters_on_the_profile_and_the_live_status_and_counts_stay_the_fleets() -> None:
     def ids(**query: object) -> list[str]:
-        return [row.id for row in page(ROWS, BotQuery(**query), _live).rows]  # type: ignore[arg-type]
+        return [row.id for row in page(ROWS, BotQuery(**query), Census.of(ROWS, _live)).rows]  # type: ignore[arg-type]
 
     assert ids(state="running") == ["id-00", "id-02", "id-04", "id-06", "id-08"]
     assert ids(state="running", health="starting") == ["id-06", "id-08"]
@@ -83,9 +83,11 @@ def test_filters_on_the_profile_and_the_live_status_and_counts_stay_the_fleets()
     assert ids(image="img:0") == ["id-00", "id-03", "id-06", "id-09"]
     assert ids(template="t", state="stopped") == ["id-01", "id-03"]
     assert ids(state="exited") == []
-    filtered = page(ROWS, BotQuery(state="running", limit=2), _live)
+    filtered = page(ROWS, BotQuery(state="running", limit=2), Census.of(ROWS, _live))
     assert filtered.counts == {"running": 5, "stopped": 5}
-    assert [r.id for r in page(ROWS, BotQuery(state="running", after=filtered.next_after), _live).rows] == [
+    assert [
+        r.id for r in page(ROWS, BotQuery(state="running", after=filtered.next_after), Census.of(ROWS, _live)).rows
+    ] == [
         "id-04",
         "id-06",
         "id-08",
@@ -102,6 +104,6 @@ def test_filters_on_the_profile_and_the_live_status_and_counts_stay_the_fleets()
 )
 def test_a_cursor_the_platform_did_not_make_is_a_400(cursor: str) -> None:
     with pytest.raises(ValidationFailed) as refused:
-        page(ROWS, BotQuery(limit=2, after=cursor), _live)
+        page(ROWS, BotQuery(limit=2, after=cursor), Census.of(ROWS, _live))
     assert refused.value.details["code"] == "invalid_cursor"
     assert cursor_of(ROWS[0]) != cursor

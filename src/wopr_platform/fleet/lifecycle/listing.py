@@ -75,14 +75,28 @@ def _place(cursor: str) -> tuple[datetime, str]:
         ) from None
 
 
-def page(rows: Sequence[Any], query: BotQuery, live: Callable[[Any], LiveStatus]) -> Page:
+@dataclass(frozen=True, slots=True)
+class Census:
+    """Every row's live status, and the rows counted by state: one pass over the fleet, which a caller may keep
+    for as long as neither the rows nor what the engine and the probes report change."""
+
+    statuses: dict[str, LiveStatus]
+    counts: dict[str, int]
+
+    @classmethod
+    def of(cls, rows: Sequence[Any], live: Callable[[Any], LiveStatus]) -> Census:
+        counts: Counter[str] = Counter()
+        statuses: dict[str, LiveStatus] = {}
+        for row in rows:
+            status = statuses[row.id] = live(row)
+            counts[status.state] += 1
+        return cls(statuses, {state: counts[state] for state in STATES if counts[state]})
+
+
+def page(rows: Sequence[Any], query: BotQuery, census: Census) -> Page:
     """The bots of `rows` that `query` selects, at most `query.limit` of them after its cursor; the counts by
     state are of every row (the tenant's whole fleet), whatever the filters."""
-    counts: Counter[str] = Counter()
-    statuses: dict[str, LiveStatus] = {}
-    for row in rows:
-        status = statuses[row.id] = live(row)
-        counts[status.state] += 1
+    statuses = census.statuses
     start = 0
     if query.after is not None:
         created, bot_id = _place(query.after)
@@ -100,7 +114,7 @@ def page(rows: Sequence[Any], query: BotQuery, live: Callable[[Any], LiveStatus]
     return Page(
         rows=chosen,
         next_after=cursor_of(chosen[-1]) if more and chosen else None,
-        counts={state: counts[state] for state in STATES if counts[state]},
+        counts=census.counts,
     )
 
 

@@ -22,6 +22,8 @@ from wopr_platform.fleet.observation.stats import StatsCollector
 from wopr_platform.fleet.schemas import BotDetail, BotProfile
 from wopr_platform.fleet.secrets.redaction import redact_env
 
+MAX_CENSUSES = 64  # tenants' lists counted and kept at once (dropped all together when full)
+
 
 class BotViews:
     """Builds BotStatus, BotDetail and BotProfile answers."""
@@ -33,6 +35,8 @@ class BotViews:
         self._health = health
         self._stats = stats
         self._settings = settings
+        # by the identity of the rows they count: (the rows, the versions they were counted at, the census)
+        self._censuses: dict[int, tuple[Sequence[Bot | Row[Any]], tuple[int, int], listing.Census]] = {}
 
     def bot_list_json(self, rows: Sequence[Bot | Row[Any]], now: datetime) -> bytes:
         """The BotList answer rendered straight to JSON: the one answer not built as its model, because the list can
@@ -43,7 +47,7 @@ class BotViews:
     def bot_page_json(self, rows: Sequence[Bot | Row[Any]], query: BotQuery, now: datetime) -> bytes:
         """A page of the BotList (see `listing.page`), rendered as `bot_list_json` is, with the cursor of the next
         page (null on the last) and the tenant's bots counted by state."""
-        found = listing.page(rows, query, self.live)
+        found = listing.page(rows, query, self._census(rows))
         return orjson.dumps(
             {
                 "bots": [self._status(bot, now) for bot in found.rows],
@@ -52,6 +56,20 @@ class BotViews:
             },
             option=orjson.OPT_UTC_Z,
         )
+
+    def _census(self, rows: Sequence[Bot | Row[Any]]) -> listing.Census:
+        """Every row's live status, kept while the rows (the list's cache holds one sequence per tenant until a
+        write) and the observed state and health stay as they were: a page of a large fleet then costs its own
+        rows, not a pass over every bot."""
+        key = (self._observed.version, self._health.version)
+        kept = self._censuses.get(id(rows))
+        if kept is not None and kept[0] is rows and kept[1] == key:
+            return kept[2]
+        census = listing.Census.of(rows, self.live)
+        if len(self._censuses) >= MAX_CENSUSES:
+            self._censuses.clear()
+        self._censuses[id(rows)] = (rows, key, census)
+        return census
 
     def live(self, bot: Bot | Row[Any]) -> listing.LiveStatus:
         """The state and health the list shows for the bot (from memory)."""

@@ -104,6 +104,9 @@ class HealthMonitor:
         self._heap: list[tuple[float, int, str]] = []  # (due, order, container id); stale entries are skipped
         self._order = itertools.count()
         self._in_flight = 0
+        # grows whenever what `status` answers may have changed (a container seen, gone, or its health changed):
+        # a reader that computed every bot's health can keep its answer while this and the observed state's stay
+        self.version = 0
 
     def configure(self, bot_id: str, check: dict[str, object] | None) -> None:
         """Use the bot's own probe settings (camelCase keys as stored); None or missing keys take defaults."""
@@ -209,6 +212,7 @@ class HealthMonitor:
             return
         self._seen = containers
         running = {c.id: c for c in containers if c.state == "running" and c.ip_address}
+        self.version += 1
         for gone in self._states.keys() - running.keys():
             del self._states[gone]
         new = []
@@ -275,6 +279,7 @@ class HealthMonitor:
                 log.info("bot healthy", extra={"bot_id": info.bot_id, "container_id": info.id[:12]})
                 if info.bot_id:
                     self._announce("healthy", info.bot_id, info.tenant_id, {"containerId": info.id})
+                self.version += 1
             state.status, state.failures = "healthy", 0
             state.streak += 1
             if state.streak >= HEALTHY_PROBES_PER_STEP and state.backoff < self._max_backoff:
@@ -288,6 +293,7 @@ class HealthMonitor:
         state.failures += 1
         if state.failures >= config.retries and state.status != "unhealthy":
             state.status = "unhealthy"
+            self.version += 1
             log.warning(
                 "bot unhealthy",
                 extra={"bot_id": info.bot_id, "container_id": info.id[:12], "reason": result.detail},

@@ -21,6 +21,7 @@ class ObservedState:
         self.stale_reason: str | None = "not synchronised yet"
         self._signalled: set[str] = set()
         self._crashes: dict[str, deque[float]] = {}
+        self.version = 0  # grows with every change of the containers held (see HealthMonitor.version)
 
     def note_event(self, action: str, container_id: str, bot_id: str | None, exit_code: str | None) -> None:
         """Remember what the state alone cannot tell: was a container stopped by someone, or did it crash?"""
@@ -45,6 +46,7 @@ class ObservedState:
 
     def apply(self, info: ContainerInfo) -> None:
         """Record (or refresh) one container."""
+        self.version += 1
         self._unindex(info.id)
         self._containers[info.id] = info
         if info.bot_id:
@@ -52,6 +54,7 @@ class ObservedState:
 
     def forget(self, container_id: str) -> None:
         """Drop a container that no longer exists."""
+        self.version += 1
         self._signalled.discard(container_id)
         self._unindex(container_id)
 
