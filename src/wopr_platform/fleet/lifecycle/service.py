@@ -112,6 +112,7 @@ class FleetService:
         self._quotas = quotas
         self._secrets = secrets
         self._list_cache: dict[str | None, tuple[int, float, Sequence[Any]]] = {}
+        self._shared_database = not settings.database_url.startswith("sqlite")
         self._db = db
         self._containers = containers
         self._replacer = replacer
@@ -170,13 +171,14 @@ class FleetService:
         return self._views.bot_page_json(rows, query, now)
 
     async def _list_rows(self, tenant_id: str | None) -> Sequence[Any]:
-        """The tenant's status rows, re-read only after a commit through this process or LIST_CACHE_SECONDS
-        (a bound on how long a write by another replica can go unseen)."""
+        """The tenant's status rows, re-read only after a commit through this process or, when the database is
+        shared with other replicas (PostgreSQL), LIST_CACHE_SECONDS (a bound on how long a write by another replica
+        can go unseen). A SQLite database has one platform process: its own commits are all there are."""
         cached = self._list_cache.get(tenant_id)
         if (
             cached is not None
             and cached[0] == self._commits.value
-            and time.monotonic() - cached[1] < LIST_CACHE_SECONDS
+            and (not self._shared_database or time.monotonic() - cached[1] < LIST_CACHE_SECONDS)
         ):
             return cached[2]
         generation = self._commits.value

@@ -47,6 +47,7 @@ BACKOFF_MAX_SECONDS = 300.0
 RECUR_WINDOW_SECONDS = 30.0
 MAX_PARALLEL_REPAIRS = 4
 YIELD_EVERY = 50
+SETTLE_SECONDS = 0.05  # the least time between passes, for a burst of engine events to settle into one
 HISTORY = 200
 # an operation in flight this long (longer than any create, change or update takes) was abandoned by its replica
 IN_FLIGHT_GRACE = timedelta(minutes=15)
@@ -187,7 +188,9 @@ class Reconciler:
                     await self._wake.wait()
             except TimeoutError:
                 pass
-            await asyncio.sleep(0.05)  # let a burst of engine events settle into one pass
+            # let a burst of engine events settle into one pass; with a large fleet, at least as long as the pass
+            # took, so passes kicked back to back by a stream of changes use at most half a core between them
+            await asyncio.sleep(max(SETTLE_SECONDS, (self.last_run_ms or 0.0) / 1000))
 
     def _next_pass_in(self) -> float:
         """The interval, or sooner when a bot's back-off ends and its drift is still outstanding."""
