@@ -330,8 +330,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--database", choices=["sqlite", "postgres", "both"], default="sqlite")
     parser.add_argument("--steps", default="1000,10000", help="bots running at each measuring step")
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--settle", type=float, default=15.0)
-    parser.add_argument("--cpu-window", type=float, default=30.0)
+    parser.add_argument("--settle", type=float, default=300.0)
+    parser.add_argument("--cpu-window", type=float, default=60.0)
     parser.add_argument("--page-requests", type=int, default=300)
     parser.add_argument("--full-requests", type=int, default=30)
     parser.add_argument(
