@@ -13,8 +13,8 @@ calls the restart caused (the simulator counts them; on the real engine they are
 
     uv run python bench/scale.py                                  # 10,000 bots on the simulator, SQLite
     uv run python bench/scale.py --database postgres              # the same on PostgreSQL
-    uv run python bench/scale.py --engine real --steps 200        # the simulator's check: 200 real bots
-    uv run python bench/scale.py --engine sim --steps 200         # ... and the same 200 on the simulator
+    uv run python bench/scale.py --engine both --steps 200        # the simulator's check: 200 real bots, then
+                                                                  # 200 simulated, and each figure's ratio
 """
 
 from __future__ import annotations
@@ -192,25 +192,25 @@ async def resync_done(client: httpx.AsyncClient, timeout: float) -> float:
     return float("nan")
 
 
-async def measure(args: argparse.Namespace, database: str) -> Run:
-    run = Run(engine=args.engine, database=database)
+async def measure(args: argparse.Namespace, database: str, engine: str) -> Run:
+    run = Run(engine=engine, database=database)
     folder = Path(tempfile.mkdtemp(prefix="wopr-bench-scale-"))
     platform_id = harness.new_platform_id("-scale")
     async with contextlib.AsyncExitStack() as stack:
-        if args.engine == "sim":
+        if engine == "sim":
             docker_host = await stack.enter_async_context(simulator(folder, args.sim_starts))
         else:
             harness.build_stub_image()
             docker_host = f"unix://{harness.DOCKER_SOCKET}"
         url = await stack.enter_async_context(harness.database_url(database, folder))
-        isolation = "false" if args.engine == "sim" else "true"
+        isolation = "false" if engine == "sim" else "true"
         env = harness.platform_env(platform_id, folder, url, docker_host, BOT_HOST_ISOLATION=isolation)
         platform = harness.PlatformProcess(env, folder / "platform.log")
         stack.push_async_callback(platform.stop)
         await platform.start()
         await asyncio.sleep(3)
         run.idle_rss_mb = platform.rss_mb()
-        harness.log(f"{args.engine}/{database}: platform up, idle RSS {run.idle_rss_mb:.0f} MB")
+        harness.log(f"{engine}/{database}: platform up, idle RSS {run.idle_rss_mb:.0f} MB")
         client = await stack.enter_async_context(
             httpx.AsyncClient(
                 base_url=platform.url,
@@ -227,7 +227,7 @@ async def measure(args: argparse.Namespace, database: str) -> Run:
             made = target
             step.ready_seconds = await all_healthy(client, target, timeout=max(120, target / 10))
             await asyncio.sleep(args.settle)
-            calls_before = (await simulator_calls(docker_host))["calls"] if args.engine == "sim" else None
+            calls_before = (await simulator_calls(docker_host))["calls"] if engine == "sim" else None
             cpu_before, t0 = platform.cpu_seconds(), time.perf_counter()
             await asyncio.sleep(args.cpu_window)
             elapsed = time.perf_counter() - t0
@@ -248,13 +248,13 @@ async def measure(args: argparse.Namespace, database: str) -> Run:
         harness.log(f"list: page p99 {run.page['p99']:.1f} ms, full p99 {run.full['p99']:.1f} ms")
 
         await platform.stop()
-        if args.engine == "sim":
+        if engine == "sim":
             await simulator_calls(docker_host, reset=True)
         run.restart_api_s = await platform.start()
         run.restart_resync_s = await resync_done(client, timeout=300) + run.restart_api_s
         await asyncio.sleep(5)
         run.restart_rss_mb = platform.rss_mb()
-        if args.engine == "sim":
+        if engine == "sim":
             run.restart_calls = {k: v for k, v in (await simulator_calls(docker_host))["calls"].items() if v}
         harness.log(f"restart: API in {run.restart_api_s:.1f} s, resync done {run.restart_resync_s:.1f} s")
     return run
@@ -265,7 +265,8 @@ async def measure(args: argparse.Namespace, database: str) -> Run:
 
 def report(args: argparse.Namespace, facts: dict[str, str], runs: list[Run]) -> str:
     f = harness.fmt_ms
-    engine = f"engine simulator, {args.sim_starts} starts at once" if args.engine == "sim" else "real engine"
+    names = {"sim": f"engine simulator, {args.sim_starts} starts at once", "real": "real engine"}
+    engine = names.get(args.engine, f"real engine beside the {names['sim']}")
     lines = [f"## {max(args.steps):,} bots on one platform ({engine})", ""]
     lines += harness.facts_lines(facts)
     lines.append(
@@ -281,7 +282,7 @@ def report(args: argparse.Namespace, facts: dict[str, str], runs: list[Run]) -> 
             calls = f"{step.engine_calls_per_s:.1f}" if step.engine_calls_per_s is not None else "not counted"
             rows.append(
                 [
-                    run.database,
+                    f"{run.engine}, {run.database}",
                     f"{step.bots:,}",
                     f"{step.bots / step.create_seconds:.0f}/s (p50 {f(created['p50'])} ms)",
                     f"{step.cpu_percent:.1f}%",
@@ -292,7 +293,8 @@ def report(args: argparse.Namespace, facts: dict[str, str], runs: list[Run]) -> 
             )
     lines.append(
         harness.table(
-            ["database", "bots running", "creates", "CPU (of one core)", "RSS", "engine calls/s", "failed"], rows
+            ["engine, database", "bots running", "creates", "CPU (of one core)", "RSS", "engine calls/s", "failed"],
+            rows,
         )
     )
     lines.append("")
@@ -300,7 +302,7 @@ def report(args: argparse.Namespace, facts: dict[str, str], runs: list[Run]) -> 
     for run in runs:
         rows.append(
             [
-                run.database,
+                f"{run.engine}, {run.database}",
                 f"{f(run.page['p50'])} / **{f(run.page['p99'])}** ms",
                 f"{f(run.full['p50'])} / **{f(run.full['p99'])}** ms ({run.full_bytes / 1024:.0f} KB)",
                 f"{run.idle_rss_mb:.0f} MB",
@@ -311,7 +313,7 @@ def report(args: argparse.Namespace, facts: dict[str, str], runs: list[Run]) -> 
     lines.append(
         harness.table(
             [
-                "database",
+                "engine, database",
                 "`?limit=100` p50 / p99",
                 "full list p50 / p99",
                 "idle RSS",
@@ -321,12 +323,47 @@ def report(args: argparse.Namespace, facts: dict[str, str], runs: list[Run]) -> 
             rows,
         )
     )
+    real = {run.database: run for run in runs if run.engine == "real"}
+    sim = {run.database: run for run in runs if run.engine == "sim"}
+    for database in sorted(real.keys() & sim.keys()):
+        lines += ["", f"The simulator beside the real engine ({database}): each figure's ratio, simulator / real.", ""]
+        lines.append(
+            harness.table(
+                ["figure", "real engine", "simulator", "ratio", "within 2x"], _compared(real[database], sim[database])
+            )
+        )
     return "\n".join(lines)
+
+
+def _figures(run: Run) -> dict[str, float]:
+    last = run.steps[-1]
+    return {
+        "creates a second": last.bots / last.create_seconds,
+        "create p50 (ms)": harness.percentile(last.creates, 50) * 1000 if last.creates else float("nan"),
+        "CPU in steady state (% of a core)": last.cpu_percent,
+        "RSS (MB)": last.rss_mb,
+        "`?limit=100` p99 (ms)": run.page["p99"],
+        "full list p99 (ms)": run.full["p99"],
+        "restart: API (s)": run.restart_api_s,
+        "restart: resync (s)": run.restart_resync_s,
+    }
+
+
+def _compared(real: Run, sim: Run) -> list[list[str]]:
+    rows = []
+    simulated = _figures(sim)
+    for name, value in _figures(real).items():
+        ratio = simulated[name] / value if value else float("nan")
+        within = 0.5 <= ratio <= 2.0
+        rows.append([name, f"{value:.3g}", f"{simulated[name]:.3g}", f"{ratio:.2f}", "yes" if within else "**no**"])
+    return rows
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--engine", choices=["sim", "real"], default="sim")
+    parser.add_argument(
+        "--engine", choices=["sim", "real", "both"], default="sim", help="both: the real engine, then the simulator"
+    )
     parser.add_argument("--database", choices=["sqlite", "postgres", "both"], default="sqlite")
     parser.add_argument("--steps", default="1000,10000", help="bots running at each measuring step")
     parser.add_argument("--concurrency", type=int, default=32)
@@ -347,7 +384,8 @@ async def main() -> int:
     args = parse_args()
     facts = await harness.machine_facts()
     databases = ["sqlite", "postgres"] if args.database == "both" else [args.database]
-    runs = [await measure(args, database) for database in databases]
+    engines = ["real", "sim"] if args.engine == "both" else [args.engine]
+    runs = [await measure(args, database, engine) for database in databases for engine in engines]
     section = f"{SECTION}_{args.engine}_{max(args.steps)}"
     harness.publish(section, report(args, facts, runs), write=not args.no_write)
     return 0
