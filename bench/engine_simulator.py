@@ -66,7 +66,7 @@ LATENCY_MS: dict[str, float] = {
     "container_pause": 20.0,
 }
 LIST_MS_PER_CONTAINER = 0.02
-START_CONCURRENCY = 4
+START_CONCURRENCY = 2
 EVENT_HISTORY = 10_000
 HEALTH_BODY = b'{"status":"ok"}'
 
@@ -673,7 +673,7 @@ def main() -> None:
     parser.add_argument("--health-port", type=int, default=7437, help="where instances' /health is answered")
     parser.add_argument("--latency", type=float, default=1.0, help="scale of the simulated latencies (0: none)")
     parser.add_argument(
-        "--start-concurrency", type=int, default=START_CONCURRENCY, help="container starts at once (dockerd: ~4)"
+        "--start-concurrency", type=int, default=START_CONCURRENCY, help="container starts at once (dockerd here: ~2)"
     )
     args = parser.parse_args()
     asyncio.run(serve(args.socket, args.health_port, args.latency, args.start_concurrency))

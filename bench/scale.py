@@ -372,7 +372,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--page-requests", type=int, default=300)
     parser.add_argument("--full-requests", type=int, default=30)
     parser.add_argument(
-        "--sim-starts", type=int, default=4, help="the simulator's starts at once (4, as dockerd; more to seed faster)"
+        "--sim-starts", type=int, default=2, help="the simulator's starts at once (2, as dockerd; more to seed faster)"
     )
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
