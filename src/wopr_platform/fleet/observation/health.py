@@ -100,7 +100,7 @@ class HealthMonitor:
         self._states: dict[str, _ProbeState] = {}
         self._held: dict[str, list[tuple[str, str | None, dict[str, str]]]] = {}  # bot → its news, held back
         self._wake = asyncio.Event()
-        self._seen: list[ContainerInfo] = []  # the observed containers as last looked through
+        self._seen = -1  # the observed state's version as last looked through
         self._heap: list[tuple[float, int, str]] = []  # (due, order, container id); stale entries are skipped
         self._order = itertools.count()
         self._in_flight = 0
@@ -205,12 +205,11 @@ class HealthMonitor:
                 self._settle(queue.get_nowait(), None)
 
     def _look(self, now: float) -> None:
-        """Follow the observed containers, when they changed since the last look (comparing the lists costs
-        little: unchanged entries are the same objects)."""
-        containers = self._observed.containers()
-        if containers == self._seen:
+        """Follow the observed containers, when they changed since the last look (their version says so)."""
+        if self._observed.version == self._seen:
             return
-        self._seen = containers
+        self._seen = self._observed.version
+        containers = self._observed.containers()
         running = {c.id: c for c in containers if c.state == "running" and c.ip_address}
         self.version += 1
         for gone in self._states.keys() - running.keys():

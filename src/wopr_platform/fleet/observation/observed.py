@@ -21,7 +21,9 @@ class ObservedState:
         self.stale_reason: str | None = "not synchronised yet"
         self._signalled: set[str] = set()
         self._crashes: dict[str, deque[float]] = {}
-        self.version = 0  # grows with every change of the containers held (see HealthMonitor.version)
+        # grows with every change of the containers held: the probes, the sampler and the list's census look through
+        # them again only when it moved
+        self.version = 0
 
     def note_event(self, action: str, container_id: str, bot_id: str | None, exit_code: str | None) -> None:
         """Remember what the state alone cannot tell: was a container stopped by someone, or did it crash?"""
@@ -78,6 +80,7 @@ class ObservedState:
                 fresh[info.id] = known
             else:
                 fresh[info.id] = info
+        self.version += 1  # also when the listing is empty: every container held is gone
         self._containers = {}
         self._by_bot = {}
         self._signalled &= set(fresh)

@@ -13,7 +13,7 @@ from datetime import datetime
 
 from wopr_platform.core.errors import PlatformError
 from wopr_platform.docker.engine import DockerEngine
-from wopr_platform.docker.types import ContainerInfo, ContainerStats
+from wopr_platform.docker.types import ContainerStats
 from wopr_platform.fleet.observation.observed import ObservedState
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ class StatsCollector:
         )
         self._tracks: OrderedDict[str, _Track] = OrderedDict()  # running containers, oldest sample first
         self._usage: dict[str, Usage] = {}
-        self._seen: list[ContainerInfo] = []
+        self._seen = -1  # the observed state's version as last looked through
         self._in_flight = 0
 
     def usage(self, container_id: str | None) -> Usage | None:
@@ -136,11 +136,11 @@ class StatsCollector:
         await asyncio.gather(*(self._sample(container_id) for container_id in due))
 
     def _look(self) -> None:
-        """Follow the running containers, when the observed ones changed since the last look."""
-        containers = self._observed.containers()
-        if containers == self._seen:
+        """Follow the running containers, when the observed ones changed since the last look (their version)."""
+        if self._observed.version == self._seen:
             return
-        self._seen = containers
+        self._seen = self._observed.version
+        containers = self._observed.containers()
         running = {c.id: c.started_at for c in containers if c.state == "running"}
         for gone in self._tracks.keys() - running.keys():
             del self._tracks[gone]
