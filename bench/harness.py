@@ -38,7 +38,18 @@ from wopr_platform.firewall.iptables import HostFirewall
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "benchmarks.md"
-STUB_IMAGE = "localhost/wopr-stub:latest"
+STUB_REPOSITORY = "localhost/wopr-stub"  # the project's own WOPR instance image (stub/), built by build_stub_image
+STUB_IMAGE = f"{STUB_REPOSITORY}:latest"
+# what every benchmark platform runs with: only the stub's image allowed, no tenant routing (benchmarks that need it
+# start their own Caddy), and room for hundreds of bots in one tenant (the largest tenant subnet, 253 bots; no quota)
+BENCH_SETTINGS = {
+    "FLEET_IMAGE_ALLOWLIST": STUB_REPOSITORY,
+    "PROXY_ENABLED": "false",
+    "FLEET_TENANT_SUBNET_PREFIX": "24",
+    "FLEET_TENANT_MAX_BOTS": "0",
+    "FLEET_TENANT_MAX_MEMORY_MB": "0",
+    "FLEET_TENANT_MAX_CPUS": "0",
+}
 DOCKER_SOCKET = "/var/run/docker.sock"
 API_VERSION = "v1.41"  # what the platform's adapter speaks
 TOKEN = "bench-token-" + uuid.uuid4().hex
@@ -362,13 +373,7 @@ async def running_platform(*, front_door: bool = True, **overrides: Any) -> Asyn
         "WOPR_DATA_DIR": str(data_dir),
         "DATABASE_URL": f"sqlite+aiosqlite:///{data_dir / 'platform.db'}",
         "WOPR_PLATFORM_ID": new_platform_id(),
-        "FLEET_IMAGE_ALLOWLIST": "localhost/wopr-stub",
-        "PROXY_ENABLED": "false",  # tenant routing only in benchmarks that start their own Caddy
-        # hundreds of bots in one tenant: the largest tenant subnet (253 bots) and no quota
-        "FLEET_TENANT_SUBNET_PREFIX": "24",
-        "FLEET_TENANT_MAX_BOTS": "0",
-        "FLEET_TENANT_MAX_MEMORY_MB": "0",
-        "FLEET_TENANT_MAX_CPUS": "0",
+        **BENCH_SETTINGS,
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     settings = Settings(**values)
@@ -441,12 +446,7 @@ def platform_env(platform_id: str, folder: Path, database_url: str, docker_host:
         "DATABASE_URL": database_url,
         "DOCKER_HOST": docker_host,
         "WOPR_PLATFORM_ID": platform_id,
-        "FLEET_IMAGE_ALLOWLIST": "localhost/wopr-stub",
-        "PROXY_ENABLED": "false",
-        "FLEET_TENANT_SUBNET_PREFIX": "24",
-        "FLEET_TENANT_MAX_BOTS": "0",
-        "FLEET_TENANT_MAX_MEMORY_MB": "0",
-        "FLEET_TENANT_MAX_CPUS": "0",
+        **BENCH_SETTINGS,
         "FLEET_RATE_LIMIT": "0",
         "PLATFORM_SECRET": "bench-secret-" + "x" * 32,
         **extra,
@@ -507,6 +507,16 @@ class PlatformProcess:
         assert self.proc is not None
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime, stime
+
+    def client(self, connections: int) -> httpx.AsyncClient:
+        """An API client with the operator's token and room for `connections` requests at once."""
+        return httpx.AsyncClient(
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=300,
+            trust_env=False,
+            limits=httpx.Limits(max_connections=connections),
+        )
 
     def rss_mb(self) -> float:
         assert self.proc is not None

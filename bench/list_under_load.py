@@ -87,15 +87,7 @@ async def main() -> int:
         platform = harness.PlatformProcess(env, folder / "platform.log")
         stack.push_async_callback(platform.stop)
         await platform.start()
-        client = await stack.enter_async_context(
-            httpx.AsyncClient(
-                base_url=platform.url,
-                headers={"Authorization": f"Bearer {harness.TOKEN}"},
-                timeout=120,
-                trust_env=False,
-                limits=httpx.Limits(max_connections=args.writers + 8),
-            )
-        )
+        client = await stack.enter_async_context(platform.client(args.writers + 8))
         bots: list[str] = []
         limit = asyncio.Semaphore(8)
 

@@ -211,15 +211,7 @@ async def measure(args: argparse.Namespace, database: str, engine: str) -> Run:
         await asyncio.sleep(3)
         run.idle_rss_mb = platform.rss_mb()
         harness.log(f"{engine}/{database}: platform up, idle RSS {run.idle_rss_mb:.0f} MB")
-        client = await stack.enter_async_context(
-            httpx.AsyncClient(
-                base_url=platform.url,
-                headers={"Authorization": f"Bearer {harness.TOKEN}"},
-                timeout=300,
-                trust_env=False,
-                limits=httpx.Limits(max_connections=args.concurrency + 4),
-            )
-        )
+        client = await stack.enter_async_context(platform.client(args.concurrency + 4))
         made = 0
         for target in args.steps:
             step = Step(bots=target)

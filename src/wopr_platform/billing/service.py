@@ -261,8 +261,7 @@ class BillingService:
             )
             async with self._db.unit() as session:
                 known = await CheckoutRepository(session).add(tenant_id, key, intent.id, amount_cents, self._now())
-        if known.amount_cents != amount_cents:
-            raise Conflict("the idempotency key was used for another amount", details={"field": "Idempotency-Key"})
+        _same_amount(known.amount_cents, amount_cents)
         intent = await stripe.payment_intent(known.payment_intent_id)
         log.info("checkout started", extra={"tenant": tenant_id, "payment_intent": intent.id, "cents": amount_cents})
         return Checkout(
@@ -296,8 +295,7 @@ class BillingService:
             )
             async with self._db.unit() as session:
                 known = await CheckoutSessionRepository(session).add(tenant_id, key, made.id, amount_cents, self._now())
-        if known.amount_cents != amount_cents:
-            raise Conflict("the idempotency key was used for another amount", details={"field": "Idempotency-Key"})
+        _same_amount(known.amount_cents, amount_cents)
         hosted = await stripe.checkout_session(known.session_id)
         log.info("hosted checkout started", extra={"tenant": tenant_id, "session": hosted.id, "cents": amount_cents})
         return HostedCheckout(
@@ -427,6 +425,12 @@ def refund_posting(tenant_id: str, refund_id: str, cents: int, *, actor: str, me
     return Posting(
         f"stripe:refund:{refund_id}", "refund", tenant_id, -cents * MICROS_PER_CENT, PLATFORM_STRIPE, actor, memo
     )
+
+
+def _same_amount(known_cents: int, amount_cents: int) -> None:
+    """A checkout's idempotency key, used again, must carry the amount it was first used for (409 otherwise)."""
+    if known_cents != amount_cents:
+        raise Conflict("the idempotency key was used for another amount", details={"field": "Idempotency-Key"})
 
 
 def _same_request(posted: Posted, posting: Posting) -> None:
