@@ -83,6 +83,7 @@ DATABASE_TESTS = frozenset(
         # the list's cursor holds a creation time as the database gives it back
         "integration/test_bot_list::test_pages_and_filters_of_the_bot_list",
         "integration/test_bot_list::test_a_platform_admin_lists_another_tenants_bots_or_every_tenants",
+        "integration/test_bot_list::test_a_replica_lists_changes_made_by_another_or_by_hand_at_once",
         "integration/test_concurrency",
         # each operation interrupted once before its commit (the journal's intent is what the database holds) and
         # once after it; the other crash points differ only in what the engine holds, the same on both databases

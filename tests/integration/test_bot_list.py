@@ -3,11 +3,14 @@ bots, with the original shape kept when neither is asked for and bad parameters 
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
-from tests.conftest import STUB_IMAGE, Platform
+from tests.conftest import STUB_IMAGE, Platform, PlatformFactory, several_replicas
 
 pytestmark = pytest.mark.slow
 
@@ -90,3 +93,34 @@ async def test_a_platform_admin_lists_another_tenants_bots_or_every_tenants(plat
     # acting for a tenant, even the operator is not a platform admin there; nor is a tenant's own key
     acting = await platform.client.get("/fleet/bots", params={"tenant": "*"}, headers={"X-Tenant-Id": "other-team"})
     assert acting.status_code == 403 and acting.json()["details"]["code"] == "platform_admin_required"
+
+
+async def _listed_soon(platform: Platform, expected: list[tuple[str, str]], within: float = 2.0) -> None:
+    """The replica's list shows (id, description) of each bot as expected within `within` seconds: well within the
+    bound on a cached list's age (LIST_CACHE_SECONDS) of a replica that cannot hear the database."""
+    deadline = time.monotonic() + within
+    while True:
+        shown = [(b["id"], b["description"]) for b in (await _list(platform))["bots"]]
+        if shown == expected:
+            return
+        assert time.monotonic() < deadline, shown
+        await asyncio.sleep(0.05)
+
+
+@several_replicas
+async def test_a_replica_lists_changes_made_by_another_or_by_hand_at_once(make_platform: PlatformFactory) -> None:
+    """Each replica keeps its list of bots until the database says a bot changed (a trigger notifies every
+    replica), whoever made the change: another replica's API, or a statement typed into the database."""
+    first = await make_platform()
+    second = await make_platform(DATABASE_URL=first.settings.database_url, WOPR_PLATFORM_ID=first.settings.platform_id)
+    await _listed_soon(second, [])  # cached on the second replica now
+    bot = await first.create_bot(name="heard", description="made on the first")
+    await _listed_soon(second, [(bot["id"], "made on the first")])
+
+    async with first.app.state.services.database.unit() as session:
+        await session.execute(text("UPDATE bots SET description = 'typed by hand' WHERE id = :id"), {"id": bot["id"]})
+    await _listed_soon(second, [(bot["id"], "typed by hand")])
+    await _listed_soon(first, [(bot["id"], "typed by hand")])
+
+    assert (await first.client.delete(f"/fleet/bots/{bot['id']}")).status_code == 204
+    await _listed_soon(second, [])

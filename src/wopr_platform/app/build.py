@@ -38,7 +38,7 @@ from wopr_platform.core.faults import CrashPoints
 from wopr_platform.core.metrics import PlatformMetrics
 from wopr_platform.core.settings import Settings, SettingsError
 from wopr_platform.crypto.keys import secret_box, stream_keys
-from wopr_platform.db.broadcast import Broadcast
+from wopr_platform.db.broadcast import FLEET_CHANNEL, Broadcast
 from wopr_platform.db.engine import CommitCounter, create_engine, create_sessionmaker
 from wopr_platform.db.leadership import Leadership, lock_key
 from wopr_platform.db.migrate import upgrade
@@ -330,6 +330,8 @@ async def build(
     webhooks = StripeWebhooks(
         db=database, stripe=stripe, currency=settings.billing_currency, clock=clock.now, crash=crash
     )
+    # changes to bots, told by the database to every replica (PostgreSQL): each keeps its lists of bots until one
+    fleet_changes = Broadcast(settings.database_url, FLEET_CHANNEL)
     fleet = FleetService(
         db=database,
         containers=containers,
@@ -346,6 +348,7 @@ async def build(
         secrets=secret_env,
         quotas=quotas,
         admission=billing if settings.billing_enabled else None,
+        changes=fleet_changes,
     )
     await fleet.load()
     suspensions = Suspensions(db=database, fleet=fleet, events=events, settings=settings, clock=clock.now)
@@ -537,7 +540,7 @@ async def build(
         metrics=metrics,
     )
     install_samplers(metrics, observed=observed, health=health, billing=billing if settings.billing_enabled else None)
-    loops: tuple[Loop, ...] = (leadership, account_changes, watcher, health, stats, *gateway_loops)
+    loops: tuple[Loop, ...] = (leadership, account_changes, fleet_changes, watcher, health, stats, *gateway_loops)
     if proxy is not None:
         loops += (proxy,)
     if isolation is not None:

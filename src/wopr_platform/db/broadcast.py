@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 RETRY_SECONDS = 2.0
 CHECK_SECONDS = 5.0  # how often a quiet listening connection is checked
 APPLICATION_NAME = "wopr-broadcast"  # how the listening connection shows in pg_stat_activity
+# notified by the database itself on every change to a bot's row (the trigger of migration 0020), so no code path
+# and no replica can change a bot without the others hearing of it
+FLEET_CHANNEL = "wopr_fleet_changes"
 
 
 class Broadcast:

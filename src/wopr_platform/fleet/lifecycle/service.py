@@ -24,6 +24,7 @@ from wopr_platform.core.faults import CrashPoints
 from wopr_platform.core.reference import ImageReference, InvalidReference, is_allowed, pinned
 from wopr_platform.core.settings import Settings
 from wopr_platform.crypto.secretbox import SecretUnreadable
+from wopr_platform.db.broadcast import Broadcast
 from wopr_platform.db.engine import CommitCounter
 from wopr_platform.db.models import Bot
 from wopr_platform.db.unit import Database
@@ -106,12 +107,19 @@ class FleetService:
         secrets: SecretEnv,
         quotas: Quotas,
         admission: Admission | None = None,
+        changes: Broadcast | None = None,
     ) -> None:
         self._admission = admission
         self._commits = commits
+        # changes to bots made by any replica (PostgreSQL: the database notifies them); a change heard drops the
+        # cached lists, and while the replica can hear them the lists need no other bound on their age
+        self._changes = changes
+        self._changes_heard = 0
+        if changes is not None:
+            changes.subscribe(self._heard_change)
         self._quotas = quotas
         self._secrets = secrets
-        self._list_cache: dict[str | None, tuple[int, float, Sequence[Any]]] = {}
+        self._list_cache: dict[str | None, tuple[tuple[int, int], float, Sequence[Any]]] = {}
         self._shared_database = not settings.database_url.startswith("sqlite")
         self._db = db
         self._containers = containers
@@ -171,21 +179,27 @@ class FleetService:
         return self._views.bot_page_json(rows, query, now)
 
     async def _list_rows(self, tenant_id: str | None) -> Sequence[Any]:
-        """The tenant's status rows, re-read only after a commit through this process or, when the database is
-        shared with other replicas (PostgreSQL), LIST_CACHE_SECONDS (a bound on how long a write by another replica
-        can go unseen). A SQLite database has one platform process: its own commits are all there are."""
+        """The tenant's status rows, re-read only after a commit through this process or a change to a bot heard from
+        the database (PostgreSQL: by any replica, see `Broadcast`). While a replica cannot hear the database, a list
+        it cached is trusted for LIST_CACHE_SECONDS at most (a bound on how long another replica's write can go
+        unseen). A SQLite database has one platform process: its own commits are all there are."""
+        generation = (self._commits.value, self._changes_heard)
         cached = self._list_cache.get(tenant_id)
-        if (
-            cached is not None
-            and cached[0] == self._commits.value
-            and (not self._shared_database or time.monotonic() - cached[1] < LIST_CACHE_SECONDS)
-        ):
+        if cached is not None and cached[0] == generation and self._trusted(cached[1]):
             return cached[2]
-        generation = self._commits.value
         async with self._db.read() as session:
             rows = await BotRepository(session).list(tenant_id)
         self._list_cache[tenant_id] = (generation, time.monotonic(), rows)
         return rows
+
+    def _heard_change(self) -> None:
+        self._changes_heard += 1
+
+    def _trusted(self, read_at: float) -> bool:
+        """Whether rows read at `read_at` hold every change made since, as far as this replica can know."""
+        if not self._shared_database or (self._changes is not None and self._changes.reliable):
+            return True
+        return time.monotonic() - read_at < LIST_CACHE_SECONDS
 
     async def get_bot(self, tenant_id: str, bot_id: str) -> BotDetail:
         """One bot's profile and live status; no Docker call."""
