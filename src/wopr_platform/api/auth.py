@@ -230,13 +230,13 @@ async def authorize(
     request.state.principal = principal  # for the route and the audit log (who made each change)
 
 
-def _principal(request: Request) -> Principal:
+async def _principal(request: Request) -> Principal:
     found = getattr(request.state, "principal", None)
     assert isinstance(found, Principal), "authorize did not run for this route"
     return found
 
 
-def _caller(request: Request) -> Caller:
+async def _caller(request: Request) -> Caller:
     found = getattr(request.state, "caller", None)
     assert isinstance(found, Caller), "authorize did not run for this route"
     return found

@@ -72,51 +72,60 @@ def services(request: Request) -> Services:
     return found
 
 
-def _fleet(request: Request) -> FleetService:
+# Dependencies are coroutines, even those that only look something up: FastAPI runs a plain function in its thread
+# pool, and a hop to a worker thread and back costs each request far more than the lookup (and waits for the OS
+# to schedule the thread when the machine is busy).
+
+
+async def _services(request: Request) -> Services:
+    return services(request)
+
+
+async def _fleet(request: Request) -> FleetService:
     return services(request).fleet
 
 
-def _quotas(request: Request) -> Quotas:
+async def _quotas(request: Request) -> Quotas:
     return services(request).quotas
 
 
-def _templates(request: Request) -> TemplateService:
+async def _templates(request: Request) -> TemplateService:
     return services(request).templates
 
 
-def _updates(request: Request) -> UpdateService:
+async def _updates(request: Request) -> UpdateService:
     return services(request).updates
 
 
-def _audit(request: Request) -> AuditService:
+async def _audit(request: Request) -> AuditService:
     return services(request).audit
 
 
-def _accounts(request: Request) -> AccountService:
+async def _accounts(request: Request) -> AccountService:
     return services(request).accounts
 
 
-def _users(request: Request) -> UserAdmin:
+async def _users(request: Request) -> UserAdmin:
     return services(request).users
 
 
-def _billing(request: Request) -> BillingService:
+async def _billing(request: Request) -> BillingService:
     return services(request).billing
 
 
-def _webhooks(request: Request) -> StripeWebhooks:
+async def _webhooks(request: Request) -> StripeWebhooks:
     return services(request).webhooks
 
 
-def _backups(request: Request) -> Backups:
+async def _backups(request: Request) -> Backups:
     return services(request).backups
 
 
-def _backup_policies(request: Request) -> BackupPolicies:
+async def _backup_policies(request: Request) -> BackupPolicies:
     return services(request).backup_policies
 
 
-def _gateway(request: Request) -> GatewayAdmin:
+async def _gateway(request: Request) -> GatewayAdmin:
     found = services(request).gateway
     if found is None:
         raise ServiceUnavailable("the AI gateway is off (GATEWAY_ENABLED=false)", details={"code": "gateway_off"})
@@ -130,15 +139,15 @@ def checked_id(value: str, what: str) -> str:
     return value.lower()
 
 
-def _bot_id(bot_id: Annotated[str, Path()]) -> str:
+async def _bot_id(bot_id: Annotated[str, Path()]) -> str:
     return checked_id(bot_id, "bot")
 
 
-def _backup_id(backup_id: Annotated[str, Path()]) -> str:
+async def _backup_id(backup_id: Annotated[str, Path()]) -> str:
     return checked_id(backup_id, "backup")
 
 
-AllServices = Annotated[Services, Depends(services)]
+AllServices = Annotated[Services, Depends(_services)]
 Fleet = Annotated[FleetService, Depends(_fleet)]
 Templates = Annotated[TemplateService, Depends(_templates)]
 TenantQuotas = Annotated[Quotas, Depends(_quotas)]

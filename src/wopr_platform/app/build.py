@@ -42,6 +42,7 @@ from wopr_platform.db.broadcast import FLEET_CHANNEL, Broadcast
 from wopr_platform.db.engine import CommitCounter, create_engine, create_sessionmaker
 from wopr_platform.db.leadership import Leadership, lock_key
 from wopr_platform.db.migrate import upgrade
+from wopr_platform.db.models import Bot
 from wopr_platform.db.unit import Database
 from wopr_platform.docker.engine import DockerEngine
 from wopr_platform.docker.swarm import SwarmEngine
@@ -343,7 +344,7 @@ async def build(
         journal=journal,
         locks=locks,
         crash=crash,
-        commits=CommitCounter(db),
+        commits=CommitCounter(db, tables={Bot.__tablename__}),  # the lists hold bots' rows only
         settings=settings,
         secrets=secret_env,
         quotas=quotas,

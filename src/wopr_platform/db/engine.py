@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy import event
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
 
@@ -59,11 +60,39 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
 
 
 class CommitCounter:
-    """Counts commits through one engine, so a reader can tell whether rows it cached may be out of date."""
+    """Counts commits through one engine, so a reader can tell whether rows it cached may be out of date: every
+    commit, or (given `tables`) only those whose transaction wrote to one of them. A statement given as text names
+    no table SQLAlchemy knows of: one that writes is counted as writing to every table."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, tables: Collection[str] | None = None) -> None:
         self.value = 0
-        event.listen(engine.sync_engine, "commit", self._on_commit)
+        self._tables = frozenset(tables) if tables is not None else None
+        self._flag = f"wopr_wrote_{id(self)}"  # on the connection: its transaction wrote to one of the tables
+        sync = engine.sync_engine
+        event.listen(sync, "commit", self._on_commit)
+        if self._tables is not None:
+            event.listen(sync, "after_cursor_execute", self._on_execute)
+            event.listen(sync, "rollback", self._on_rollback)
 
-    def _on_commit(self, _connection: Any) -> None:
-        self.value += 1
+    def _on_execute(
+        self, connection: Connection, _cursor: Any, statement: str, _params: Any, context: Any, _many: bool
+    ) -> None:
+        assert self._tables is not None
+        compiled = getattr(context, "compiled", None)
+        table = getattr(getattr(compiled, "statement", None), "table", None)
+        if table is not None and (context.isinsert or context.isupdate or context.isdelete):
+            wrote = getattr(table, "name", None) in self._tables
+        else:
+            wrote = table is None and statement.lstrip()[:7].upper().startswith(WRITING_VERBS)
+        if wrote:
+            connection.info[self._flag] = True
+
+    def _on_rollback(self, connection: Connection) -> None:
+        connection.info.pop(self._flag, None)
+
+    def _on_commit(self, connection: Connection) -> None:
+        if self._tables is None or connection.info.pop(self._flag, False):
+            self.value += 1
+
+
+WRITING_VERBS = ("INSERT", "UPDATE", "DELETE", "REPLACE", "UPSERT", "MERGE")

@@ -41,7 +41,7 @@ router = APIRouter(tags=["billing"])
 KEY_RE = re.compile(r"^[A-Za-z0-9_.:-]{8,100}$")
 
 
-def _idempotency_key(
+async def _idempotency_key(
     key: Annotated[str | None, Header(alias="Idempotency-Key", description="8-100 of A-Z a-z 0-9 _ . : -")] = None,
 ) -> str:
     if key is None or not KEY_RE.match(key):

@@ -15,7 +15,7 @@ from wopr_platform.fleet.schemas import QuotaOverrides, TenantQuota
 router = APIRouter(prefix="/tenants", tags=["tenants"])
 
 
-def _tenant_id(tenant_id: Annotated[str, Path(max_length=63)]) -> str:
+async def _tenant_id(tenant_id: Annotated[str, Path(max_length=63)]) -> str:
     if not TENANT_RE.match(tenant_id):
         raise ValidationFailed(
             "tenant id must be 1-63 lowercase letters, digits or '-', starting and ending with a letter or digit",

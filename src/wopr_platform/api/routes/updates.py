@@ -13,7 +13,7 @@ from wopr_platform.updates.schemas import ImageStatus, RolloutList, RolloutOut, 
 router = APIRouter(prefix="/fleet", tags=["updates"])
 
 
-def _rollout_id(rollout_id: Annotated[str, Path()]) -> str:
+async def _rollout_id(rollout_id: Annotated[str, Path()]) -> str:
     return checked_id(rollout_id, "rollout")
 
 

@@ -41,7 +41,7 @@ from wopr_platform.fleet.observation.health import HealthMonitor
 from wopr_platform.fleet.observation.observed import ObservedState
 from wopr_platform.fleet.observation.stats import StatsCollector
 from wopr_platform.fleet.quotas.service import Quotas
-from wopr_platform.fleet.repository import BotRepository
+from wopr_platform.fleet.repository import BotRepository, StatusRow
 from wopr_platform.fleet.schemas import (
     BotCreate,
     BotDetail,
@@ -119,7 +119,7 @@ class FleetService:
             changes.subscribe(self._heard_change)
         self._quotas = quotas
         self._secrets = secrets
-        self._list_cache: dict[str | None, tuple[tuple[int, int], float, Sequence[Any]]] = {}
+        self._list_cache: dict[str | None, tuple[tuple[int, int], float, list[StatusRow]]] = {}
         self._shared_database = not settings.database_url.startswith("sqlite")
         self._db = db
         self._containers = containers
@@ -175,10 +175,10 @@ class FleetService:
         now = _now()
         rows = await self._list_rows(tenant_id)
         if query is None or query.whole:
-            return self._views.bot_list_json(rows, now)
+            return self._views.bot_list_json(rows, now, every_tenant=tenant_id is None)
         return self._views.bot_page_json(rows, query, now)
 
-    async def _list_rows(self, tenant_id: str | None) -> Sequence[Any]:
+    async def _list_rows(self, tenant_id: str | None) -> list[StatusRow]:
         """The tenant's status rows, re-read only after a commit through this process or a change to a bot heard from
         the database (PostgreSQL: by any replica, see `Broadcast`). While a replica cannot hear the database, a list
         it cached is trusted for LIST_CACHE_SECONDS at most (a bound on how long another replica's write can go

@@ -4,25 +4,42 @@ stats collector last reported (no Docker call, no query)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Row
 
 from wopr_platform.core.addresses import PublicAddress
 from wopr_platform.core.settings import Settings
 from wopr_platform.db.models import Bot
+from wopr_platform.docker.types import ContainerInfo
 from wopr_platform.fleet import resources
 from wopr_platform.fleet.lifecycle import listing
 from wopr_platform.fleet.lifecycle.listing import BotQuery
 from wopr_platform.fleet.observation.health import HealthMonitor
 from wopr_platform.fleet.observation.observed import ObservedState
-from wopr_platform.fleet.observation.stats import StatsCollector
+from wopr_platform.fleet.observation.stats import StatsCollector, Usage
+from wopr_platform.fleet.repository import StatusRow
 from wopr_platform.fleet.schemas import BotDetail, BotProfile
 from wopr_platform.fleet.secrets.redaction import redact_env
 
 MAX_CENSUSES = 64  # tenants' lists counted and kept at once (dropped all together when full)
+MAX_FRAGMENTS = 50_000  # bots' rendered statuses kept at once (dropped all together when full)
+
+
+@dataclass(slots=True)
+class _Fragment:
+    """A bot's status as JSON, and what it was rendered from."""
+
+    row: Bot | StatusRow
+    info: ContainerInfo | None
+    usage: Usage | None
+    health: str | None
+    uptime: int | None
+    crash_looping: bool
+    stale: bool
+    json: bytes
 
 
 class BotViews:
@@ -36,28 +53,67 @@ class BotViews:
         self._stats = stats
         self._settings = settings
         # by the identity of the rows they count: (the rows, the versions they were counted at, the census)
-        self._censuses: dict[int, tuple[Sequence[Bot | Row[Any]], tuple[int, int], listing.Census]] = {}
+        self._censuses: dict[int, tuple[Sequence[Bot | StatusRow], tuple[int, int], listing.Census]] = {}
+        self._fragments: dict[str, _Fragment] = {}  # by bot id, see `_status_json`
 
-    def bot_list_json(self, rows: Sequence[Bot | Row[Any]], now: datetime) -> bytes:
+    def bot_list_json(self, rows: Sequence[Bot | StatusRow], now: datetime, *, every_tenant: bool = False) -> bytes:
         """The BotList answer rendered straight to JSON: the one answer not built as its model, because the list can
-        be a thousand bots long and building a model per bot costs three times the rendering. The same fields as
-        BotStatus, by their wire names; the fuzz run checks every answer against BotList's schema."""
-        return orjson.dumps({"bots": [self._status(bot, now) for bot in rows]}, option=orjson.OPT_UTC_Z)
+        be ten thousand bots long and building a model per bot costs three times the rendering. The same fields as
+        BotStatus, by their wire names; the fuzz run checks every answer against BotList's schema. `every_tenant`:
+        the rows are every bot there is, so the statuses kept of bots not among them are dropped."""
+        body = b'{"bots":[' + b",".join([self._status_json(bot, now) for bot in rows]) + b"]}"
+        if every_tenant and len(self._fragments) > len(rows):
+            self._fragments = {bot.id: self._fragments[bot.id] for bot in rows}  # the bots deleted since
+        return body
 
-    def bot_page_json(self, rows: Sequence[Bot | Row[Any]], query: BotQuery, now: datetime) -> bytes:
+    def bot_page_json(self, rows: Sequence[Bot | StatusRow], query: BotQuery, now: datetime) -> bytes:
         """A page of the BotList (see `listing.page`), rendered as `bot_list_json` is, with the cursor of the next
         page (null on the last) and the tenant's bots counted by state."""
         found = listing.page(rows, query, self._census(rows))
-        return orjson.dumps(
-            {
-                "bots": [self._status(bot, now) for bot in found.rows],
-                "nextAfter": found.next_after,
-                "counts": found.counts,
-            },
-            option=orjson.OPT_UTC_Z,
+        return (
+            b'{"bots":['
+            + b",".join([self._status_json(bot, now) for bot in found.rows])
+            + b'],"nextAfter":'
+            + orjson.dumps(found.next_after)
+            + b',"counts":'
+            + orjson.dumps(found.counts)
+            + b"}"
         )
 
-    def _census(self, rows: Sequence[Bot | Row[Any]]) -> listing.Census:
+    def _status_json(self, bot: Bot | StatusRow, now: datetime) -> bytes:
+        """`_status` as JSON, rendered again only when something it shows changed: its row (a plain row, compared
+        by value; a profile object can change in place, so it is always rendered), the container's state, start
+        and restarts, its health, its stats sample, its uptime in whole seconds, the crash loop and the stale
+        flags. A list of ten thousand bots then costs a comparison per bot, not a status built and encoded per
+        bot."""
+        observed = self._observed
+        info = observed.for_bot(bot.id, bot.container_id)
+        usage = self._stats.usage(info.id) if info is not None and info.state == "running" else None
+        health = self._health.status(info) if info is not None else None
+        uptime = _uptime(info, now)
+        crash_looping = observed.crash_looping(bot.id)
+        stale = observed.stale_reason is not None
+        kept = self._fragments.get(bot.id)
+        # a container's record is replaced, never changed in what a status shows: the same record, the same state
+        if (
+            kept is not None
+            and kept.info is info
+            and kept.usage is usage
+            and kept.uptime == uptime
+            and kept.health == health
+            and kept.crash_looping is crash_looping
+            and kept.stale is stale
+            and (kept.row is bot or kept.row == bot)
+            and not isinstance(bot, Bot)
+        ):
+            return kept.json
+        fragment = orjson.dumps(self._status(bot, now), option=orjson.OPT_UTC_Z)
+        if len(self._fragments) >= MAX_FRAGMENTS:
+            self._fragments.clear()
+        self._fragments[bot.id] = _Fragment(bot, info, usage, health, uptime, crash_looping, stale, fragment)
+        return fragment
+
+    def _census(self, rows: Sequence[Bot | StatusRow]) -> listing.Census:
         """Every row's live status, kept while the rows (the list's cache holds one sequence per tenant until a
         write) and the observed state and health stay as they were: a page of a large fleet then costs its own
         rows, not a pass over every bot."""
@@ -71,7 +127,7 @@ class BotViews:
         self._censuses[id(rows)] = (rows, key, census)
         return census
 
-    def live(self, bot: Bot | Row[Any]) -> listing.LiveStatus:
+    def live(self, bot: Bot | StatusRow) -> listing.LiveStatus:
         """The state and health the list shows for the bot (from memory)."""
         info = self._observed.for_bot(bot.id, bot.container_id)
         return listing.LiveStatus(info.state if info else "stopped", self._health.status(info) if info else None)
@@ -89,7 +145,7 @@ class BotViews:
         )
         return address.urls(bot.subdomain, bot.id)
 
-    def _status(self, bot: Bot | Row[Any], now: datetime) -> dict[str, Any]:
+    def _status(self, bot: Bot | StatusRow, now: datetime) -> dict[str, Any]:
         """A BotStatus by wire names, from the row and what the engine last reported."""
         info = self._observed.for_bot(bot.id, bot.container_id)
         running = info is not None and info.state == "running"
@@ -107,7 +163,7 @@ class BotViews:
             "observedState": info.state if info else ("unknown" if self._observed.stale_reason else "missing"),
             "health": self._health.status(info) if info else None,
             "uptime": started,  # the original's field: when the running container started
-            "uptimeSeconds": int((now - started).total_seconds()) if started else None,
+            "uptimeSeconds": _uptime(info, now),
             "startedAt": started,
             "createdAt": bot.created_at,
             "updatedAt": bot.updated_at,
@@ -158,3 +214,10 @@ class BotViews:
                 "updatedAt": bot.updated_at,
             }
         )
+
+
+def _uptime(info: ContainerInfo | None, now: datetime) -> int | None:
+    """Whole seconds the container has been running (None when it is not)."""
+    if info is None or info.state != "running" or info.started_at is None:
+        return None
+    return int((now - info.started_at).total_seconds())
