@@ -8,7 +8,7 @@ Runs are interleaved (API/raw, then raw/API, ...) so both see the same noise; cl
 Target: API median within 1.2x of the raw median; with `--running N` (N bots made through the API and running
 and healthy before the timed runs, the platform's background work on them included), within 1.1x.
 
-    uv run python bench/create_start.py [--iterations 20] [--running 300] [--trace] [--no-write]
+    uv run python bench/create_start.py [--iterations 20] [--running 300] [--database postgres] [--trace] [--no-write]
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import statistics
 import sys
+import tempfile
 import time
 import uuid
 from collections import defaultdict
@@ -36,6 +37,7 @@ from wopr_platform.docker.hardening import container_config
 from wopr_platform.docker.types import ContainerSpec
 
 SECTION = "create_start"
+DATABASES = {"sqlite": "SQLite WAL in a temp dir", "postgres": "PostgreSQL, a throwaway server"}
 TARGET_RATIO = 1.2
 TARGET_RATIO_LOADED = 1.1  # with bots already running (issue: ten thousand bots)
 DEFAULT_ITERATIONS = 20
@@ -162,7 +164,12 @@ async def main(args: argparse.Namespace) -> int:
     api_calls: list[harness.DockerCall] = []
     raw_calls: list[harness.DockerCall] = []
     try:
-        async with harness.running_platform(DOCKER_HOST=docker_url if proxy else None) as platform:
+        async with (
+            harness.database_url(args.database, Path(tempfile.mkdtemp(prefix="wopr-bench-db-"))) as url,
+            harness.running_platform(
+                DOCKER_HOST=docker_url if proxy else None, DATABASE_URL=url if args.database != "sqlite" else None
+            ) as platform,
+        ):
             harness.log(f"platform {platform.platform_id} up at {platform.url}; {args.warmup} warm-up round(s)")
             raw.network = network_name(platform.platform_id, "default")
             if args.running:
@@ -212,6 +219,7 @@ async def main(args: argparse.Namespace) -> int:
 
     text = report(args, facts, api, base, ratio, met, paired, raw, api_calls, raw_calls)
     section = SECTION + ("_trace" if args.trace else "") + (f"_running{args.running}" if args.running else "")
+    section += f"_{args.database}" if args.database != "sqlite" else ""
     harness.publish(section, text, write=args.write)
     return 0
 
@@ -244,9 +252,10 @@ def report(
     lines += harness.facts_lines(facts)
     lines += [
         f"- Parameters: `--iterations {args.iterations} --warmup {args.warmup} --settle {args.settle}"
-        f"{' --trace' if args.trace else ''}{f' --running {args.running}' if args.running else ''}`; "
+        f"{' --trace' if args.trace else ''}{f' --running {args.running}' if args.running else ''}"
+        f"{f' --database {args.database}' if args.database != 'sqlite' else ''}`; "
         "API and raw runs interleaved (ABBA), cleanup untimed; "
-        f"platform in-process (uvicorn, SQLite WAL in a temp dir, default loop intervals)"
+        f"platform in-process (uvicorn, {DATABASES[args.database]}, default loop intervals)"
         + ("; both clients went through the counting proxy" if args.trace else ""),
         "",
         harness.table(
@@ -296,6 +305,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs of each kind first")
     parser.add_argument("--settle", type=float, default=0.5, help="seconds of quiet before each timed run")
     parser.add_argument("--running", type=int, default=0, help="bots made and running through the API first")
+    parser.add_argument("--database", choices=sorted(DATABASES), default="sqlite")
     parser.add_argument(
         "--trace",
         action="store_true",

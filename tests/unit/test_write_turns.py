@@ -4,12 +4,16 @@ deadlocking a unit opened within another."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import pytest
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import OperationalError
 
 from wopr_platform.db.engine import create_engine, create_sessionmaker
 from wopr_platform.db.unit import TURN_WAIT, Database
@@ -98,6 +102,52 @@ async def test_a_core_unit_commits_or_rolls_back_whole_and_takes_its_turn_with_t
         async with db.read() as session:
             found = sorted((await session.execute(text("SELECT n FROM t"))).scalars())
         assert found == [1, *range(10, 40)]  # 2 was rolled back
+    finally:
+        db.close()
+        await engine.dispose()
+
+
+async def test_a_core_read_runs_on_the_loop_sees_every_commit_and_reads_a_locked_database_elsewhere(
+    tmp_path: Path,
+) -> None:
+    """On SQLite a core read runs at once on the event loop's thread (WAL: it does not wait for a writer); if the
+    database is locked all the same, it goes through the async engine (which waits for the lock) instead."""
+    path = tmp_path / "read.db"
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    db = Database(create_sessionmaker(engine))
+    async with db.unit() as session:
+        await session.execute(text("CREATE TABLE t (n INTEGER)"))
+    threads: list[int] = []
+
+    def numbers(connection: Connection) -> list[int]:
+        threads.append(threading.get_ident())
+        return list(connection.execute(text("SELECT n FROM t ORDER BY n")).scalars())
+
+    try:
+        for n in range(3):
+            async with db.unit() as session:
+                await session.execute(text("INSERT INTO t VALUES (:n)"), {"n": n})
+            assert await db.core_read(numbers) == list(range(n + 1))
+        async with db.unit() as session:  # a writer holding the write lock does not hold up a reader
+            await session.execute(text("INSERT INTO t VALUES (9)"))
+            assert await db.core_read(numbers) == [0, 1, 2]
+        assert threads == [threading.get_ident()] * 4
+
+        # a lock held elsewhere all the same (a checkpoint): the read goes through aiosqlite's thread
+        class Locked:
+            tried = 0
+
+            def connect(self) -> None:
+                self.tried += 1
+                raise OperationalError("SELECT", None, sqlite3.OperationalError("database is locked"))
+
+            def dispose(self) -> None:
+                pass
+
+        locked = Locked()
+        db._reader = cast(Engine, locked)
+        assert await db.core_read(numbers) == [0, 1, 2, 9]
+        assert locked.tried == 1 and len(threads) == 5
     finally:
         db.close()
         await engine.dispose()

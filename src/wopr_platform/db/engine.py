@@ -31,17 +31,23 @@ def create_engine(url: str) -> AsyncEngine:
     return engine
 
 
-def create_sqlite_sync_engine(engine: AsyncEngine) -> Engine:
+def create_sqlite_sync_engine(engine: AsyncEngine, *, busy_ms: int = 30_000) -> Engine:
     """A synchronous engine on the same SQLite database (the standard library's driver), with the same pragmas:
-    for a thread that runs whole units of work by itself (`Database.core_unit`)."""
+    for a thread that runs whole units of work by itself (`Database.core_unit`), or for reads run at once on the
+    event loop (`Database.core_read`), which wait `busy_ms` at most for a lock."""
     sync = create_sync_engine(
         engine.url.set(drivername="sqlite"),
-        connect_args={"timeout": 30, "check_same_thread": False},
+        connect_args={"timeout": busy_ms / 1000, "check_same_thread": False},
         hide_parameters=True,
         pool_size=1,
         max_overflow=0,
     )
     event.listen(sync, "connect", _sqlite_pragmas)
+
+    def _busy_timeout(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
+
+    event.listen(sync, "connect", _busy_timeout)
     return sync
 
 

@@ -6,7 +6,7 @@ from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Connection, Select, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -41,6 +41,18 @@ class StatusRow(NamedTuple):
     updated_at: datetime
     template_name: str | None
     tenant_id: str
+
+
+def status_rows(connection: Connection, tenant_id: str | None) -> list[StatusRow]:
+    """`BotRepository.list` on a Core connection (`Database.core_read`: the list's hot path)."""
+    return list(map(StatusRow._make, connection.execute(_status_query(tenant_id)).all()))
+
+
+def _status_query(tenant_id: str | None) -> Select[*tuple[Any, ...]]:
+    query = select(*STATUS_COLUMNS)
+    if tenant_id is not None:
+        query = query.where(Bot.tenant_id == tenant_id)
+    return query.order_by(Bot.created_at, Bot.id)
 
 
 RECONCILE_COLUMNS = (
@@ -85,10 +97,7 @@ class BotRepository:
     async def list(self, tenant_id: str | None) -> list[StatusRow]:
         """The columns a status needs, as plain rows (no ORM objects: listing a large fleet stays cheap), of the
         tenant's bots (of every tenant's for None: a platform admin's view)."""
-        query = select(*STATUS_COLUMNS)
-        if tenant_id is not None:
-            query = query.where(Bot.tenant_id == tenant_id)
-        result = await self._session.execute(query.order_by(Bot.created_at, Bot.id))
+        result = await self._session.execute(_status_query(tenant_id))
         return list(map(StatusRow._make, result.all()))
 
     async def desired_states(self, tenant_id: str) -> dict[str, str]:

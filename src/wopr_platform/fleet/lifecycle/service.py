@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapp
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Generic, TypeVar
 
 from wopr_platform.core import naming, subdomains
@@ -41,7 +42,7 @@ from wopr_platform.fleet.observation.health import HealthMonitor
 from wopr_platform.fleet.observation.observed import ObservedState
 from wopr_platform.fleet.observation.stats import StatsCollector
 from wopr_platform.fleet.quotas.service import Quotas
-from wopr_platform.fleet.repository import BotRepository, StatusRow
+from wopr_platform.fleet.repository import BotRepository, StatusRow, status_rows
 from wopr_platform.fleet.schemas import (
     BotCreate,
     BotDetail,
@@ -187,8 +188,7 @@ class FleetService:
         cached = self._list_cache.get(tenant_id)
         if cached is not None and cached[0] == generation and self._trusted(cached[1]):
             return cached[2]
-        async with self._db.read() as session:
-            rows = await BotRepository(session).list(tenant_id)
+        rows = await self._db.core_read(partial(status_rows, tenant_id=tenant_id))
         self._list_cache[tenant_id] = (generation, time.monotonic(), rows)
         return rows
 
