@@ -84,6 +84,7 @@ DATABASE_TESTS = frozenset(
         "integration/test_bot_list::test_pages_and_filters_of_the_bot_list",
         "integration/test_bot_list::test_a_platform_admin_lists_another_tenants_bots_or_every_tenants",
         "integration/test_bot_list::test_a_replica_lists_changes_made_by_another_or_by_hand_at_once",
+        "integration/test_bot_list::test_the_list_reads_on_after_its_connections_are_cut",
         "integration/test_concurrency",
         # each operation interrupted once before its commit (the journal's intent is what the database holds) and
         # once after it; the other crash points differ only in what the engine holds, the same on both databases

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from tests.conftest import STUB_IMAGE, Platform, PlatformFactory, several_replicas
+from tests.conftest import ON_POSTGRES, STUB_IMAGE, Platform, PlatformFactory, several_replicas
+from wopr_platform.db.engine import READER_APPLICATION_NAME
 
 pytestmark = pytest.mark.slow
 
@@ -124,3 +125,21 @@ async def test_a_replica_lists_changes_made_by_another_or_by_hand_at_once(make_p
 
     assert (await first.client.delete(f"/fleet/bots/{bot['id']}")).status_code == 204
     await _listed_soon(second, [])
+
+
+@pytest.mark.skipif(not ON_POSTGRES, reason="the list's own connections are PostgreSQL's")
+async def test_the_list_reads_on_after_its_connections_are_cut(platform: Platform) -> None:
+    """The list reads through connections of its own, handed out without a ping: when the server drops them, the
+    read runs again on the main engine and the list is whole and current."""
+    bot = await platform.create_bot(name="cut", description="before")
+    await _listed_soon(platform, [(bot["id"], "before")])
+    async with platform.app.state.services.database.unit() as session:
+        cut = await session.execute(
+            text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = :name"),
+            {"name": READER_APPLICATION_NAME},
+        )
+        assert len(cut.all()) >= 1
+        await session.execute(text("UPDATE bots SET description = 'after' WHERE id = :id"), {"id": bot["id"]})
+    shown = await _list(platform)
+    assert [(b["id"], b["description"]) for b in shown["bots"]] == [(bot["id"], "after")]
+    await _listed_soon(platform, [(bot["id"], "after")])

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Protocol
@@ -128,7 +129,7 @@ class Platform:
             await client.close()
 
     async def close_database(self) -> None:
-        self.units.close()
+        await self.units.dispose()
         await self.database.dispose()
 
 
@@ -246,7 +247,8 @@ async def build(
     settings: Settings, *, clock: Clock, events: EventBus, audit: AuditWriter, metrics: PlatformMetrics
 ) -> Platform:
     """Migrate the database, then build the platform; nothing here touches the engine yet."""
-    db = create_engine(settings.database_url)
+    replica = uuid.uuid4().hex  # this process, as its database connections name it
+    db = create_engine(settings.database_url, replica=replica)
     await upgrade(db)
     database = Database(create_sessionmaker(db))
     audit.start(database)
@@ -332,7 +334,7 @@ async def build(
         db=database, stripe=stripe, currency=settings.billing_currency, clock=clock.now, crash=crash
     )
     # changes to bots, told by the database to every replica (PostgreSQL): each keeps its lists of bots until one
-    fleet_changes = Broadcast(settings.database_url, FLEET_CHANNEL)
+    fleet_changes = Broadcast(settings.database_url, FLEET_CHANNEL, own=replica)
     fleet = FleetService(
         db=database,
         containers=containers,

@@ -33,8 +33,11 @@ class Broadcast:
 
     name = "broadcast"
 
-    def __init__(self, database_url: str, channel: str, *, retry: float = RETRY_SECONDS) -> None:
+    def __init__(
+        self, database_url: str, channel: str, *, retry: float = RETRY_SECONDS, own: str | None = None
+    ) -> None:
         self._url = database_url
+        self._own = own  # the payload of notifications this replica caused itself (not delivered: already known)
         self._channel = channel
         self._retry = retry
         self._single = make_url(database_url).get_backend_name() != "postgresql"
@@ -55,7 +58,9 @@ class Broadcast:
         """Call `callback` on every signal (from any replica), and whenever signals may have been missed."""
         self._listeners.append(callback)
 
-    def _deliver(self, *_: object) -> None:
+    def _deliver(self, *notification: object) -> None:
+        if self._own is not None and len(notification) == 4 and notification[3] == self._own:
+            return  # (connection, pid, channel, payload): a change this replica made and counted at its commit
         for callback in self._listeners:
             callback()
 

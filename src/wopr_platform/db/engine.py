@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
 
 
-def create_engine(url: str) -> AsyncEngine:
+def create_engine(url: str, *, replica: str | None = None) -> AsyncEngine:
     """Build the async engine; SQLite gets WAL, a busy timeout and foreign keys on every connection.
 
     Statement parameters hold bot env values (secrets among them), so they are kept out of logs and errors:
@@ -22,13 +22,42 @@ def create_engine(url: str) -> AsyncEngine:
     """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True)
+        # `replica` names this process on each of its connections (REPLICA_SETTING), so the notifications its own
+        # changes cause are known for its own (see `Broadcast`)
+        settings = {REPLICA_SETTING: replica} if replica else {}
+        return create_async_engine(
+            url,
+            pool_pre_ping=True,
+            pool_size=10,
+            max_overflow=20,
+            hide_parameters=True,
+            connect_args={"server_settings": settings} if settings else {},
+        )
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     logging.getLogger("aiosqlite").setLevel(logging.WARNING)
     engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
     event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def create_reader_engine(engine: AsyncEngine) -> AsyncEngine:
+    """Connections for a hot path's reads on PostgreSQL (`Database.core_read`): autocommit (no BEGIN, no ROLLBACK),
+    no ping at checkout, nothing sent when a connection goes back to the pool."""
+    return create_async_engine(
+        engine.url,
+        isolation_level="AUTOCOMMIT",
+        pool_size=2,
+        max_overflow=4,
+        pool_pre_ping=False,
+        pool_reset_on_return=None,
+        hide_parameters=True,
+        connect_args={"server_settings": {"application_name": READER_APPLICATION_NAME}},
+    )
+
+
+REPLICA_SETTING = "wopr.replica"  # a session setting: the replica whose connection it is (migration 0020's trigger)
+READER_APPLICATION_NAME = "wopr-reader"  # how the readers' connections show in pg_stat_activity
 
 
 def create_sqlite_sync_engine(engine: AsyncEngine, *, busy_ms: int = 30_000) -> Engine:

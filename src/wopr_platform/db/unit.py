@@ -26,10 +26,10 @@ from contextvars import ContextVar
 from typing import TypeVar
 
 from sqlalchemy import Connection, Engine, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from wopr_platform.db.engine import create_sqlite_sync_engine
+from wopr_platform.db.engine import create_reader_engine, create_sqlite_sync_engine
 
 T = TypeVar("T")
 
@@ -49,6 +49,7 @@ class Database:
         self._turns = asyncio.Lock() if bind is not None and bind.dialect.name == "sqlite" else None
         self._sync: tuple[Engine, ThreadPoolExecutor] | None = None  # core_unit's engine and thread (SQLite)
         self._reader: Engine | None = None  # core_read's engine (SQLite)
+        self._async_reader: AsyncEngine | None = None  # core_read's engine (PostgreSQL)
 
     async def core_read(self, work: Callable[[Connection], T]) -> T:
         """Run `work` with a Core connection that only reads (rolled back at the end); what it returns.
@@ -56,8 +57,12 @@ class Database:
         On SQLite it runs at once on the event loop's thread, with a connection of its own: in WAL mode a reader
         never waits for the writer, and a short read costs less than the hops through aiosqlite's thread, each of
         which waits for the OS to schedule a thread when the machine is busy. The rare wait for a lock (a
-        checkpoint) is bounded by READ_BUSY_MS, after which the read runs on the async engine instead. Elsewhere
-        it runs on the async engine (PostgreSQL's round trips are the loop's own I/O)."""
+        checkpoint) is bounded by READ_BUSY_MS, after which the read runs on the async engine instead.
+
+        On PostgreSQL it runs on connections of its own in autocommit, checked out without a ping: one round trip
+        for a query, where a session's checkout, BEGIN and ROLLBACK add three, each waiting for the server's
+        process to be scheduled. A connection found broken (the server restarted) is dropped and the read runs
+        again on the main engine, which pings before it hands out a connection."""
         assert self._engine is not None, "core_read needs sessions bound to an engine"
         if self._turns is not None:
             if self._reader is None:
@@ -67,6 +72,15 @@ class Database:
                     return work(connection)
             except OperationalError as err:
                 if "locked" not in str(err) and "busy" not in str(err):
+                    raise
+        elif self._engine.dialect.name == "postgresql":
+            if self._async_reader is None:
+                self._async_reader = create_reader_engine(self._engine)
+            try:
+                async with self._async_reader.connect() as connection:
+                    return await connection.run_sync(work)
+            except DBAPIError as err:
+                if not err.connection_invalidated:
                     raise
         async with self._engine.connect() as connection:
             return await connection.run_sync(work)
@@ -95,8 +109,15 @@ class Database:
                 await asyncio.wait({running})  # the unit runs to its end on its thread; the turn waits for it
                 raise
 
-    def close(self) -> None:
+    async def dispose(self) -> None:
         """Close what `core_unit` and `core_read` opened (at shutdown, after the last unit)."""
+        if self._async_reader is not None:
+            await self._async_reader.dispose()
+            self._async_reader = None
+        self.close()
+
+    def close(self) -> None:
+        """Close what `core_unit` and the SQLite `core_read` opened."""
         if self._reader is not None:
             self._reader.dispose()
             self._reader = None

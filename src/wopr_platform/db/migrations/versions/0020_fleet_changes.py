@@ -1,5 +1,7 @@
 """fleet changes: on PostgreSQL, every change to a bot's row notifies the channel `wopr_fleet_changes` when its
-transaction commits, whichever replica (or hand) made it, so each replica can keep its list of bots until one does
+transaction commits, whichever replica (or hand) made it, so each replica can keep its list of bots until one does;
+the payload names the replica that made it (its connections' `wopr.replica` setting; empty when typed by hand), so
+a replica can pass over its own
 
 Revision ID: 0020
 Revises: 0019
@@ -24,7 +26,7 @@ def upgrade() -> None:
         f"""
         CREATE FUNCTION wopr_bots_changed() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
-            PERFORM pg_notify('{CHANNEL}', '');
+            PERFORM pg_notify('{CHANNEL}', coalesce(current_setting('wopr.replica', true), ''));
             RETURN NULL;
         END
         $$
