@@ -21,12 +21,18 @@ START = datetime(2026, 1, 1, tzinfo=UTC)
 
 @dataclass(frozen=True)
 class Row:
+    """A bot's status row (the columns of `fleet.repository.StatusRow`)."""
+
     id: str
     container_id: str | None
+    tenant_id: str = "t"
     name: str = "bot"
+    description: str | None = None
     image: str = "img"
+    desired_state: str = "running"
     template_name: str | None = None
     created_at: datetime = START
+    updated_at: datetime = START
 
 
 def _container(bot: str, state: str) -> ContainerInfo:

@@ -4,13 +4,13 @@ bots costs a comparison per bot. What is sent must always be what a fresh render
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 import orjson
 
 from tests.unit.test_events import _Healthy
+from tests.unit.test_list_census import START, Row
 from wopr_platform.core.settings import Settings
 from wopr_platform.docker.types import ContainerInfo
 from wopr_platform.fleet.lifecycle.listing import BotQuery
@@ -18,22 +18,6 @@ from wopr_platform.fleet.lifecycle.views import BotViews
 from wopr_platform.fleet.observation.health import HealthMonitor, ProbeConfig
 from wopr_platform.fleet.observation.observed import ObservedState
 from wopr_platform.fleet.observation.stats import StatsCollector, Usage
-
-START = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-@dataclass(frozen=True)
-class Row:
-    id: str
-    container_id: str | None
-    tenant_id: str = "t"
-    name: str = "bot"
-    description: str | None = None
-    image: str = "img"
-    desired_state: str = "running"
-    template_name: str | None = None
-    created_at: datetime = START
-    updated_at: datetime = START
 
 
 class Samples:
