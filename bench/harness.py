@@ -640,7 +640,18 @@ async def machine_facts() -> dict[str, str]:
             ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+            # the figures a benchmark writes are not a change to what it measured
+            [
+                "git",
+                "-C",
+                str(ROOT),
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                ".",
+                ":!docs/benchmarks.md",
+            ],
             capture_output=True,
             text=True,
             check=True,
