@@ -156,6 +156,10 @@ def test_a_shared_volume_driver_for_swarm_is_read_with_its_options(env: pytest.M
         ("FLEET_HEALTH_INTERVAL", "0"),
         ("FLEET_HEALTH_RETRIES", "0"),
         ("FLEET_STATS_INTERVAL", "often"),
+        ("FLEET_HEALTH_MAX_BACKOFF", "0"),
+        ("FLEET_STATS_RATE", "0"),
+        ("STRIPE_CHECKOUT_ORIGIN", "checkout.stripe.com"),  # an origin has its scheme
+        ("STRIPE_CHECKOUT_ORIGIN", "https://checkout.stripe.com/pay"),  # and no path
         ("FLEET_RESYNC_INTERVAL", "-5"),
         ("PLATFORM_SECRET", "too-short"),
         ("PLATFORM_SECRET_PREVIOUS", "a-long-enough-old-secret,short"),
