@@ -48,6 +48,12 @@ def status_rows(connection: Connection, tenant_id: str | None) -> list[StatusRow
     return list(map(StatusRow._make, connection.execute(_status_query(tenant_id)).all()))
 
 
+def subdomain_taken(connection: Connection, subdomain: str, bot_id: str) -> bool:
+    """`BotRepository.subdomain_taken` on a Core connection (`Database.core_read`: the check before a create)."""
+    found = connection.execute(select(Bot.id).where(Bot.subdomain == subdomain, Bot.id != bot_id).limit(1))
+    return found.first() is not None
+
+
 def _status_query(tenant_id: str | None) -> Select[*tuple[Any, ...]]:
     query = select(*STATUS_COLUMNS)
     if tenant_id is not None:

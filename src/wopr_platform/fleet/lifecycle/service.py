@@ -42,7 +42,7 @@ from wopr_platform.fleet.observation.health import HealthMonitor
 from wopr_platform.fleet.observation.observed import ObservedState
 from wopr_platform.fleet.observation.stats import StatsCollector
 from wopr_platform.fleet.quotas.service import Quotas
-from wopr_platform.fleet.repository import BotRepository, StatusRow, status_rows
+from wopr_platform.fleet.repository import BotRepository, StatusRow, status_rows, subdomain_taken
 from wopr_platform.fleet.schemas import (
     BotCreate,
     BotDetail,
@@ -626,8 +626,7 @@ class FleetService:
             )
 
     async def _subdomain_taken(self, subdomain: str, bot_id: str) -> bool:
-        async with self._db.read() as session:
-            return await BotRepository(session).subdomain_taken(subdomain, bot_id)
+        return await self._db.core_read(partial(subdomain_taken, subdomain=subdomain, bot_id=bot_id))
 
     async def _default_subdomain(self, name: str, bot_id: str) -> str:
         """The bot's name as subdomain when it is a valid and free one, else its id (a valid, unique label)."""

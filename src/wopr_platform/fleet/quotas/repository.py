@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, union, update
+from sqlalchemy import ColumnElement, Connection, and_, func, or_, select, union, update
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -105,3 +105,11 @@ class QuotaRepository:
         """The own `resources` of each bot of the tenant."""
         result = await self._session.execute(select(Bot.resources).where(Bot.tenant_id == tenant_id))
         return result.scalars().all()
+
+
+def quota_of(connection: Connection, tenant_id: str) -> TenantQuota | None:
+    """The tenant's quota row on a Core connection (`Database.core_read`: the check before a create), as an object
+    of no session."""
+    found = connection.execute(select(*TenantQuota.__table__.columns).where(TenantQuota.tenant_id == tenant_id))
+    row = found.first()
+    return TenantQuota(**row._mapping) if row is not None else None

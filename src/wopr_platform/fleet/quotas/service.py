@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -27,7 +28,7 @@ from wopr_platform.core.settings import Settings
 from wopr_platform.db.models import TenantQuota as QuotaRow
 from wopr_platform.db.unit import Database
 from wopr_platform.fleet.quotas.amounts import NONE, Amounts, cpus, mcpus, of_bot
-from wopr_platform.fleet.quotas.repository import QuotaRepository
+from wopr_platform.fleet.quotas.repository import QuotaRepository, quota_of
 from wopr_platform.fleet.repository import BotRepository
 from wopr_platform.fleet.schemas import QuotaLimits, QuotaOverrides, QuotaUsage, TenantQuota
 
@@ -112,8 +113,7 @@ class Quotas:
     async def check(self, tenant_id: str, delta: Amounts) -> None:
         """A check before any work (a pull, a container): QuotaExceeded when `delta` would not fit now. Not the
         guarantee (`charge` is): it saves the work a refused charge would undo."""
-        async with self._db.read() as session:
-            row = await QuotaRepository(session).get(tenant_id)
+        row = await self._db.core_read(partial(quota_of, tenant_id=tenant_id))
         current = row if row is not None else QuotaRow(tenant_id=tenant_id, bots=0, memory_mb=0, mcpus=0)
         refused = self._refusal(current, delta)
         if refused is not None:
