@@ -38,12 +38,14 @@ from wopr_platform.firewall.iptables import HostFirewall
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "benchmarks.md"
-STUB_REPOSITORY = "localhost/wopr-stub"  # the project's own WOPR instance image (stub/), built by build_stub_image
-STUB_IMAGE = f"{STUB_REPOSITORY}:latest"
-# what every benchmark platform runs with: only the stub's image allowed, no tenant routing (benchmarks that need it
-# start their own Caddy), and room for hundreds of bots in one tenant (the largest tenant subnet, 253 bots; no quota)
+# the WOPR instance image every benchmark's bots run: the project's own, built from stub/ by build_stub_image (it
+# serves the instance contract of DESIGN.md, which is all the platform talks to)
+INSTANCE_REPOSITORY = "localhost/wopr-stub"
+STUB_IMAGE = f"{INSTANCE_REPOSITORY}:latest"
+# what every benchmark platform runs with: that image allowed and no other, no tenant routing (benchmarks that need
+# it start their own Caddy), and room for hundreds of bots in one tenant (the largest tenant subnet, 253; no quota)
 BENCH_SETTINGS = {
-    "FLEET_IMAGE_ALLOWLIST": STUB_REPOSITORY,
+    "FLEET_IMAGE_ALLOWLIST": INSTANCE_REPOSITORY,
     "PROXY_ENABLED": "false",
     "FLEET_TENANT_SUBNET_PREFIX": "24",
     "FLEET_TENANT_MAX_BOTS": "0",

@@ -39,6 +39,8 @@ BOOT_LINE = "stub: boot #"
 # several replicas share one database only on PostgreSQL: such tests run in the PostgreSQL phase of scripts/test
 ON_POSTGRES = os.environ.get("WOPR_TEST_DATABASE", "sqlite") == "postgres"
 several_replicas = pytest.mark.skipif(not ON_POSTGRES, reason="several replicas share a database only on PostgreSQL")
+# what exists only on PostgreSQL (connections of their own, server processes to cut): run in the same phase
+postgres_only = pytest.mark.skipif(not ON_POSTGRES, reason="tested in the PostgreSQL phase of scripts/test")
 BROKEN_IMAGE = "localhost/wopr-stub:broken"
 # random for each run, yet the same in every parallel worker of a run: the workers must collect the same test ids,
 # and some ids show values made from it

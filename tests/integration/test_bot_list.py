@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from tests.conftest import ON_POSTGRES, STUB_IMAGE, Platform, PlatformFactory, several_replicas
+from tests.conftest import STUB_IMAGE, Platform, PlatformFactory, postgres_only, several_replicas
 from wopr_platform.db.engine import READER_APPLICATION_NAME
 
 pytestmark = pytest.mark.slow
@@ -127,7 +127,7 @@ async def test_a_replica_lists_changes_made_by_another_or_by_hand_at_once(make_p
     await _listed_soon(second, [])
 
 
-@pytest.mark.skipif(not ON_POSTGRES, reason="the list's own connections are PostgreSQL's")
+@postgres_only
 async def test_the_list_reads_on_after_its_connections_are_cut(platform: Platform) -> None:
     """The list reads through connections of its own, handed out without a ping: when the server drops them, the
     read runs again on the main engine and the list is whole and current."""

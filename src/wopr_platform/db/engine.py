@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
+
+BUSY_MS = 30_000  # how long a SQLite connection waits for a lock
 
 
 def create_engine(url: str, *, replica: str | None = None) -> AsyncEngine:
@@ -36,8 +38,8 @@ def create_engine(url: str, *, replica: str | None = None) -> AsyncEngine:
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     logging.getLogger("aiosqlite").setLevel(logging.WARNING)
-    engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
-    event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    engine = create_async_engine(url, connect_args={"timeout": BUSY_MS / 1000}, hide_parameters=True)
+    event.listen(engine.sync_engine, "connect", _sqlite_pragmas(BUSY_MS))
     return engine
 
 
@@ -60,7 +62,7 @@ REPLICA_SETTING = "wopr.replica"  # a session setting: the replica whose connect
 READER_APPLICATION_NAME = "wopr-reader"  # how the readers' connections show in pg_stat_activity
 
 
-def create_sqlite_sync_engine(engine: AsyncEngine, *, busy_ms: int = 30_000) -> Engine:
+def create_sqlite_sync_engine(engine: AsyncEngine, *, busy_ms: int = BUSY_MS) -> Engine:
     """A synchronous engine on the same SQLite database (the standard library's driver), with the same pragmas:
     for a thread that runs whole units of work by itself (`Database.core_unit`), or for reads run at once on the
     event loop (`Database.core_read`), which wait `busy_ms` at most for a lock."""
@@ -71,22 +73,22 @@ def create_sqlite_sync_engine(engine: AsyncEngine, *, busy_ms: int = 30_000) -> 
         pool_size=1,
         max_overflow=0,
     )
-    event.listen(sync, "connect", _sqlite_pragmas)
-
-    def _busy_timeout(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
-
-    event.listen(sync, "connect", _busy_timeout)
+    event.listen(sync, "connect", _sqlite_pragmas(busy_ms))
     return sync
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
+def _sqlite_pragmas(busy_ms: int) -> Callable[[Any, Any], None]:
+    """What every SQLite connection is set to when it opens; it waits `busy_ms` at most for a lock."""
+
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return on_connect
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

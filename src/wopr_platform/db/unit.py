@@ -64,7 +64,8 @@ class Database:
         process to be scheduled. A connection found broken (the server restarted) is dropped and the read runs
         again on the main engine, which pings before it hands out a connection."""
         assert self._engine is not None, "core_read needs sessions bound to an engine"
-        if self._turns is not None:
+        dialect = self._engine.dialect.name
+        if dialect == "sqlite":
             if self._reader is None:
                 self._reader = create_sqlite_sync_engine(self._engine, busy_ms=READ_BUSY_MS)
             try:
@@ -73,7 +74,7 @@ class Database:
             except OperationalError as err:
                 if "locked" not in str(err) and "busy" not in str(err):
                     raise
-        elif self._engine.dialect.name == "postgresql":
+        elif dialect == "postgresql":
             if self._async_reader is None:
                 self._async_reader = create_reader_engine(self._engine)
             try:

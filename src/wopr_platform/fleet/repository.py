@@ -6,7 +6,7 @@ from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Select, delete, func, select
+from sqlalchemy import Connection, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -44,21 +44,20 @@ class StatusRow(NamedTuple):
 
 
 def status_rows(connection: Connection, tenant_id: str | None) -> list[StatusRow]:
-    """`BotRepository.list` on a Core connection (`Database.core_read`: the list's hot path)."""
-    return list(map(StatusRow._make, connection.execute(_status_query(tenant_id)).all()))
-
-
-def subdomain_taken(connection: Connection, subdomain: str, bot_id: str) -> bool:
-    """`BotRepository.subdomain_taken` on a Core connection (`Database.core_read`: the check before a create)."""
-    found = connection.execute(select(Bot.id).where(Bot.subdomain == subdomain, Bot.id != bot_id).limit(1))
-    return found.first() is not None
-
-
-def _status_query(tenant_id: str | None) -> Select[*tuple[Any, ...]]:
+    """The columns a status needs, as plain tuples (no ORM objects: listing a large fleet stays cheap), of the
+    tenant's bots (of every tenant's for None: a platform admin's view), on a Core connection (`Database.core_read`:
+    the list's hot path)."""
     query = select(*STATUS_COLUMNS)
     if tenant_id is not None:
         query = query.where(Bot.tenant_id == tenant_id)
-    return query.order_by(Bot.created_at, Bot.id)
+    return list(map(StatusRow._make, connection.execute(query.order_by(Bot.created_at, Bot.id)).all()))
+
+
+def subdomain_taken(connection: Connection, subdomain: str, bot_id: str) -> bool:
+    """Whether another bot, of any tenant, already has `subdomain`, on a Core connection (`Database.core_read`:
+    the check before a create or a change)."""
+    found = connection.execute(select(Bot.id).where(Bot.subdomain == subdomain, Bot.id != bot_id).limit(1))
+    return found.first() is not None
 
 
 RECONCILE_COLUMNS = (
@@ -100,11 +99,10 @@ class BotRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
-    async def list(self, tenant_id: str | None) -> list[StatusRow]:
-        """The columns a status needs, as plain rows (no ORM objects: listing a large fleet stays cheap), of the
-        tenant's bots (of every tenant's for None: a platform admin's view)."""
-        result = await self._session.execute(_status_query(tenant_id))
-        return list(map(StatusRow._make, result.all()))
+    async def has_bots(self, tenant_id: str) -> bool:
+        """Whether the tenant has any bot."""
+        found = await self._session.execute(select(Bot.id).where(Bot.tenant_id == tenant_id).limit(1))
+        return found.first() is not None
 
     async def desired_states(self, tenant_id: str) -> dict[str, str]:
         """Bot id → desired state of each of the tenant's bots."""
@@ -143,11 +141,6 @@ class BotRepository:
         """How many bots there are and when one last changed: a cheap sign that routing columns may have changed."""
         result = await self._session.execute(select(func.count(), func.max(Bot.updated_at)))
         return tuple(result.one())
-
-    async def subdomain_taken(self, subdomain: str, bot_id: str) -> bool:
-        """Whether another bot, of any tenant, already has `subdomain`."""
-        found = await self._session.execute(select(Bot.id).where(Bot.subdomain == subdomain, Bot.id != bot_id))
-        return found.first() is not None
 
     async def get(self, tenant_id: str, bot_id: str) -> Bot | None:
         result = await self._session.execute(select(Bot).where(Bot.tenant_id == tenant_id, Bot.id == bot_id))

@@ -107,21 +107,20 @@ class FleetService:
         settings: Settings,
         secrets: SecretEnv,
         quotas: Quotas,
+        changes: Broadcast,
         admission: Admission | None = None,
-        changes: Broadcast | None = None,
     ) -> None:
         self._admission = admission
         self._commits = commits
         # changes to bots made by any replica (PostgreSQL: the database notifies them); a change heard drops the
-        # cached lists, and while the replica can hear them the lists need no other bound on their age
+        # cached lists, and while the replica can hear them (always, on SQLite) the lists need no other bound on
+        # their age
         self._changes = changes
         self._changes_heard = 0
-        if changes is not None:
-            changes.subscribe(self._heard_change)
+        changes.subscribe(self._heard_change)
         self._quotas = quotas
         self._secrets = secrets
         self._list_cache: dict[str | None, tuple[tuple[int, int], float, list[StatusRow]]] = {}
-        self._shared_database = not settings.database_url.startswith("sqlite")
         self._db = db
         self._containers = containers
         self._replacer = replacer
@@ -197,9 +196,7 @@ class FleetService:
 
     def _trusted(self, read_at: float) -> bool:
         """Whether rows read at `read_at` hold every change made since, as far as this replica can know."""
-        if not self._shared_database or (self._changes is not None and self._changes.reliable):
-            return True
-        return time.monotonic() - read_at < LIST_CACHE_SECONDS
+        return self._changes.reliable or time.monotonic() - read_at < LIST_CACHE_SECONDS
 
     async def get_bot(self, tenant_id: str, bot_id: str) -> BotDetail:
         """One bot's profile and live status; no Docker call."""

@@ -28,17 +28,18 @@ MAX_CENSUSES = 64  # tenants' lists counted and kept at once (dropped all togeth
 MAX_FRAGMENTS = 50_000  # bots' rendered statuses kept at once (dropped all together when full)
 
 
+# what a bot's status shows besides its row, as the engine, the probes and the stats collector last said: its
+# container's record, its stats sample, its health, its uptime in whole seconds, the crash-loop and stale flags (a
+# plain tuple: one is made for every bot of every list)
+_Live = tuple[ContainerInfo | None, Usage | None, str | None, int | None, bool, bool]
+
+
 @dataclass(slots=True)
 class _Fragment:
     """A bot's status as JSON, and what it was rendered from."""
 
     row: Bot | StatusRow
-    info: ContainerInfo | None
-    usage: Usage | None
-    health: str | None
-    uptime: int | None
-    crash_looping: bool
-    stale: bool
+    live: _Live
     json: bytes
 
 
@@ -86,31 +87,19 @@ class BotViews:
         and restarts, its health, its stats sample, its uptime in whole seconds, the crash loop and the stale
         flags. A list of ten thousand bots then costs a comparison per bot, not a status built and encoded per
         bot."""
-        observed = self._observed
-        info = observed.for_bot(bot.id, bot.container_id)
-        usage = self._stats.usage(info.id) if info is not None and info.state == "running" else None
-        health = self._health.status(info) if info is not None else None
-        uptime = _uptime(info, now)
-        crash_looping = observed.crash_looping(bot.id)
-        stale = observed.stale_reason is not None
+        live = self._live(bot, now)
         kept = self._fragments.get(bot.id)
-        # a container's record is replaced, never changed in what a status shows: the same record, the same state
         if (
             kept is not None
-            and kept.info is info
-            and kept.usage is usage
-            and kept.uptime == uptime
-            and kept.health == health
-            and kept.crash_looping is crash_looping
-            and kept.stale is stale
+            and kept.live == live  # a container's record and a stats sample are replaced, not changed: mostly `is`
             and (kept.row is bot or kept.row == bot)
             and not isinstance(bot, Bot)
         ):
             return kept.json
-        fragment = orjson.dumps(self._status(bot, now), option=orjson.OPT_UTC_Z)
+        fragment = orjson.dumps(self._render(bot, live), option=orjson.OPT_UTC_Z)
         if len(self._fragments) >= MAX_FRAGMENTS:
             self._fragments.clear()
-        self._fragments[bot.id] = _Fragment(bot, info, usage, health, uptime, crash_looping, stale, fragment)
+        self._fragments[bot.id] = _Fragment(bot, live, fragment)
         return fragment
 
     def _census(self, rows: Sequence[Bot | StatusRow]) -> listing.Census:
@@ -147,10 +136,26 @@ class BotViews:
 
     def _status(self, bot: Bot | StatusRow, now: datetime) -> dict[str, Any]:
         """A BotStatus by wire names, from the row and what the engine last reported."""
-        info = self._observed.for_bot(bot.id, bot.container_id)
-        running = info is not None and info.state == "running"
-        started = info.started_at if info is not None and running else None
-        usage = self._stats.usage(info.id) if info is not None and running else None
+        return self._render(bot, self._live(bot, now))
+
+    def _live(self, bot: Bot | StatusRow, now: datetime) -> _Live:
+        observed = self._observed
+        info = observed.for_bot(bot.id, bot.container_id)
+        running = info if info is not None and info.state == "running" else None
+        return (
+            info,
+            self._stats.usage(running.id) if running is not None else None,
+            self._health.status(info) if info is not None else None,
+            int((now - running.started_at).total_seconds()) if running and running.started_at else None,
+            observed.crash_looping(bot.id),
+            observed.stale_reason is not None,
+        )
+
+    @staticmethod
+    def _render(bot: Bot | StatusRow, live: _Live) -> dict[str, Any]:
+        """A BotStatus by wire names, from the row and its live parts."""
+        info, usage, health, uptime, crash_looping, stale = live
+        started = info.started_at if info is not None and info.state == "running" else None
         return {
             "id": bot.id,
             "tenantId": bot.tenant_id,
@@ -160,17 +165,17 @@ class BotViews:
             "containerId": info.id if info else bot.container_id,
             # the original's values for a bot without a container; `observedState` tells missing from unknown
             "state": info.state if info else "stopped",
-            "observedState": info.state if info else ("unknown" if self._observed.stale_reason else "missing"),
-            "health": self._health.status(info) if info else None,
+            "observedState": info.state if info else ("unknown" if stale else "missing"),
+            "health": health,
             "uptime": started,  # the original's field: when the running container started
-            "uptimeSeconds": _uptime(info, now),
+            "uptimeSeconds": uptime,
             "startedAt": started,
             "createdAt": bot.created_at,
             "updatedAt": bot.updated_at,
             "desiredState": bot.desired_state,
             "restartCount": info.restart_count if info else 0,
-            "crashLooping": self._observed.crash_looping(bot.id),
-            "stale": self._observed.stale_reason is not None,
+            "crashLooping": crash_looping,
+            "stale": stale,
             "stats": (
                 {
                     "cpuPercent": usage.cpu_percent,
@@ -214,10 +219,3 @@ class BotViews:
                 "updatedAt": bot.updated_at,
             }
         )
-
-
-def _uptime(info: ContainerInfo | None, now: datetime) -> int | None:
-    """Whole seconds the container has been running (None when it is not)."""
-    if info is None or info.state != "running" or info.started_at is None:
-        return None
-    return int((now - info.started_at).total_seconds())

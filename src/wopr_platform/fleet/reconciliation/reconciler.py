@@ -366,7 +366,7 @@ class Reconciler:
 
             async def unused(tenant: str = tenant) -> bool:
                 async with self._db.read() as session:
-                    return not await BotRepository(session).list(tenant)
+                    return not await BotRepository(session).has_bots(tenant)
 
             try:
                 removed = await self._containers.remove_network(name, unused)
